@@ -1,0 +1,88 @@
+# wsflow — build, test and benchmark.
+#
+#   make            build build/wsflowd (and build/wsflowctl)
+#   make deps       install the Debian packages the build and tests need
+#   make run        deps + build + run wsflowd in the foreground with conf/
+#   make check      deps + build + every test; last line "N passed, N failed"
+#   make check SANITIZE=1   the same, built with ASan+UBSan (into build/asan)
+#   make bench      throughput and CPU figures against the peers and the hash
+#   make clean
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD ?= build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS := libwebsockets libconfig libsystemd openssl
+OPT ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
+	-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
+	-Wsign-compare -Wformat=2 -Wundef -Wvla -Wimplicit-fallthrough
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) \
+	-Idaemon -MMD -MP $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+# Debian packages: build, tests, benchmarks.
+DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
+	libsystemd-dev libssl-dev openssl python3 python3-autobahn \
+	python3-twisted procps
+
+# Daemon modules shared with the unit tests (everything but main).
+DAEMON_LIB := config log batch stream server listen http
+DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps run check bench clean unit
+all: $(BUILD)/wsflowd
+
+$(BUILD)/daemon/%.o: daemon/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/wsflowd: $(BUILD)/daemon/wsflowd.o $(DAEMON_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(DAEMON_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+unit: $(UNIT_TESTS)
+
+deps:
+	@missing=$$(for p in $(DEPS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: deps all
+	$(BUILD)/wsflowd -d -f conf/wsflow.conf
+
+check: deps all unit
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run
+
+bench: deps all
+	@BUILD=$(BUILD) tests/bench/run
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

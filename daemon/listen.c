@@ -1,0 +1,239 @@
+/*
+ * listen.c — the WebSocket listeners.
+ *
+ * wsflowd makes (or, later, inherits from systemd) its listening sockets
+ * itself and adopts each into lws as a plain file descriptor; accepted
+ * connections are handed to lws with lws_adopt_socket_vhost().  lws 4.1.6
+ * cannot take an existing listening fd, so this one path serves socket
+ * activation and self-bound sockets alike (lws notes §6.2).
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "wsflowd.h"
+
+#define ACCEPT_BURST	16	/* accepts per wakeup: others get a turn */
+#define ACCEPT_PAUSE_US	(200 * LWS_US_PER_MS)
+
+static int
+bind_socket(const struct listener *l)
+{
+	struct addrinfo hints, *res;
+	char port[8];
+	int fd, on = 1, rc;
+	const char *host = strcmp(l->address, "*") == 0 ? NULL : l->address;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", l->port);
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		log_err("listen %s:%d: %s", l->address, l->port,
+		    gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_err("listen %s:%d: socket: %s", l->address, l->port,
+		    strerror(errno));
+		freeaddrinfo(res);
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (res->ai_family == AF_INET6) {
+		int only = host != NULL;	/* "*" is dual-stack */
+
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only,
+		    sizeof(only));
+	}
+	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1 ||
+	    listen(fd, SOMAXCONN) == -1) {
+		log_err("listen %s:%d: %s", l->address, l->port,
+		    strerror(errno));
+		close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static struct lws_vhost *
+make_vhost(struct wsflowd *wd, const struct listener *l,
+    const struct listen_conf *lc, struct lws_protocols *protocols)
+{
+	struct lws_context_creation_info info;
+	char name[96];
+
+	memset(&info, 0, sizeof(info));
+	snprintf(name, sizeof(name), "ws-%s-%d", l->address, l->port);
+	info.vhost_name = name;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;	/* we accept */
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+	    LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.timeout_secs = wd->conf.server.handshake_timeout;
+	if (lc->tls_cert != NULL) {
+		info.ssl_cert_filepath = lc->tls_cert;
+		info.ssl_private_key_filepath = lc->tls_key;
+		info.alpn = "http/1.1";		/* no ws-over-h2 (notes §8.2) */
+	}
+	return lws_create_vhost(wd->ctx, &info);
+}
+
+static void
+acceptor_resume(lws_sorted_usec_list_t *sul)
+{
+	struct listener *l = lws_container_of(sul, struct listener,
+	    sul_resume);
+
+	lws_rx_flow_control(l->wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+}
+
+static void
+accept_some(struct listener *l)
+{
+	struct wsflowd *wd = l->wd;
+
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		int fd, on = 1;
+
+		fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Still readable: stop polling for a while. */
+				log_warn("accept on %s:%d", l->address,
+				    l->port);
+				lws_rx_flow_control(l->wsi, 0 |
+				    LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+				lws_sul_schedule(wd->ctx, 0, &l->sul_resume,
+				    acceptor_resume, ACCEPT_PAUSE_US);
+			}
+			return;
+		}
+		if (wd->stopping ||
+		    wd->server.connections >= wd->conf.server.max_connections) {
+			close(fd);
+			continue;
+		}
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+		/* On failure lws has closed the fd already. */
+		if (lws_adopt_socket_vhost(l->vh, fd) == NULL)
+			log_warnx("%s:%d: could not adopt a connection",
+			    l->address, l->port);
+	}
+}
+
+static int
+acceptor_callback(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct listener *l = lws_get_opaque_user_data(wsi);
+
+	(void)user;
+	(void)in;
+	(void)len;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (l != NULL)
+			accept_some(l);
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		if (l != NULL) {
+			lws_sul_cancel(&l->sul_resume);
+			l->wsi = NULL;
+			l->fd = -1;	/* lws closed it */
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols acceptor_protocol = {
+	.name = "wsflow-acceptor",
+	.callback = acceptor_callback,
+};
+
+int
+listeners_open(struct wsflowd *wd)
+{
+	struct lws_protocols *protocols;
+	size_t n = wd->conf.server.nlisten;
+
+	/* lws keeps pointers to the protocol array: one per daemon. */
+	protocols = calloc(3, sizeof(*protocols));
+	wd->listeners = calloc(n, sizeof(*wd->listeners));
+	if (protocols == NULL || wd->listeners == NULL) {
+		free(protocols);
+		log_err("listeners: out of memory");
+		return -1;
+	}
+	protocols[0] = server_protocol;
+	protocols[1] = acceptor_protocol;
+	wd->listener_protocols = protocols;
+	wd->nlisteners = n;
+	for (size_t i = 0; i < n; i++) {
+		const struct listen_conf *lc = &wd->conf.server.listen[i];
+		struct listener *l = &wd->listeners[i];
+		lws_sock_file_fd_type fd;
+
+		l->wd = wd;
+		l->fd = -1;
+		snprintf(l->address, sizeof(l->address), "%s", lc->address);
+		l->port = lc->port;
+		l->tls = lc->tls_cert != NULL;
+		if ((l->vh = make_vhost(wd, l, lc, protocols)) == NULL) {
+			log_err("listen %s:%d: cannot set up the %s vhost",
+			    l->address, l->port, l->tls ? "TLS" : "");
+			return -1;
+		}
+		if ((l->fd = bind_socket(l)) == -1)
+			return -1;
+		fd.filefd = l->fd;
+		l->wsi = lws_adopt_descriptor_vhost(l->vh,
+		    LWS_ADOPT_RAW_FILE_DESC, fd, acceptor_protocol.name, NULL);
+		if (l->wsi == NULL) {
+			l->fd = -1;	/* lws closed it */
+			log_err("listen %s:%d: cannot adopt the socket",
+			    l->address, l->port);
+			return -1;
+		}
+		lws_set_opaque_user_data(l->wsi, l);
+		log_info("listening on %s:%d (%s)", l->address, l->port,
+		    l->tls ? "wss" : "ws");
+	}
+	return 0;
+}
+
+/* Stop accepting: new connections are refused by the kernel. */
+void
+listeners_close(struct wsflowd *wd)
+{
+	for (size_t i = 0; i < wd->nlisteners; i++) {
+		struct listener *l = &wd->listeners[i];
+
+		if (l->wsi != NULL) {
+			lws_sul_cancel(&l->sul_resume);
+			lws_set_opaque_user_data(l->wsi, NULL);
+			lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+			    LWS_TO_KILL_SYNC);
+			l->wsi = NULL;
+			l->fd = -1;
+		}
+	}
+}

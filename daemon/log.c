@@ -1,0 +1,211 @@
+/*
+ * log.c — journal or stderr, with the stream fields of spec §5.
+ */
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+#include <libwebsockets.h>
+
+#include "log.h"
+#include "stream.h"
+
+/* Process-wide by nature: lws's emit hook cannot carry a context. */
+static struct {
+	int	dest;
+	int	level;
+} logger = { LOG_TO_STDERR, LOG_INFO };
+
+static const char *const prio_names[] = {
+	"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"
+};
+
+void
+log_init(int dest, int level)
+{
+	logger.dest = dest;
+	logger.level = level;
+}
+
+void
+log_setlevel(int level)
+{
+	logger.level = level;
+}
+
+int
+log_getlevel(void)
+{
+	return logger.level;
+}
+
+static void
+log_stderr(int prio, const char *msg)
+{
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ld wsflowd %s: %s\n", when,
+	    ts.tv_nsec / 1000000, prio_names[prio & 7], msg);
+}
+
+/* One entry with only the fields that have a value. */
+static int
+journal_send(int prio, const struct stream *s, const char *event,
+    const char *msg)
+{
+	char f[7][1100];
+	struct iovec iov[7];
+	int n = 0;
+
+	snprintf(f[n++], sizeof(f[0]), "MESSAGE=%s", msg);
+	snprintf(f[n++], sizeof(f[0]), "PRIORITY=%d", prio);
+	snprintf(f[n++], sizeof(f[0]), "SYSLOG_IDENTIFIER=wsflowd");
+	if (s != NULL) {
+		snprintf(f[n++], sizeof(f[0]), "WSFLOW_STREAM=%llu",
+		    (unsigned long long)s->id);
+		if (s->peer[0] != '\0')
+			snprintf(f[n++], sizeof(f[0]), "WSFLOW_PEER=%s",
+			    s->peer);
+		if (s->role == ROLE_PRODUCER)
+			snprintf(f[n++], sizeof(f[0]), "WSFLOW_PRODUCER=%s",
+			    s->name);
+	}
+	if (event != NULL)
+		snprintf(f[n++], sizeof(f[0]), "WSFLOW_EVENT=%s", event);
+	for (int i = 0; i < n; i++) {
+		iov[i].iov_base = f[i];
+		iov[i].iov_len = strlen(f[i]);
+	}
+	return sd_journal_sendv(iov, n);
+}
+
+static void
+vlog(int prio, const struct stream *s, const char *event, const char *fmt,
+    va_list ap)
+{
+	char msg[1024];
+	int saved = errno;
+
+	if (prio > logger.level)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (logger.dest == LOG_TO_JOURNAL && journal_send(prio, s, event,
+	    msg) >= 0) {
+		errno = saved;
+		return;
+	}
+	/* Not asked for the journal, or none here: stderr. */
+	if (s != NULL) {
+		char line[1200];
+
+		snprintf(line, sizeof(line), "[%s %llu%s%s] %s",
+		    s->role == ROLE_PRODUCER ? "producer" : "stream",
+		    (unsigned long long)s->id, s->name[0] ? " " : "", s->name,
+		    msg);
+		log_stderr(prio, line);
+	} else
+		log_stderr(prio, msg);
+	errno = saved;
+}
+
+#define LOGFN(fn, prio)						\
+void									\
+fn(const char *fmt, ...)						\
+{									\
+	va_list ap;							\
+									\
+	va_start(ap, fmt);						\
+	vlog(prio, NULL, NULL, fmt, ap);				\
+	va_end(ap);							\
+}
+
+LOGFN(log_err, LOG_ERR)
+LOGFN(log_warnx, LOG_WARNING)
+LOGFN(log_notice, LOG_NOTICE)
+LOGFN(log_info, LOG_INFO)
+LOGFN(log_debug, LOG_DEBUG)
+
+/* log_warn: the message, then strerror(errno). */
+void
+log_warn(const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+	int saved = errno;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warnx("%s: %s", msg, strerror(saved));
+	errno = saved;
+}
+
+void
+log_stream(int prio, const struct stream *s, const char *event,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(prio, s, event, fmt, ap);
+	va_end(ap);
+}
+
+/* Which lws levels to let through for our level. */
+int
+log_lws_mask(int level)
+{
+	int mask = LLL_ERR | LLL_WARN;
+
+	/* lws's NOTICE is chatty at start-up; INFO and below flood. */
+	if (level >= LOG_DEBUG)
+		mask |= LLL_NOTICE | LLL_USER;
+	return mask;
+}
+
+void
+log_lws(int level, const char *line)
+{
+	char buf[300];
+	size_t n;
+	int prio;
+
+	switch (level) {
+	case LLL_ERR:
+		prio = LOG_ERR;
+		break;
+	case LLL_WARN:
+		prio = LOG_WARNING;
+		break;
+	case LLL_NOTICE:
+		prio = LOG_NOTICE;
+		break;
+	case LLL_USER:
+	case LLL_INFO:
+		prio = LOG_INFO;
+		break;
+	default:
+		prio = LOG_DEBUG;
+		break;
+	}
+	n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	snprintf(buf, sizeof(buf), "%.*s", (int)n, line);
+	/* lws's errors are about one connection, not the daemon: demote. */
+	if (prio < LOG_WARNING)
+		prio = LOG_WARNING;
+	if (prio <= logger.level)
+		log_stream(prio, NULL, NULL, "lws: %s", buf);
+}

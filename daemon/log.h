@@ -1,0 +1,42 @@
+/*
+ * log.h — the daemon's logging: OpenBSD's log API, written to the journal
+ * with structured fields, or to stderr (-d).
+ *
+ * The destination and level are process-wide (set once in main, like
+ * lws's own log hook, which takes no context pointer).
+ */
+#ifndef WSFLOW_LOG_H
+#define WSFLOW_LOG_H
+
+#include <stdarg.h>
+#include <syslog.h>
+
+struct stream;
+
+#define LOG_TO_STDERR	0
+#define LOG_TO_JOURNAL	1
+
+void	log_init(int dest, int level);
+void	log_setlevel(int level);
+int	log_getlevel(void);
+
+/* Plain messages. */
+void	log_err(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A message about one stream: adds WSFLOW_STREAM, WSFLOW_PEER,
+ * WSFLOW_PRODUCER and (when event is not NULL) WSFLOW_EVENT.
+ */
+void	log_stream(int prio, const struct stream *, const char *event,
+	    const char *, ...) __attribute__((format(printf, 4, 5)));
+
+/* lws's log hook: one line, one LLL_ level bit. */
+void	log_lws(int level, const char *line);
+int	log_lws_mask(int level);
+
+#endif

@@ -1,0 +1,246 @@
+/*
+ * wsflowd.c — main: options, configuration, the lws context, signals,
+ * the loop, and a graceful stop.
+ */
+#include <sys/signalfd.h>
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "wsflowd.h"
+
+#define EXIT_CONFIG	78	/* EX_CONFIG */
+#define TICK_US		LWS_US_PER_SEC
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: %s [-dnv] [-f file]\n",
+	    program_invocation_short_name);
+	exit(1);
+}
+
+static void
+daemon_stop(struct wsflowd *wd, const char *why);
+
+/* ---- signals: a signalfd polled by lws, handled in the loop ---- */
+
+static int
+signal_callback(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct wsflowd *wd = lws_context_user(lws_get_context(wsi));
+	struct signalfd_siginfo si;
+
+	(void)user;
+	(void)in;
+	(void)len;
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return 0;
+	while (read(lws_get_socket_fd(wsi), &si, sizeof(si)) ==
+	    (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			daemon_stop(wd, si.ssi_signo == SIGTERM ? "SIGTERM" :
+			    "SIGINT");
+			break;
+		case SIGHUP:
+			log_notice("SIGHUP: reload is not supported yet");
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+static const struct lws_protocols local_protocols[] = {
+	{ .name = "wsflow-signal", .callback = signal_callback },
+	{ .name = NULL }
+};
+
+static int
+signals_setup(struct wsflowd *wd)
+{
+	sigset_t set;
+	lws_sock_file_fd_type fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1 ||
+	    (fd.filefd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) ==
+	    -1) {
+		log_err("signalfd: %s", strerror(errno));
+		return -1;
+	}
+	if (lws_adopt_descriptor_vhost(wd->local_vh, LWS_ADOPT_RAW_FILE_DESC,
+	    fd, "wsflow-signal", NULL) == NULL) {
+		log_err("cannot poll the signalfd");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- housekeeping and stop ---- */
+
+static void
+tick(lws_sorted_usec_list_t *sul)
+{
+	struct wsflowd *wd = lws_container_of(sul, struct wsflowd, sul_tick);
+
+	server_tick(wd, lws_now_usecs());
+	lws_sul_schedule(wd->ctx, 0, &wd->sul_tick, tick, TICK_US);
+}
+
+/* Polled during a stop: done when every stream is gone, or at the end. */
+static void
+stop_check(lws_sorted_usec_list_t *sul)
+{
+	struct wsflowd *wd = lws_container_of(sul, struct wsflowd, sul_stop);
+
+	if (TAILQ_EMPTY(&wd->streams) || lws_now_usecs() >=
+	    wd->stop_deadline_us) {
+		if (!TAILQ_EMPTY(&wd->streams))
+			log_warnx("streams still open after the grace period: "
+			    "closing them");
+		wd->done = true;
+		lws_cancel_service(wd->ctx);
+		return;
+	}
+	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check,
+	    20 * LWS_US_PER_MS);
+}
+
+static void
+daemon_stop(struct wsflowd *wd, const char *why)
+{
+	if (wd->stopping)
+		return;
+	wd->stopping = true;
+	log_notice("%s: stopping, %llu streams to close", why,
+	    (unsigned long long)wd->server.connections);
+	listeners_close(wd);
+	server_stop_all(wd);
+	wd->stop_deadline_us = lws_now_usecs() + WSFLOW_STOP_GRACE_US;
+	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check, 1);
+}
+
+/* ---- start-up ---- */
+
+static int
+context_create(struct wsflowd *wd)
+{
+	struct lws_context_creation_info info;
+	struct rlimit rl;
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+	    LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+	    LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.pt_serv_buf_size = WSFLOW_PT_BUF;
+	info.timeout_secs = wd->conf.server.handshake_timeout;
+	info.user = wd;
+	/* lws sizes its fd tables by the limit: keep them sane. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 65536)
+		info.fd_limit_per_thread = 65536;
+	if ((wd->ctx = lws_create_context(&info)) == NULL) {
+		log_err("cannot create the lws context");
+		return -1;
+	}
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "local";
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = local_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	if ((wd->local_vh = lws_create_vhost(wd->ctx, &info)) == NULL) {
+		log_err("cannot create the local vhost");
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct wsflowd wd;
+	char err[WSFLOW_ERR_MAX];
+	const char *path = WSFLOW_CONF_DEFAULT;
+	int ch, debug = 0, check = 0, verbose = 0;
+
+	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
+		switch (ch) {
+		case 'd':
+			debug = 1;
+			break;
+		case 'f':
+			path = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	memset(&wd, 0, sizeof(wd));
+	TAILQ_INIT(&wd.streams);
+	TAILQ_INIT(&wd.producers);
+	log_init(debug || check ? LOG_TO_STDERR : LOG_TO_JOURNAL, LOG_INFO);
+	if (conf_load_file(path, &wd.conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		conf_free(&wd.conf);
+		return 0;
+	}
+	wd.conf_path = path;
+	wd.md = EVP_get_digestbyname(wd.conf.server.digest);
+	log_setlevel(wd.conf.log_level + verbose > LOG_DEBUG ? LOG_DEBUG :
+	    wd.conf.log_level + verbose);
+	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);
+
+	wd.exit_code = 1;
+	wd.started_us = lws_now_usecs();
+	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
+	    listeners_open(&wd) == -1)
+		goto out;
+	log_notice("wsflowd %s started: %zu listener(s), %s, batch %llu",
+	    WSFLOW_VERSION, wd.nlisteners, wd.conf.server.digest,
+	    (unsigned long long)wd.conf.server.batch_size);
+	lws_sul_schedule(wd.ctx, 0, &wd.sul_tick, tick, TICK_US);
+
+	while (!wd.done)
+		if (lws_service(wd.ctx, 0) < 0)
+			break;
+	wd.exit_code = wd.done ? 0 : 1;
+	log_notice("stopped: %llu streams served, %llu bytes hashed",
+	    (unsigned long long)wd.server.connections_total,
+	    (unsigned long long)wd.server.bytes_received);
+out:
+	if (wd.ctx != NULL) {
+		lws_sul_cancel(&wd.sul_tick);
+		lws_sul_cancel(&wd.sul_stop);
+		lws_context_destroy(wd.ctx);
+	}
+	free(wd.listeners);
+	free(wd.listener_protocols);
+	conf_free(&wd.conf);
+	return wd.exit_code;
+}
