@@ -40,7 +40,8 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	python3-twisted procps
 
 # Daemon modules shared with the unit tests (everything but main).
-DAEMON_LIB := config log batch stream server listen http
+DAEMON_LIB := config log batch stream server listen http gen frame url \
+	producer
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 

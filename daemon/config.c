@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "config.h"
+#include "url.h"
 
 struct parse {
 	const char	*file;
@@ -390,11 +391,13 @@ set_p_url(struct parse *p, config_setting_t *s, void *arg)
 {
 	struct producer_conf *pc = arg;
 
+	struct wsurl u;
+	const char *why;
+
 	if (get_str(p, s, false, &pc->url) == -1)
 		return -1;
-	if (strncmp(pc->url, "ws://", 5) != 0 &&
-	    strncmp(pc->url, "wss://", 6) != 0)
-		return fail(p, s, "'url' must start with ws:// or wss://");
+	if (url_parse(pc->url, &u, &why) == -1)
+		return fail(p, s, "bad url '%s': %s", pc->url, why);
 	return 0;
 }
 
@@ -458,6 +461,31 @@ set_p_reconnect(struct parse *p, config_setting_t *s, void *arg)
 }
 
 static int
+set_p_batch_size(struct parse *p, config_setting_t *s, void *arg)
+{
+	return get_uint(p, s, 1, (uint64_t)1 << 40,
+	    &((struct producer_conf *)arg)->batch_size);
+}
+
+static int
+set_p_framing(struct parse *p, config_setting_t *s, void *arg)
+{
+	struct producer_conf *pc = arg;
+	const char *v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail(p, s, "'framing' must be \"wsflow\" or \"lws\"");
+	v = config_setting_get_string(s);
+	if (strcmp(v, "wsflow") == 0)
+		pc->lws_framing = false;
+	else if (strcmp(v, "lws") == 0)
+		pc->lws_framing = true;
+	else
+		return fail(p, s, "'framing' must be \"wsflow\" or \"lws\"");
+	return 0;
+}
+
+static int
 set_p_tls_ca(struct parse *p, config_setting_t *s, void *arg)
 {
 	struct producer_conf *pc = arg;
@@ -500,6 +528,8 @@ static const struct key producer_keys[] = {
 	{ "bytes", set_p_bytes },
 	{ "duration", set_p_duration },
 	{ "reconnect", set_p_reconnect },
+	{ "batch_size", set_p_batch_size },
+	{ "framing", set_p_framing },
 	{ "tls", set_p_tls },
 	{ NULL, NULL }
 };
@@ -739,6 +769,8 @@ conf_producer_equal(const struct producer_conf *a,
 	    a->frame_size == b->frame_size &&
 	    a->message_size == b->message_size && a->rate == b->rate &&
 	    a->bytes == b->bytes && a->duration == b->duration &&
-	    a->reconnect == b->reconnect && str_equal(a->tls_ca, b->tls_ca) &&
+	    a->reconnect == b->reconnect && a->batch_size == b->batch_size &&
+	    a->lws_framing == b->lws_framing &&
+	    str_equal(a->tls_ca, b->tls_ca) &&
 	    a->tls_verify == b->tls_verify;
 }

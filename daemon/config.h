@@ -41,6 +41,8 @@ struct producer_conf {
 	uint64_t	 bytes;		/* 0 = endless */
 	uint32_t	 duration;	/* seconds, 0 = endless */
 	bool		 reconnect;
+	uint64_t	 batch_size;	/* 0: the server's batch_size */
+	bool		 lws_framing;	/* framing = "lws": stock lws_write */
 	char		*tls_ca;	/* NULL: system store */
 	bool		 tls_verify;
 	int		 line;

@@ -61,9 +61,9 @@ signal_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	return 0;
 }
 
-static const struct lws_protocols local_protocols[] = {
-	{ .name = "wsflow-signal", .callback = signal_callback },
-	{ .name = NULL }
+static const struct lws_protocols signal_protocol = {
+	.name = "wsflow-signal",
+	.callback = signal_callback,
 };
 
 static int
@@ -97,7 +97,10 @@ tick(lws_sorted_usec_list_t *sul)
 {
 	struct wsflowd *wd = lws_container_of(sul, struct wsflowd, sul_tick);
 
-	server_tick(wd, lws_now_usecs());
+	int64_t now = lws_now_usecs();
+
+	server_tick(wd, now);
+	producers_tick(wd, now);
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_tick, tick, TICK_US);
 }
 
@@ -130,6 +133,7 @@ daemon_stop(struct wsflowd *wd, const char *why)
 	    (unsigned long long)wd->server.connections);
 	listeners_close(wd);
 	server_stop_all(wd);
+	producers_stop_all(wd);
 	wd->stop_deadline_us = lws_now_usecs() + WSFLOW_STOP_GRACE_US;
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check, 1);
 }
@@ -140,6 +144,7 @@ static int
 context_create(struct wsflowd *wd)
 {
 	struct lws_context_creation_info info;
+	struct lws_protocols *local;
 	struct rlimit rl;
 
 	memset(&info, 0, sizeof(info));
@@ -159,7 +164,15 @@ context_create(struct wsflowd *wd)
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "local";
 	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = local_protocols;
+	/* lws keeps the pointer: the array lives as long as the daemon. */
+	if ((local = calloc(3, sizeof(*local))) == NULL) {
+		log_err("out of memory");
+		return -1;
+	}
+	local[0] = producer_protocol;
+	local[1] = signal_protocol;
+	wd->local_protocols = local;
+	info.protocols = local;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	if ((wd->local_vh = lws_create_vhost(wd->ctx, &info)) == NULL) {
 		log_err("cannot create the local vhost");
@@ -219,7 +232,7 @@ main(int argc, char *argv[])
 	wd.exit_code = 1;
 	wd.started_us = lws_now_usecs();
 	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
-	    listeners_open(&wd) == -1)
+	    listeners_open(&wd) == -1 || producers_autostart(&wd) == -1)
 		goto out;
 	log_notice("wsflowd %s started: %zu listener(s), %s, batch %llu",
 	    WSFLOW_VERSION, wd.nlisteners, wd.conf.server.digest,
@@ -241,6 +254,9 @@ out:
 	}
 	free(wd.listeners);
 	free(wd.listener_protocols);
+	free((void *)(uintptr_t)wd.local_protocols);
+	for (size_t i = 0; i < wd.nca_vhosts; i++)
+		free(wd.ca_vhosts[i].ca);
 	conf_free(&wd.conf);
 	return wd.exit_code;
 }

@@ -62,6 +62,12 @@ struct wsflowd {
 	const EVP_MD	*md;		/* server.digest */
 	struct lws_context *ctx;
 	struct lws_vhost *local_vh;	/* signals, control, producers */
+	const struct lws_protocols *local_protocols;
+	struct {
+		char	*ca;
+		struct lws_vhost *vh;
+	}		 ca_vhosts[16];	/* client vhosts per private CA */
+	size_t		 nca_vhosts;
 	struct lws_protocols *listener_protocols;	/* shared by the vhosts */
 	struct listener	*listeners;
 	size_t		 nlisteners;

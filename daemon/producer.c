@@ -1,0 +1,808 @@
+/*
+ * producer.c — a producer stream: random data to a hashing server, exactly
+ * as fast as the receiver consumes it, every digest checked.
+ *
+ * generator -> running hash (expected digests) -> frame -> lws -> socket.
+ *
+ * Flow control is TCP's: one frame is written per WRITEABLE and the next
+ * WRITEABLE comes only when the kernel takes more, so at most one frame
+ * sits in user space (lws notes §3.3).  The modes that keep one batch,
+ * frame or message in flight also wait for its digest.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "batch.h"
+#include "frame.h"
+#include "gen.h"
+#include "log.h"
+#include "producer.h"
+#include "url.h"
+#include "wsflowd.h"
+
+#define EXPECT_INITIAL	16
+#define EXPECT_MAX	65536	/* digests owed by the server at most */
+#define BACKOFF_MIN_MS	250
+#define BACKOFF_MAX_MS	8000
+#define LINGER_US	(2 * LWS_US_PER_SEC)	/* wait for owed digests */
+#define RX_MAX		(2 * EVP_MAX_MD_SIZE + 64)
+#define PROGRESS_US	(10 * LWS_US_PER_SEC)
+
+struct expect {
+	uint8_t		 md[EVP_MAX_MD_SIZE];
+	int64_t		 at_us;		/* last byte handed to lws */
+};
+
+struct producer {
+	struct stream	 s;		/* first: the registry sees this */
+	TAILQ_ENTRY(producer) entry;
+	struct wsflowd	*wd;
+	struct producer_conf conf;	/* own copy: survives a reload */
+	struct wsurl	 url;
+	struct lws_vhost *vh;
+	struct lws	*wsi;
+	struct batcher	 b;
+	struct gen	 gen;
+	uint8_t		*buf;		/* LWS_PRE + frame_size */
+
+	struct expect	*expect;	/* ring of digests the server owes */
+	unsigned	 ecap, ehead, elen;
+
+	uint64_t	 sent;		/* octets, all connections */
+	uint64_t	 msg_sent;	/* octets in the current message */
+	uint64_t	 batch_sent;	/* streaming: octets of this batch */
+	uint64_t	 batch_no;	/* digests checked so far */
+	bool		 in_message;
+	bool		 waiting;	/* one in flight: digest not back yet */
+	bool		 ending;	/* end the message, then close */
+	bool		 final_sent;
+	bool		 close_now;
+	bool		 going_away;	/* daemon stop: 1001, else 1000 */
+	bool		 done;		/* limit reached or stopped */
+
+	double		 tokens;	/* rate: token bucket */
+	int64_t		 tokens_at_us;
+	int64_t		 choked_at_us;
+	int64_t		 progress_at_us;
+	unsigned	 attempt;	/* connect attempts since success */
+
+	char		 rx[RX_MAX];
+	size_t		 rxlen;
+	bool		 rx_oversize;
+
+	lws_sorted_usec_list_t sul_connect;
+	lws_sorted_usec_list_t sul_rate;
+	lws_sorted_usec_list_t sul_end;	/* duration */
+	lws_sorted_usec_list_t sul_linger;
+};
+
+static void	producer_connect(lws_sorted_usec_list_t *);
+static void	producer_finish(struct producer *, const char *why);
+
+struct producer *
+producer_of(struct stream *s)
+{
+	return s->role == ROLE_PRODUCER ? (struct producer *)s : NULL;
+}
+
+const struct producer_conf *
+producer_conf(const struct producer *p)
+{
+	return &p->conf;
+}
+
+/* ---- digests owed by the server ---- */
+
+static struct expect *
+expect_push(struct producer *p)
+{
+	struct expect *e;
+
+	if (p->elen == p->ecap) {
+		struct expect *n;
+		unsigned cap = p->ecap * 2;
+
+		if (cap > EXPECT_MAX ||
+		    (n = calloc(cap, sizeof(*n))) == NULL)
+			return NULL;
+		for (unsigned i = 0; i < p->elen; i++)
+			n[i] = p->expect[(p->ehead + i) % p->ecap];
+		free(p->expect);
+		p->expect = n;
+		p->ecap = cap;
+		p->ehead = 0;
+	}
+	e = &p->expect[(p->ehead + p->elen) % p->ecap];
+	p->elen++;
+	e->at_us = lws_now_usecs();
+	return e;
+}
+
+/* Batcher callback: a batch boundary the server will answer. */
+static int
+expect_batch(void *arg, const uint8_t *md, unsigned len)
+{
+	struct producer *p = arg;
+	struct expect *e = expect_push(p);
+
+	if (e == NULL) {
+		log_stream(LOG_ERR, &p->s, NULL, "more than %u digests owed "
+		    "by the server", EXPECT_MAX);
+		return -1;
+	}
+	memcpy(e->md, md, len);
+	return 0;
+}
+
+static int
+expect_running(struct producer *p, bool final)
+{
+	uint8_t md[EVP_MAX_MD_SIZE];
+
+	if ((final ? batcher_final(&p->b, md) : batcher_running(&p->b, md)) ==
+	    -1)
+		return -1;
+	return expect_batch(p, md, p->b.md_len);
+}
+
+/* ---- sending ---- */
+
+static bool
+limit_reached(const struct producer *p)
+{
+	return p->conf.bytes != 0 && p->sent >= p->conf.bytes;
+}
+
+/*
+ * Token bucket on top of backpressure: how many octets may go now.  0
+ * means wait: *delay_us says how long.
+ */
+static uint64_t
+rate_allow(struct producer *p, uint64_t want, uint64_t *delay_us)
+{
+	int64_t now = lws_now_usecs();
+	double cap = p->conf.rate / 10.0;	/* 100 ms of burst */
+
+	if (p->conf.rate == 0)
+		return want;
+	if (cap < 4096)
+		cap = 4096;
+	p->tokens += (double)(now - p->tokens_at_us) * p->conf.rate /
+	    LWS_US_PER_SEC;
+	if (p->tokens > cap)
+		p->tokens = cap;
+	p->tokens_at_us = now;
+	if (want > cap)
+		want = (uint64_t)cap;
+	if (p->tokens >= (double)want) {
+		p->tokens -= (double)want;
+		return want;
+	}
+	*delay_us = (uint64_t)(((double)want - p->tokens) * LWS_US_PER_SEC /
+	    p->conf.rate);
+	if (*delay_us < LWS_US_PER_MS)	/* sub-ms timers spin (notes §2.3) */
+		*delay_us = LWS_US_PER_MS;
+	return 0;
+}
+
+/* Write one frame: payload already hashed, at p->buf + LWS_PRE. */
+static int
+write_frame(struct producer *p, size_t n, bool fin)
+{
+	uint8_t *payload = p->buf + LWS_PRE;
+	int first = !p->in_message;
+
+	if (p->conf.lws_framing) {
+		/* Stock framing: lws masks in place, after we hashed. */
+		if (lws_write(p->wsi, payload, n, lws_write_ws_flags(
+		    LWS_WRITE_BINARY, first, fin)) < (int)n)
+			return -1;
+	} else {
+		uint8_t key[4];
+		size_t hl;
+
+		if (RAND_bytes(key, sizeof(key)) != 1)
+			return -1;
+		hl = frame_header(payload, n, first ? FRAME_OP_BINARY :
+		    FRAME_OP_CONTINUATION, fin, key);
+		frame_mask(payload, n, key);
+		if (lws_write(p->wsi, payload - hl, hl + n, LWS_WRITE_RAW) <
+		    (int)(hl + n))
+			return -1;
+	}
+	p->in_message = !fin;
+	p->sent += n;
+	p->msg_sent += n;
+	p->s.st.bytes += n;
+	p->wd->prod.bytes_sent += n;
+	if (fin) {
+		p->msg_sent = 0;
+		p->s.st.messages++;
+	}
+	return 0;
+}
+
+/* The empty frame that ends the message (and what it earns). */
+static int
+send_final(struct producer *p)
+{
+	p->final_sent = true;
+	if (!p->in_message)
+		return 0;
+	if (write_frame(p, 0, true) == -1)
+		return -1;
+	/* Frame servers digest every frame, message servers every message. */
+	if (p->s.mode == MODE_FRAME)
+		return expect_running(p, false);
+	if (p->s.mode == MODE_MESSAGE)
+		return expect_running(p, true);
+	return 0;
+}
+
+static void
+rate_resume(lws_sorted_usec_list_t *sul)
+{
+	struct producer *p = lws_container_of(sul, struct producer, sul_rate);
+
+	if (p->wsi != NULL)
+		lws_callback_on_writable(p->wsi);
+}
+
+static int
+send_next(struct producer *p)
+{
+	uint64_t n = p->conf.frame_size, delay_us = 0;
+	uint8_t *payload = p->buf + LWS_PRE;
+	bool fin = false;
+
+	switch (p->s.mode) {
+	case MODE_STREAMING: {
+		uint64_t batch = p->b.batch_size;
+
+		if (n > batch - p->batch_sent)
+			n = batch - p->batch_sent;
+		break;
+	}
+	case MODE_FRAME:
+	case MODE_MESSAGE:
+		if (n > p->conf.message_size - p->msg_sent)
+			n = p->conf.message_size - p->msg_sent;
+		break;
+	default:
+		break;
+	}
+	if (p->conf.bytes != 0 && n > p->conf.bytes - p->sent)
+		n = p->conf.bytes - p->sent;
+	if (n > 0 && (n = rate_allow(p, n, &delay_us)) == 0) {
+		lws_sul_schedule(p->wd->ctx, 0, &p->sul_rate, rate_resume,
+		    (lws_usec_t)delay_us);
+		return 0;
+	}
+
+	if (!p->in_message && batcher_begin(&p->b) == -1)
+		return -1;
+	gen_fill(&p->gen, payload, (size_t)n);
+	if (batcher_feed(&p->b, payload, (size_t)n, expect_batch, p) == -1)
+		return -1;
+	if ((p->s.mode == MODE_FRAME || p->s.mode == MODE_MESSAGE) &&
+	    p->msg_sent + n == p->conf.message_size)
+		fin = true;
+	if (p->conf.bytes != 0 && p->sent + n == p->conf.bytes)
+		fin = true;
+	if (write_frame(p, (size_t)n, fin) == -1)
+		return -1;
+
+	switch (p->s.mode) {
+	case MODE_STREAMING:
+		p->batch_sent += n;
+		if (p->batch_sent == p->b.batch_size) {
+			p->batch_sent = 0;
+			p->waiting = true;
+		}
+		break;
+	case MODE_FRAME:
+		if (expect_running(p, fin) == -1)
+			return -1;
+		p->waiting = true;
+		break;
+	case MODE_MESSAGE:
+		if (fin) {
+			if (expect_running(p, true) == -1)
+				return -1;
+			p->waiting = true;
+		}
+		break;
+	default:
+		break;
+	}
+	if (limit_reached(p)) {
+		p->ending = true;
+		p->final_sent = true;	/* that frame carried FIN */
+	}
+	return 0;
+}
+
+static void
+linger_expired(lws_sorted_usec_list_t *sul)
+{
+	struct producer *p = lws_container_of(sul, struct producer,
+	    sul_linger);
+
+	if (p->wsi == NULL)
+		return;
+	if (p->elen > 0)
+		log_stream(LOG_WARNING, &p->s, NULL, "closing with %u digests "
+		    "still owed by the server", p->elen);
+	p->close_now = true;
+	lws_callback_on_writable(p->wsi);
+}
+
+static int
+on_writeable(struct producer *p, struct lws *wsi)
+{
+	int64_t now = lws_now_usecs();
+
+	if (p->choked_at_us != 0) {
+		p->s.st.bp_usec += (uint64_t)(now - p->choked_at_us);
+		p->choked_at_us = 0;
+	}
+	if (p->close_now) {
+		if (p->going_away)
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
+			    (unsigned char *)"shutting down", 13);
+		else
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
+			    (unsigned char *)"done", 4);
+		return -1;
+	}
+	if (p->ending) {
+		if (!p->final_sent && send_final(p) == -1)
+			return -1;
+		if (p->elen == 0) {
+			p->close_now = true;
+			lws_callback_on_writable(wsi);
+		} else if (lws_dll2_is_detached(&p->sul_linger.list))
+			lws_sul_schedule(p->wd->ctx, 0, &p->sul_linger,
+			    linger_expired, LINGER_US);
+		return 0;
+	}
+	/* Waiting on a digest, or the server owes too many: no frame. */
+	if (p->waiting || p->elen + 1 >= EXPECT_MAX)
+		return 0;
+	if (send_next(p) == -1)
+		return -1;
+	if (lws_dll2_is_detached(&p->sul_rate.list) && (!p->waiting ||
+	    p->ending))
+		lws_callback_on_writable(wsi);
+	/* The kernel did not take it all: the receiver holds us back. */
+	if (lws_send_pipe_choked(wsi)) {
+		p->choked_at_us = now;
+		p->s.st.bp_pauses++;
+	}
+	return 0;
+}
+
+/* ---- digests from the server ---- */
+
+static void
+check_digest(struct producer *p, const char *text, size_t len)
+{
+	uint8_t got[EVP_MAX_MD_SIZE];
+	char exp_hex[2 * EVP_MAX_MD_SIZE + 1];
+	int64_t now = lws_now_usecs();
+	struct expect *e;
+	uint64_t no = p->batch_no++;
+
+	p->s.st.digests++;
+	p->wd->prod.digests_received++;
+	snprintf(p->s.last_digest, sizeof(p->s.last_digest), "%.*s",
+	    (int)len, text);
+	if (p->elen == 0) {
+		p->s.st.mismatched++;
+		p->wd->prod.digest_mismatches++;
+		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
+		    "none was due, got \"%.*s\"", (unsigned long long)no,
+		    (int)(len > 130 ? 130 : len), text);
+		return;
+	}
+	e = &p->expect[p->ehead];
+	p->ehead = (p->ehead + 1) % p->ecap;
+	p->elen--;
+	p->s.st.latency_last_us = (uint64_t)(now - e->at_us);
+	if (p->s.st.latency_last_us > p->s.st.latency_max_us)
+		p->s.st.latency_max_us = p->s.st.latency_last_us;
+	if (digest_unhex(text, len, got, p->b.md_len) == 0 &&
+	    memcmp(got, e->md, p->b.md_len) == 0) {
+		p->s.st.verified++;
+		p->wd->prod.digests_verified++;
+		return;
+	}
+	p->s.st.mismatched++;
+	p->wd->prod.digest_mismatches++;
+	digest_hex(e->md, p->b.md_len, exp_hex);
+	log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu "
+	    "mismatch: expected %s, got \"%.*s\"", (unsigned long long)no,
+	    exp_hex, (int)(len > 130 ? 130 : len), text);
+}
+
+static int
+on_receive(struct producer *p, struct lws *wsi, const char *in, size_t len)
+{
+	if (lws_is_first_fragment(wsi)) {
+		p->rxlen = 0;
+		p->rx_oversize = false;
+	}
+	if (p->rxlen + len > sizeof(p->rx))
+		p->rx_oversize = true;
+	else {
+		memcpy(p->rx + p->rxlen, in, len);
+		p->rxlen += len;
+	}
+	if (!lws_is_final_fragment(wsi))
+		return 0;
+	if (p->rx_oversize || lws_frame_is_binary(wsi)) {
+		p->s.st.mismatched++;
+		p->wd->prod.digest_mismatches++;
+		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
+		    "server sent a %s message, not a digest",
+		    (unsigned long long)p->batch_no++, p->rx_oversize ?
+		    "long" : "binary");
+	} else
+		check_digest(p, p->rx, p->rxlen);
+	if (p->waiting && p->elen == 0) {
+		p->waiting = false;
+		lws_callback_on_writable(wsi);
+	}
+	if (p->ending && p->final_sent && p->elen == 0) {
+		p->close_now = true;
+		lws_callback_on_writable(wsi);
+	}
+	return 0;
+}
+
+/* ---- connection life ---- */
+
+static void
+schedule_connect(struct producer *p, const char *why)
+{
+	unsigned ms = BACKOFF_MAX_MS;
+	uint64_t jitter;
+
+	if (p->attempt < 6 && (BACKOFF_MIN_MS << p->attempt) < BACKOFF_MAX_MS)
+		ms = BACKOFF_MIN_MS << p->attempt;
+	/* +-25 % so that many producers do not retry in step. */
+	jitter = gen_next(&p->gen) % (ms / 2 + 1);
+	ms = ms - ms / 4 + (unsigned)jitter;
+	p->attempt++;
+	p->s.state = "backoff";
+	log_stream(LOG_WARNING, &p->s, "connect-failed", "%s: %s; retry %u "
+	    "in %u ms", p->conf.url, why, p->attempt, ms);
+	lws_sul_schedule(p->wd->ctx, 0, &p->sul_connect, producer_connect,
+	    (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
+static void
+producer_connect(lws_sorted_usec_list_t *sul)
+{
+	struct producer *p = lws_container_of(sul, struct producer,
+	    sul_connect);
+	struct lws_client_connect_info ci;
+
+	memset(&ci, 0, sizeof(ci));
+	ci.context = p->wd->ctx;
+	ci.vhost = p->vh;
+	ci.address = p->url.host;
+	ci.port = p->url.port;
+	ci.path = p->url.path;
+	ci.host = p->url.host;
+	ci.origin = p->url.host;
+	ci.ietf_version_or_minus_one = -1;
+	ci.local_protocol_name = producer_protocol.name;
+	ci.userdata = p;
+	ci.pwsi = &p->wsi;
+	ci.alpn = "http/1.1";
+	if (p->url.tls) {
+		ci.ssl_connection = LCCSCF_USE_SSL;
+		if (!p->conf.tls_verify)
+			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+			    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+			    LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+	}
+	p->s.state = "connecting";
+	if (lws_client_connect_via_info(&ci) == NULL) {
+		p->wsi = NULL;
+		if (p->conf.reconnect)
+			schedule_connect(p, "cannot start a connection");
+		else
+			producer_finish(p, "cannot start a connection");
+	}
+}
+
+static void
+duration_over(lws_sorted_usec_list_t *sul)
+{
+	struct producer *p = lws_container_of(sul, struct producer, sul_end);
+
+	producer_stop(p, false);
+}
+
+static void
+on_established(struct producer *p, struct lws *wsi)
+{
+	p->attempt = 0;
+	p->s.state = "streaming";
+	p->in_message = false;
+	p->msg_sent = p->batch_sent = 0;
+	p->waiting = false;
+	p->elen = p->ehead = 0;		/* a new server owes nothing */
+	p->tokens = 0;
+	p->tokens_at_us = p->progress_at_us = lws_now_usecs();
+	p->wd->prod.running++;
+	log_stream(LOG_INFO, &p->s, "stream-open", "%s stream to %s",
+	    conf_mode_name(p->s.mode), p->conf.url);
+	lws_callback_on_writable(wsi);
+}
+
+/* The connection is gone: reconnect, or end the stream for good. */
+static void
+on_gone(struct producer *p, bool was_open, const char *why)
+{
+	p->wsi = NULL;
+	lws_sul_cancel(&p->sul_rate);
+	lws_sul_cancel(&p->sul_linger);
+	if (was_open)
+		p->wd->prod.running--;
+	if (p->done || limit_reached(p) || p->wd->stopping) {
+		producer_finish(p, "finished");
+		return;
+	}
+	if (!p->conf.reconnect) {
+		producer_finish(p, why);
+		return;
+	}
+	schedule_connect(p, why);
+}
+
+static int
+producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct producer *p = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if (p == NULL)
+			return -1;
+		on_established(p, wsi);
+		return 0;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return p != NULL && p->wsi == wsi ? on_writeable(p, wsi) : 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		return p != NULL && p->wsi == wsi ? on_receive(p, wsi, in,
+		    len) : 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (p != NULL && len >= 2)
+			log_stream(LOG_INFO, &p->s, NULL, "server closed with "
+			    "%u", ((const uint8_t *)in)[0] << 8 |
+			    ((const uint8_t *)in)[1]);
+		return 0;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (p != NULL && p->wsi == wsi) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "%s", in ? (char *)in :
+			    "connection failed");
+			on_gone(p, false, why);
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (p != NULL && p->wsi == wsi)
+			on_gone(p, true, "connection closed");
+		return 0;
+	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* Died before ESTABLISHED without an error callback. */
+		if (p != NULL && p->wsi == wsi)
+			on_gone(p, false, "connection failed");
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols producer_protocol = {
+	.name = "wsflow-producer",
+	.callback = producer_callback,
+	.rx_buffer_size = 1024,
+	/* Only a clamp on one send(): let a whole frame go at once. */
+	.tx_packet_size = (16 << 20) + FRAME_HEADER_MAX,
+};
+
+/* ---- start and stop ---- */
+
+static struct lws_vhost *
+vhost_for_ca(struct wsflowd *wd, const char *ca)
+{
+	struct lws_context_creation_info info;
+	char name[64];
+
+	if (ca == NULL)
+		return wd->local_vh;
+	for (size_t i = 0; i < wd->nca_vhosts; i++)
+		if (strcmp(wd->ca_vhosts[i].ca, ca) == 0)
+			return wd->ca_vhosts[i].vh;
+	if (wd->nca_vhosts == sizeof(wd->ca_vhosts) /
+	    sizeof(wd->ca_vhosts[0]))
+		return NULL;
+	memset(&info, 0, sizeof(info));
+	snprintf(name, sizeof(name), "client-ca-%zu", wd->nca_vhosts);
+	info.vhost_name = name;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = wd->local_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.client_ssl_ca_filepath = ca;
+	struct lws_vhost *vh = lws_create_vhost(wd->ctx, &info);
+	if (vh == NULL)
+		return NULL;
+	if ((wd->ca_vhosts[wd->nca_vhosts].ca = strdup(ca)) == NULL)
+		return NULL;
+	wd->ca_vhosts[wd->nca_vhosts++].vh = vh;
+	return vh;
+}
+
+static void
+producer_free(struct producer *p)
+{
+	lws_sul_cancel(&p->sul_connect);
+	lws_sul_cancel(&p->sul_rate);
+	lws_sul_cancel(&p->sul_end);
+	lws_sul_cancel(&p->sul_linger);
+	batcher_free(&p->b);
+	free(p->buf);
+	free(p->expect);
+	free(p->conf.url);
+	free(p->conf.tls_ca);
+	free(p);
+}
+
+struct producer *
+producer_start(struct wsflowd *wd, const struct producer_conf *pc, char *err,
+    size_t errlen)
+{
+	struct producer *p;
+	const char *why;
+	uint64_t batch;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->wd = wd;
+	p->conf = *pc;
+	p->conf.url = strdup(pc->url);
+	p->conf.tls_ca = pc->tls_ca ? strdup(pc->tls_ca) : NULL;
+	p->ecap = EXPECT_INITIAL;
+	p->expect = calloc(p->ecap, sizeof(*p->expect));
+	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
+	batch = pc->batch_size ? pc->batch_size : wd->conf.server.batch_size;
+	/* Frame and message modes are cut by hand: no batch completes. */
+	if (pc->mode == MODE_FRAME || pc->mode == MODE_MESSAGE)
+		batch = UINT64_MAX;
+	if (p->conf.url == NULL || (pc->tls_ca && p->conf.tls_ca == NULL) ||
+	    p->expect == NULL || p->buf == NULL ||
+	    batcher_init(&p->b, wd->md, batch) == -1 ||
+	    gen_seed(&p->gen) == -1) {
+		snprintf(err, errlen, "out of memory");
+		producer_free(p);
+		return NULL;
+	}
+	if (url_parse(pc->url, &p->url, &why) == -1) {
+		snprintf(err, errlen, "bad url '%s': %s", pc->url, why);
+		producer_free(p);
+		return NULL;
+	}
+	if ((p->vh = vhost_for_ca(wd, p->conf.tls_ca)) == NULL) {
+		snprintf(err, errlen, "cannot set up TLS with CA '%s'",
+		    p->conf.tls_ca);
+		producer_free(p);
+		return NULL;
+	}
+	stream_register(wd, &p->s, ROLE_PRODUCER, pc->mode);
+	snprintf(p->s.name, sizeof(p->s.name), "%s", pc->name);
+	snprintf(p->s.peer, sizeof(p->s.peer), "%s", pc->url);
+	TAILQ_INSERT_TAIL(&wd->producers, p, entry);
+	if (pc->duration != 0)
+		lws_sul_schedule(wd->ctx, 0, &p->sul_end, duration_over,
+		    (lws_usec_t)pc->duration * LWS_US_PER_SEC);
+	p->s.state = "connecting";
+	lws_sul_schedule(wd->ctx, 0, &p->sul_connect, producer_connect,
+	    LWS_US_PER_MS);
+	return p;
+}
+
+/* End the message, collect owed digests, close 1000 (1001 on stop). */
+void
+producer_stop(struct producer *p, bool going_away)
+{
+	p->done = true;
+	p->going_away = p->going_away || going_away;
+	if (p->wsi == NULL) {	/* backing off, or not yet connecting */
+		producer_finish(p, "stopped");
+		return;
+	}
+	p->ending = true;
+	p->s.state = "ending";
+	lws_sul_cancel(&p->sul_rate);
+	lws_callback_on_writable(p->wsi);
+}
+
+static void
+producer_finish(struct producer *p, const char *why)
+{
+	struct wsflowd *wd = p->wd;
+
+	log_stream(p->s.st.mismatched ? LOG_WARNING : LOG_INFO, &p->s,
+	    "stream-close", "%s: %llu bytes sent, %llu digests, %llu "
+	    "verified, %llu mismatched", why,
+	    (unsigned long long)p->s.st.bytes,
+	    (unsigned long long)p->s.st.digests,
+	    (unsigned long long)p->s.st.verified,
+	    (unsigned long long)p->s.st.mismatched);
+	stream_unregister(wd, &p->s);
+	TAILQ_REMOVE(&wd->producers, p, entry);
+	producer_free(p);
+}
+
+int
+producers_autostart(struct wsflowd *wd)
+{
+	char err[WSFLOW_ERR_MAX];
+
+	for (size_t i = 0; i < wd->conf.nproducers; i++) {
+		const struct producer_conf *pc = &wd->conf.producers[i];
+
+		if (!pc->autostart)
+			continue;
+		if (producer_start(wd, pc, err, sizeof(err)) == NULL) {
+			log_err("producer %s: %s", pc->name, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+producers_stop_all(struct wsflowd *wd)
+{
+	struct producer *p, *next;
+
+	/* producer_stop may free p: walk with a saved next. */
+	for (p = TAILQ_FIRST(&wd->producers); p != NULL; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		producer_stop(p, true);
+	}
+}
+
+/* Rates every tick; a progress line every PROGRESS_US. */
+void
+producers_tick(struct wsflowd *wd, int64_t now_us)
+{
+	struct producer *p;
+
+	TAILQ_FOREACH(p, &wd->producers, entry) {
+		stream_sample_rate(&p->s, now_us);
+		if (now_us - p->progress_at_us < PROGRESS_US)
+			continue;
+		p->progress_at_us = now_us;
+		if (p->wsi == NULL)
+			continue;
+		log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "
+		    "verified, %llu mismatched, %.1f MB/s, last %.16s...",
+		    p->s.st.bytes / 1e6, (unsigned long long)p->s.st.verified,
+		    (unsigned long long)p->s.st.mismatched,
+		    p->s.st.bytes_per_sec / 1e6, p->s.last_digest);
+	}
+}

@@ -1,0 +1,21 @@
+/*
+ * producer.h — producer streams hosted by the daemon.
+ */
+#ifndef WSFLOW_PRODUCER_H
+#define WSFLOW_PRODUCER_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "stream.h"
+
+struct wsflowd;
+struct producer;
+
+struct producer	*producer_start(struct wsflowd *, const struct producer_conf *,
+		    char *err, size_t errlen);
+void		 producer_stop(struct producer *, bool going_away);
+struct producer	*producer_of(struct stream *);
+const struct producer_conf *producer_conf(const struct producer *);
+
+#endif
