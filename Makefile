@@ -20,13 +20,14 @@ endif
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := libwebsockets libconfig libsystemd openssl
+PKGS := libwebsockets libconfig libsystemd openssl json-c
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
 	-Wsign-compare -Wformat=2 -Wundef -Wvla -Wimplicit-fallthrough
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CTL_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl json-c 2>/dev/null)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) \
 	-Idaemon -MMD -MP $(CFLAGS)
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
@@ -36,21 +37,28 @@ DESTDIR ?=
 
 # Debian packages: build, tests, benchmarks.
 DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
-	libsystemd-dev libssl-dev openssl python3 python3-autobahn \
+	libsystemd-dev libssl-dev libjson-c-dev openssl python3 python3-autobahn \
 	python3-twisted procps
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server listen http gen frame url \
-	producer
+	producer control ctl_proto
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
+CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
+	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \
+	$(BUILD)/daemon/ctl_proto.o $(BUILD)/daemon/config.o $(BUILD)/daemon/url.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
 .PHONY: all deps run check bench clean unit
-all: $(BUILD)/wsflowd
+all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
 
 $(BUILD)/daemon/%.o: daemon/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/ctl/%.o: ctl/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Ictl -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
@@ -58,6 +66,9 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 
 $(BUILD)/wsflowd: $(BUILD)/daemon/wsflowd.o $(DAEMON_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/wsflowctl: $(CTL_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(DAEMON_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)

@@ -70,15 +70,16 @@ bind_socket(const struct listener *l)
 }
 
 static struct lws_vhost *
-make_vhost(struct wsflowd *wd, const struct listener *l,
+make_vhost(struct wsflowd *wd, struct listener *l,
     const struct listen_conf *lc, struct lws_protocols *protocols)
 {
 	struct lws_context_creation_info info;
-	char name[96];
 
 	memset(&info, 0, sizeof(info));
-	snprintf(name, sizeof(name), "ws-%s-%d", l->address, l->port);
-	info.vhost_name = name;
+	/* lws keeps the name pointer: it lives in the listener. */
+	snprintf(l->vhost_name, sizeof(l->vhost_name), "ws-%s-%d",
+	    l->address, l->port);
+	info.vhost_name = l->vhost_name;
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;	/* we accept */
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |

@@ -627,7 +627,7 @@ static struct lws_vhost *
 vhost_for_ca(struct wsflowd *wd, const char *ca)
 {
 	struct lws_context_creation_info info;
-	char name[64];
+	char *name;
 
 	if (ca == NULL)
 		return wd->local_vh;
@@ -638,7 +638,10 @@ vhost_for_ca(struct wsflowd *wd, const char *ca)
 	    sizeof(wd->ca_vhosts[0]))
 		return NULL;
 	memset(&info, 0, sizeof(info));
-	snprintf(name, sizeof(name), "client-ca-%zu", wd->nca_vhosts);
+	/* lws keeps the name pointer: it lives in wd. */
+	name = wd->ca_vhosts[wd->nca_vhosts].name;
+	snprintf(name, sizeof(wd->ca_vhosts[0].name), "client-ca-%zu",
+	    wd->nca_vhosts);
 	info.vhost_name = name;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = wd->local_protocols;
@@ -804,5 +807,45 @@ producers_tick(struct wsflowd *wd, int64_t now_us)
 		    p->s.st.bytes / 1e6, (unsigned long long)p->s.st.verified,
 		    (unsigned long long)p->s.st.mismatched,
 		    p->s.st.bytes_per_sec / 1e6, p->s.last_digest);
+	}
+}
+
+/*
+ * Apply a new configuration (wd->conf is still the old one): producers
+ * removed from the file stop, changed ones restart, added ones start.
+ * Ad-hoc producers and unchanged entries are left alone.
+ */
+void
+producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
+    unsigned *stopped, unsigned *started)
+{
+	struct producer *p, *next;
+	char err[WSFLOW_ERR_MAX];
+
+	for (p = TAILQ_FIRST(&wd->producers); p != NULL; p = next) {
+		const struct producer_conf *old, *new;
+
+		next = TAILQ_NEXT(p, entry);
+		if (p->done)
+			continue;
+		if ((old = conf_find_producer(&wd->conf, p->s.name)) == NULL)
+			continue;		/* ad hoc: not the file's */
+		new = conf_find_producer(nc, p->s.name);
+		if (new != NULL && conf_producer_equal(old, new))
+			continue;
+		producer_stop(p, false);	/* may free p */
+		(*stopped)++;
+	}
+	for (size_t i = 0; i < nc->nproducers; i++) {
+		const struct producer_conf *new = &nc->producers[i], *old;
+
+		old = conf_find_producer(&wd->conf, new->name);
+		if (!new->autostart || (old != NULL &&
+		    conf_producer_equal(old, new)))
+			continue;
+		if (producer_start(wd, new, err, sizeof(err)) == NULL)
+			log_err("reload: producer %s: %s", new->name, err);
+		else
+			(*started)++;
 	}
 }

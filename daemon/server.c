@@ -290,19 +290,25 @@ conn_of(struct stream *s)
 	return (struct server_conn *)s;	/* s is the first member */
 }
 
-/* Every server stream gets close 1001 at its next WRITEABLE. */
+/* Close 1001 at the stream's next WRITEABLE. */
+void
+server_stream_close(struct stream *s)
+{
+	struct server_conn *c = conn_of(s);
+
+	c->closing = true;
+	s->state = "closing";
+	lws_callback_on_writable(c->wsi);
+}
+
 void
 server_stop_all(struct wsflowd *wd)
 {
 	struct stream *s;
 
-	TAILQ_FOREACH(s, &wd->streams, entry) {
-		if (s->role != ROLE_SERVER)
-			continue;
-		conn_of(s)->closing = true;
-		s->state = "closing";
-		lws_callback_on_writable(conn_of(s)->wsi);
-	}
+	TAILQ_FOREACH(s, &wd->streams, entry)
+		if (s->role == ROLE_SERVER)
+			server_stream_close(s);
 }
 
 /* Once a second: rates, and idle streams sent away. */

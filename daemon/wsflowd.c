@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
+#include "producer.h"
 #include "wsflowd.h"
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
@@ -51,9 +53,12 @@ signal_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			daemon_stop(wd, si.ssi_signo == SIGTERM ? "SIGTERM" :
 			    "SIGINT");
 			break;
-		case SIGHUP:
-			log_notice("SIGHUP: reload is not supported yet");
+		case SIGHUP: {
+			char err[WSFLOW_ERR_MAX];
+
+			(void)daemon_reload(wd, err, sizeof(err));
 			break;
+		}
 		default:
 			break;
 		}
@@ -138,6 +143,63 @@ daemon_stop(struct wsflowd *wd, const char *why)
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check, 1);
 }
 
+/* ---- reload ---- */
+
+static bool
+listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
+{
+	if (a->server.nlisten != b->server.nlisten)
+		return true;
+	for (size_t i = 0; i < a->server.nlisten; i++) {
+		const struct listen_conf *x = &a->server.listen[i],
+		    *y = &b->server.listen[i];
+
+		if (strcmp(x->address, y->address) != 0 || x->port != y->port ||
+		    (x->tls_cert == NULL) != (y->tls_cert == NULL))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Parse the file in full; refuse it whole if it is broken.  Otherwise
+ * producers removed from it stop, changed ones restart, added ones start;
+ * streams whose configuration did not change are not touched.  Server
+ * settings apply to new connections; listeners need a restart.
+ */
+int
+daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
+{
+	struct wsflow_conf nc;
+	unsigned stopped = 0, started = 0;
+
+	if (wd->stopping) {
+		snprintf(err, errlen, "daemon is stopping");
+		return -1;
+	}
+	if (conf_load_file(wd->conf_path, &nc, err, errlen) == -1) {
+		log_stream(LOG_ERR, NULL, "reload-refused", "reload refused, "
+		    "keeping the running configuration: %s", err);
+		return -1;
+	}
+	if (listeners_differ(&wd->conf, &nc))
+		log_warnx("reload: listener changes take effect at restart");
+	if (strcmp(wd->conf.control.path, nc.control.path) != 0)
+		log_warnx("reload: control path changes take effect at "
+		    "restart");
+	producers_reload(wd, &nc, &stopped, &started);
+	conf_free(&wd->conf);
+	wd->conf = nc;
+	wd->md = EVP_get_digestbyname(wd->conf.server.digest);
+	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :
+	    wd->log_floor);
+	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);
+	log_stream(LOG_NOTICE, NULL, "reload", "configuration reloaded from "
+	    "%s: %u producer(s) stopped, %u started", wd->conf_path, stopped,
+	    started);
+	return 0;
+}
+
 /* ---- start-up ---- */
 
 static int
@@ -165,12 +227,14 @@ context_create(struct wsflowd *wd)
 	info.vhost_name = "local";
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	/* lws keeps the pointer: the array lives as long as the daemon. */
-	if ((local = calloc(3, sizeof(*local))) == NULL) {
+	if ((local = calloc(5, sizeof(*local))) == NULL) {
 		log_err("out of memory");
 		return -1;
 	}
 	local[0] = producer_protocol;
 	local[1] = signal_protocol;
+	local[2] = ctl_protocol;
+	local[3] = ctl_accept_protocol;
 	wd->local_protocols = local;
 	info.protocols = local;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -225,14 +289,19 @@ main(int argc, char *argv[])
 	}
 	wd.conf_path = path;
 	wd.md = EVP_get_digestbyname(wd.conf.server.digest);
-	log_setlevel(wd.conf.log_level + verbose > LOG_DEBUG ? LOG_DEBUG :
-	    wd.conf.log_level + verbose);
+	/* -v raises the level above the file's, also across reloads. */
+	wd.log_floor = verbose == 0 ? LOG_ERR : LOG_NOTICE + verbose;
+	if (wd.log_floor > LOG_DEBUG)
+		wd.log_floor = LOG_DEBUG;
+	log_setlevel(wd.conf.log_level > wd.log_floor ? wd.conf.log_level :
+	    wd.log_floor);
 	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);
 
 	wd.exit_code = 1;
 	wd.started_us = lws_now_usecs();
 	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
-	    listeners_open(&wd) == -1 || producers_autostart(&wd) == -1)
+	    listeners_open(&wd) == -1 || control_open(&wd, -1) == -1 ||
+	    producers_autostart(&wd) == -1)
 		goto out;
 	log_notice("wsflowd %s started: %zu listener(s), %s, batch %llu",
 	    WSFLOW_VERSION, wd.nlisteners, wd.conf.server.digest,
@@ -247,6 +316,7 @@ main(int argc, char *argv[])
 	    (unsigned long long)wd.server.connections_total,
 	    (unsigned long long)wd.server.bytes_received);
 out:
+	control_close(&wd);
 	if (wd.ctx != NULL) {
 		lws_sul_cancel(&wd.sul_tick);
 		lws_sul_cancel(&wd.sul_stop);

@@ -28,6 +28,7 @@
 struct listener {
 	struct wsflowd	*wd;
 	char		 address[64];
+	char		 vhost_name[96];
 	int		 port;
 	bool		 tls;
 	bool		 inherited;	/* from systemd: never unlink/close early */
@@ -65,6 +66,7 @@ struct wsflowd {
 	const struct lws_protocols *local_protocols;
 	struct {
 		char	*ca;
+		char	 name[32];
 		struct lws_vhost *vh;
 	}		 ca_vhosts[16];	/* client vhosts per private CA */
 	size_t		 nca_vhosts;
@@ -80,14 +82,24 @@ struct wsflowd {
 	lws_sorted_usec_list_t sul_tick;	/* 1 s housekeeping */
 	lws_sorted_usec_list_t sul_stop;	/* graceful stop deadline */
 	int64_t		 stop_deadline_us;
+	struct lws	*ctl_wsi;	/* listening control socket */
+	char		 ctl_path[108];	/* what we bound, to unlink */
+	bool		 ctl_bound;
+	bool		 ctl_inherited;
+	unsigned	 ctl_conns;
+	int		 log_floor;	/* from -v: reloads keep it */
 	bool		 stopping;
 	bool		 done;
 	int		 exit_code;
 };
 
+/* wsflowd.c */
+int	daemon_reload(struct wsflowd *, char *err, size_t errlen);
+
 /* server.c */
 extern const struct lws_protocols server_protocol;
 void	server_stop_all(struct wsflowd *);
+void	server_stream_close(struct stream *);
 void	server_tick(struct wsflowd *, int64_t now_us);
 
 /* http.c */
@@ -103,5 +115,7 @@ extern const struct lws_protocols producer_protocol;
 int	producers_autostart(struct wsflowd *);
 void	producers_stop_all(struct wsflowd *);
 void	producers_tick(struct wsflowd *, int64_t now_us);
+void	producers_reload(struct wsflowd *, const struct wsflow_conf *,
+	    unsigned *stopped, unsigned *started);
 
 #endif

@@ -1,0 +1,27 @@
+/*
+ * output.h — wsflowctl's two ways to print replies: text for people,
+ * JSON (-j) for scripts.  Same calls, same data (bgpctl's struct output).
+ */
+#ifndef WSFLOWCTL_OUTPUT_H
+#define WSFLOWCTL_OUTPUT_H
+
+#include "ctl_proto.h"
+#include "parser.h"
+
+struct output {
+	void	(*head)(enum action);
+	void	(*status)(const struct ctl_status *);
+	void	(*listener)(const struct ctl_listener *);
+	void	(*stream)(enum action, const struct ctl_stream *);
+	void	(*result)(enum action, const struct ctl_result *);
+	void	(*error)(const char *msg);
+	void	(*tail)(enum action);
+};
+
+extern const struct output text_output;
+extern const struct output json_output;
+
+const char	*role_name(uint32_t role);
+const char	*mode_name(uint32_t mode);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * output_json.c — one JSON object on stdout, built with json-c.
+ */
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "output.h"
+
+static struct json_object *doc, *list, *listeners;
+
+static void
+add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	/* json-c's int64 holds every counter we have (< 2^63). */
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+static void
+add_str(struct json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void
+json_head(enum action a)
+{
+	doc = json_object_new_object();
+	list = NULL;
+	listeners = NULL;
+	if (a == ACT_STREAMS || a == ACT_DIGESTS) {
+		list = json_object_new_array();
+		json_object_object_add(doc, "streams", list);
+	}
+}
+
+static void
+json_status(const struct ctl_status *st)
+{
+	struct json_object *srv = json_object_new_object(),
+	    *prod = json_object_new_object();
+
+	add_str(doc, "version", st->version);
+	add_u64(doc, "pid", st->pid);
+	add_u64(doc, "uptime_sec", st->uptime_sec);
+	add_str(doc, "config", st->conf_path);
+	add_str(doc, "digest", st->digest);
+	add_u64(doc, "batch_size", st->batch_size);
+	add_u64(doc, "stream_count", st->streams);
+	add_u64(srv, "connections", st->connections);
+	add_u64(srv, "connections_total", st->connections_total);
+	add_u64(srv, "bytes_received", st->bytes_received);
+	add_u64(srv, "digests_sent", st->digests_sent);
+	json_object_object_add(doc, "server", srv);
+	add_u64(prod, "running", st->producers_running);
+	add_u64(prod, "bytes_sent", st->bytes_sent);
+	add_u64(prod, "digests_received", st->digests_received);
+	add_u64(prod, "digests_verified", st->digests_verified);
+	add_u64(prod, "digest_mismatches", st->digest_mismatches);
+	json_object_object_add(doc, "producers", prod);
+	listeners = json_object_new_array();
+	json_object_object_add(doc, "listeners", listeners);
+}
+
+static void
+json_listener(const struct ctl_listener *l)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_str(o, "address", l->address);
+	add_u64(o, "port", (uint64_t)l->port);
+	add_str(o, "scheme", l->tls ? "wss" : "ws");
+	if (listeners != NULL)
+		json_object_array_add(listeners, o);
+	else
+		json_object_put(o);
+}
+
+static void
+json_stream(enum action a, const struct ctl_stream *s)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "id", s->id);
+	add_str(o, "name", s->name);
+	add_str(o, "role", role_name(s->role));
+	if (a == ACT_DIGESTS) {
+		add_u64(o, "digests_sent", s->role == 0 ? s->digests : 0);
+		add_u64(o, "digests_received", s->role == 0 ? 0 : s->digests);
+		add_u64(o, "digests_verified", s->digests_verified);
+		add_u64(o, "digest_mismatches", s->digest_mismatches);
+		add_str(o, "last_digest", s->last_digest);
+	} else {
+		add_str(o, "peer", s->peer);
+		add_str(o, "mode", mode_name(s->mode));
+		add_str(o, "state", s->state);
+		add_u64(o, "age_sec", s->age_sec);
+		add_u64(o, "bytes", s->bytes);
+		add_u64(o, "messages", s->messages);
+		add_u64(o, "digests", s->digests);
+		add_u64(o, "digests_verified", s->digests_verified);
+		add_u64(o, "digest_mismatches", s->digest_mismatches);
+		add_u64(o, "bytes_per_sec", s->bytes_per_sec);
+		add_u64(o, "avg_bytes_per_sec", s->avg_bytes_per_sec);
+		add_u64(o, "backpressure_pauses", s->backpressure_pauses);
+		add_u64(o, "backpressure_usec", s->backpressure_usec);
+		add_u64(o, "digest_latency_last_us", s->latency_last_us);
+		add_u64(o, "digest_latency_max_us", s->latency_max_us);
+		add_str(o, "last_digest", s->last_digest);
+	}
+	if (list != NULL)
+		json_object_array_add(list, o);
+	else
+		json_object_object_add(doc, "stream", o);
+}
+
+static void
+json_result(enum action a, const struct ctl_result *r)
+{
+	(void)a;
+	add_str(doc, "status", r->code == CTL_OK ? "ok" : "failed");
+	if (r->code == CTL_OK) {
+		if (r->id != 0)
+			add_u64(doc, "id", r->id);
+		add_str(doc, "message", r->message);
+	} else {
+		add_str(doc, "error", r->message[0] ? r->message :
+		    ctl_result_str(r->code));
+		add_u64(doc, "code", r->code);
+		fprintf(stderr, "wsflowctl: %s\n", r->message[0] ?
+		    r->message : ctl_result_str(r->code));
+	}
+}
+
+static void
+json_error(const char *msg)
+{
+	if (doc == NULL)
+		doc = json_object_new_object();
+	add_str(doc, "status", "failed");
+	add_str(doc, "error", msg);
+	fprintf(stderr, "wsflowctl: %s\n", msg);
+}
+
+static void
+json_tail(enum action a)
+{
+	(void)a;
+	if (doc == NULL)
+		return;
+	printf("%s\n", json_object_to_json_string_ext(doc,
+	    JSON_C_TO_STRING_PLAIN));
+	json_object_put(doc);
+	doc = NULL;
+}
+
+const struct output json_output = {
+	json_head, json_status, json_listener, json_stream, json_result,
+	json_error, json_tail
+};

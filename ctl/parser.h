@@ -1,0 +1,33 @@
+/*
+ * parser.h — wsflowctl's command line: commands as words, unambiguous
+ * prefixes accepted (bgpctl style).
+ */
+#ifndef WSFLOWCTL_PARSER_H
+#define WSFLOWCTL_PARSER_H
+
+#include "ctl_proto.h"
+
+enum action {
+	ACT_NONE,
+	ACT_STATUS,
+	ACT_STREAMS,
+	ACT_SHOW,
+	ACT_START,
+	ACT_STOP,
+	ACT_DIGESTS,
+	ACT_RELOAD,
+	ACT_HELP,
+};
+
+struct parse_result {
+	enum action	 action;
+	struct ctl_key	 key;		/* show, stop, digests */
+	struct ctl_start start;
+};
+
+/* 0, or -1 with a message in err (a usage error: exit 2). */
+int	parse(int argc, char *argv[], struct parse_result *, char *err,
+	    size_t errlen);
+void	print_commands(FILE *);
+
+#endif

@@ -1,0 +1,605 @@
+/*
+ * control.c — the control socket: wsflowctl's requests served on the
+ * daemon's loop.
+ *
+ * A request is read whole (bounded), answered from the daemon's state,
+ * and the reply written as the socket takes it.  Long listings are built
+ * a batch at a time as the client reads them, so a slow or silent client
+ * costs one small buffer and never blocks streaming.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "ctl_proto.h"
+#include "log.h"
+#include "producer.h"
+#include "wsflowd.h"
+
+#define CTL_IN_MAX	(2 * CTL_MSG_MAX)
+#define CTL_OUT_MAX	(32 * 1024)
+#define CTL_IDLE_SECS	30	/* a silent client is dropped */
+#define CTL_CONNS_MAX	64
+
+struct ctl_conn {
+	struct wsflowd	*wd;
+	struct lws	*wsi;
+	uid_t		 uid;
+	bool		 may_change;	/* root or the control group */
+	bool		 close_after;	/* flush, then close */
+	bool		 counted;
+	uint8_t		 in[CTL_IN_MAX];
+	size_t		 inlen;
+	/* a listing in progress: streams with id > cursor still to send */
+	bool		 listing;
+	uint64_t	 cursor;
+	uint32_t	 list_seq;
+	char		 list_key[CTL_NAME_MAX];
+	size_t		 outlen;
+	uint8_t		 out[LWS_PRE + CTL_OUT_MAX];
+};
+
+static void	 ctl_process(struct ctl_conn *);
+
+/* ---- replies ---- */
+
+static int
+reply(struct ctl_conn *c, unsigned type, uint32_t seq, const void *payload,
+    size_t len)
+{
+	if (c->outlen + sizeof(struct ctl_hdr) + len > CTL_OUT_MAX)
+		return -1;
+	c->outlen += ctl_encode(c->out + LWS_PRE + c->outlen, type, seq,
+	    payload, len);
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static void __attribute__((format(printf, 5, 6)))
+result(struct ctl_conn *c, uint32_t seq, unsigned code, uint64_t id,
+    const char *fmt, ...)
+{
+	struct ctl_result r;
+	va_list ap;
+
+	memset(&r, 0, sizeof(r));
+	r.code = code;
+	r.id = id;
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(r.message, sizeof(r.message), fmt, ap);
+		va_end(ap);
+	} else
+		ctl_strlcpy(r.message, ctl_result_str(code), sizeof(r.message));
+	(void)reply(c, CTL_REP_RESULT, seq, &r, sizeof(r));
+}
+
+static void
+stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
+    int64_t now)
+{
+	memset(o, 0, sizeof(*o));
+	o->id = s->id;
+	o->role = s->role;
+	o->mode = s->mode;
+	ctl_strlcpy(o->state, s->state ? s->state : "", sizeof(o->state));
+	ctl_strlcpy(o->name, s->name, sizeof(o->name));
+	ctl_strlcpy(o->peer, s->peer, sizeof(o->peer));
+	o->age_sec = (uint64_t)((now - s->started_us) / LWS_US_PER_SEC);
+	o->bytes = s->st.bytes;
+	o->messages = s->st.messages;
+	o->digests = s->st.digests;
+	o->digests_verified = s->st.verified;
+	o->digest_mismatches = s->st.mismatched;
+	o->bytes_per_sec = s->st.bytes_per_sec;
+	o->avg_bytes_per_sec = stream_avg_rate(s, now);
+	o->backpressure_pauses = s->st.bp_pauses;
+	o->backpressure_usec = s->st.bp_usec;
+	o->latency_last_us = s->st.latency_last_us;
+	o->latency_max_us = s->st.latency_max_us;
+	ctl_strlcpy(o->last_digest, s->last_digest, sizeof(o->last_digest));
+	(void)wd;
+}
+
+/* Fill the output with the next streams of a listing, then END. */
+static void
+listing_fill(struct ctl_conn *c)
+{
+	struct wsflowd *wd = c->wd;
+	int64_t now = lws_now_usecs();
+	struct ctl_stream o;
+	struct stream *s;
+
+	TAILQ_FOREACH(s, &wd->streams, entry) {
+		if (s->id <= c->cursor)
+			continue;
+		if (c->list_key[0] != '\0' && stream_find(wd, c->list_key) != s)
+			continue;
+		stream_info(wd, s, &o, now);
+		if (reply(c, CTL_REP_STREAM, c->list_seq, &o, sizeof(o)) == -1)
+			return;		/* full: more at the next WRITEABLE */
+		c->cursor = s->id;
+	}
+	if (reply(c, CTL_REP_END, c->list_seq, NULL, 0) == 0)
+		c->listing = false;
+}
+
+/* ---- handlers ---- */
+
+static void
+do_status(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
+{
+	struct wsflowd *wd = c->wd;
+	struct ctl_status st;
+	struct ctl_listener l;
+	struct stream *s;
+
+	(void)payload;
+	memset(&st, 0, sizeof(st));
+	ctl_strlcpy(st.version, WSFLOW_VERSION, sizeof(st.version));
+	ctl_strlcpy(st.digest, wd->conf.server.digest, sizeof(st.digest));
+	ctl_strlcpy(st.conf_path, wd->conf_path, sizeof(st.conf_path));
+	st.pid = (uint32_t)getpid();
+	st.nlisteners = (uint32_t)wd->nlisteners;
+	st.uptime_sec = (uint64_t)((lws_now_usecs() - wd->started_us) /
+	    LWS_US_PER_SEC);
+	st.batch_size = wd->conf.server.batch_size;
+	TAILQ_FOREACH(s, &wd->streams, entry)
+		st.streams++;
+	st.connections = wd->server.connections;
+	st.connections_total = wd->server.connections_total;
+	st.bytes_received = wd->server.bytes_received;
+	st.digests_sent = wd->server.digests_sent;
+	st.producers_running = wd->prod.running;
+	st.bytes_sent = wd->prod.bytes_sent;
+	st.digests_received = wd->prod.digests_received;
+	st.digests_verified = wd->prod.digests_verified;
+	st.digest_mismatches = wd->prod.digest_mismatches;
+	(void)reply(c, CTL_REP_STATUS, h->seq, &st, sizeof(st));
+	for (size_t i = 0; i < wd->nlisteners; i++) {
+		memset(&l, 0, sizeof(l));
+		ctl_strlcpy(l.address, wd->listeners[i].address,
+		    sizeof(l.address));
+		l.port = wd->listeners[i].port;
+		l.tls = wd->listeners[i].tls;
+		if (reply(c, CTL_REP_LISTENER, h->seq, &l, sizeof(l)) == -1)
+			break;
+	}
+	(void)reply(c, CTL_REP_END, h->seq, NULL, 0);
+}
+
+static void
+do_streams(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
+{
+	const struct ctl_key *k = payload;
+
+	if (k->key[0] != '\0' && stream_find(c->wd, k->key) == NULL) {
+		result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such stream: %s",
+		    k->key);
+		return;
+	}
+	c->listing = true;
+	c->cursor = 0;
+	c->list_seq = h->seq;
+	memcpy(c->list_key, k->key, sizeof(c->list_key));
+	listing_fill(c);
+}
+
+static void
+do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
+{
+	const struct ctl_start *rq = payload;
+	struct wsflowd *wd = c->wd;
+	struct producer_conf pc;
+	const struct producer_conf *cfg;
+	struct producer *p;
+	struct stream *s;
+	char err[WSFLOW_ERR_MAX];
+
+	if (wd->stopping) {
+		result(c, h->seq, CTL_ERR_STOPPING, 0, NULL);
+		return;
+	}
+	if (rq->url[0] == '\0') {
+		if ((cfg = conf_find_producer(&wd->conf, rq->name)) == NULL) {
+			result(c, h->seq, CTL_ERR_NO_PRODUCER, 0, "no producer "
+			    "named '%s' in %s", rq->name, wd->conf_path);
+			return;
+		}
+		pc = *cfg;
+	} else {
+		memset(&pc, 0, sizeof(pc));
+		pc.url = (char *)(uintptr_t)rq->url;
+		pc.mode = MODE_PRODUCER;
+		pc.frame_size = 65536;
+		pc.message_size = 1048576;
+		pc.tls_verify = true;
+		if (rq->name[0] != '\0')
+			ctl_strlcpy(pc.name, rq->name, sizeof(pc.name));
+		else
+			snprintf(pc.name, sizeof(pc.name), "adhoc-%llu",
+			    (unsigned long long)wd->next_stream_id + 1);
+	}
+	pc.autostart = true;
+	if (rq->flags & CTL_START_MODE)
+		pc.mode = (enum wsflow_mode)rq->mode;
+	if (rq->flags & CTL_START_BYTES)
+		pc.bytes = rq->bytes;
+	if (rq->flags & CTL_START_DURATION)
+		pc.duration = rq->duration;
+	if (rq->flags & CTL_START_RATE)
+		pc.rate = rq->rate;
+	TAILQ_FOREACH(s, &wd->streams, entry)
+		if (s->role == ROLE_PRODUCER && strcmp(s->name, pc.name) == 0) {
+			result(c, h->seq, CTL_ERR_RUNNING, s->id, "producer "
+			    "'%s' is already running as stream %llu", pc.name,
+			    (unsigned long long)s->id);
+			return;
+		}
+	if ((p = producer_start(wd, &pc, err, sizeof(err))) == NULL) {
+		result(c, h->seq, CTL_ERR_START, 0, "%s", err);
+		return;
+	}
+	s = (struct stream *)p;
+	log_stream(LOG_NOTICE, s, "producer-start", "started by uid %u",
+	    (unsigned)c->uid);
+	result(c, h->seq, CTL_OK, s->id, "started %s as stream %llu",
+	    s->name, (unsigned long long)s->id);
+}
+
+static void
+do_stop(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
+{
+	const struct ctl_key *k = payload;
+	struct wsflowd *wd = c->wd;
+	struct stream *s, *next;
+	unsigned n = 0;
+	uint64_t id = 0;
+
+	for (s = TAILQ_FIRST(&wd->streams); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (strcmp(k->key, "all") != 0 && stream_find(wd, k->key) != s)
+			continue;
+		id = s->id;
+		n++;
+		log_stream(LOG_NOTICE, s, "stream-stop", "stopped by uid %u",
+		    (unsigned)c->uid);
+		/* May free s: next was saved. */
+		if (s->role == ROLE_PRODUCER)
+			producer_stop(producer_of(s), false);
+		else
+			server_stream_close(s);
+	}
+	if (n == 0 && strcmp(k->key, "all") != 0) {
+		result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such stream: %s",
+		    k->key);
+		return;
+	}
+	result(c, h->seq, CTL_OK, n == 1 ? id : 0, "%u stream%s stopping", n,
+	    n == 1 ? "" : "s");
+}
+
+static void
+do_reload(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
+{
+	char err[WSFLOW_ERR_MAX];
+
+	(void)payload;
+	if (daemon_reload(c->wd, err, sizeof(err)) == -1)
+		result(c, h->seq, CTL_ERR_RELOAD, 0, "%s", err);
+	else
+		result(c, h->seq, CTL_OK, 0, "configuration reloaded");
+}
+
+static const struct {
+	unsigned	 type;
+	bool		 changes;	/* needs may_change */
+	void		(*fn)(struct ctl_conn *, const struct ctl_hdr *,
+			    const void *);
+} handlers[] = {
+	{ CTL_REQ_STATUS, false, do_status },
+	{ CTL_REQ_STREAMS, false, do_streams },
+	{ CTL_REQ_DIGESTS, false, do_streams },
+	{ CTL_REQ_START, true, do_start },
+	{ CTL_REQ_STOP, true, do_stop },
+	{ CTL_REQ_RELOAD, true, do_reload },
+};
+
+/* Fixed string fields must be terminated before anyone reads them. */
+static bool
+payload_ok(unsigned type, const void *payload)
+{
+	const struct ctl_key *k = payload;
+	const struct ctl_start *st = payload;
+
+	switch (type) {
+	case CTL_REQ_STREAMS:
+	case CTL_REQ_DIGESTS:
+	case CTL_REQ_STOP:
+		return ctl_str_ok(k->key, sizeof(k->key));
+	case CTL_REQ_START:
+		return ctl_str_ok(st->name, sizeof(st->name)) &&
+		    ctl_str_ok(st->url, sizeof(st->url)) &&
+		    (!(st->flags & CTL_START_MODE) || st->mode <= MODE_MESSAGE) &&
+		    (st->url[0] != '\0' || st->name[0] != '\0');
+	default:
+		return true;
+	}
+}
+
+/* Answer the complete requests in the input, one at a time. */
+static void
+ctl_process(struct ctl_conn *c)
+{
+	struct ctl_hdr h;
+	const char *why = NULL;
+	int n;
+
+	while (!c->listing && !c->close_after && c->outlen == 0 &&
+	    (n = ctl_frame_check(c->in, c->inlen, &h, &why)) != 0) {
+		const void *payload = c->in + sizeof(h);
+		size_t i;
+
+		if (n < 0) {
+			result(c, h.seq, h.version != CTL_VERSION ?
+			    CTL_ERR_VERSION : CTL_ERR_BAD_REQUEST, 0, "%s",
+			    why);
+			c->close_after = true;
+			return;
+		}
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
+		    CTL_IDLE_SECS);
+		for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+			if (handlers[i].type == h.type)
+				break;
+		if (i == sizeof(handlers) / sizeof(handlers[0]) ||
+		    !payload_ok(h.type, payload))
+			result(c, h.seq, CTL_ERR_BAD_REQUEST, 0, NULL);
+		else if (handlers[i].changes && !c->may_change)
+			result(c, h.seq, CTL_ERR_DENIED, 0, "permission denied: "
+			    "root or group '%s' only",
+			    c->wd->conf.control.group);
+		else
+			handlers[i].fn(c, &h, payload);
+		memmove(c->in, c->in + n, c->inlen - (size_t)n);
+		c->inlen -= (size_t)n;
+	}
+}
+
+/* ---- connections ---- */
+
+static bool
+peer_may_change(struct wsflowd *wd, int fd, uid_t *uid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t groups[256];
+	struct group *gr;
+	bool ok = false;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1)
+		return false;
+	*uid = cred.uid;
+	if (cred.uid == 0)
+		return true;
+	if (wd->conf.control.group == NULL || wd->conf.control.group[0] == '\0'
+	    || (gr = getgrnam(wd->conf.control.group)) == NULL)
+		return false;
+	if (cred.gid == gr->gr_gid)
+		return true;
+	len = sizeof(groups);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+		for (size_t i = 0; i < len / sizeof(gid_t); i++)
+			if (groups[i] == gr->gr_gid)
+				ok = true;
+	return ok;
+}
+
+static int
+ctl_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+    void *in, size_t len)
+{
+	struct ctl_conn *c = user;
+	struct wsflowd *wd = lws_context_user(lws_get_context(wsi));
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT:
+		c->wd = wd;
+		c->wsi = wsi;
+		if (wd->ctl_conns >= CTL_CONNS_MAX)
+			return -1;
+		wd->ctl_conns++;
+		c->counted = true;
+		c->may_change = peer_may_change(wd, lws_get_socket_fd(wsi),
+		    &c->uid);
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, CTL_IDLE_SECS);
+		return 0;
+
+	case LWS_CALLBACK_RAW_RX:
+		if (c->close_after)
+			return 0;		/* ignore what follows garbage */
+		if (c->inlen + len > sizeof(c->in)) {
+			log_debug("control: client sent too much, closing");
+			return -1;
+		}
+		memcpy(c->in + c->inlen, in, len);
+		c->inlen += len;
+		ctl_process(c);
+		return 0;
+
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		if (c->outlen > 0) {
+			if (lws_write(wsi, c->out + LWS_PRE, c->outlen,
+			    LWS_WRITE_RAW) < (int)c->outlen)
+				return -1;
+			c->outlen = 0;
+		}
+		if (c->listing)
+			listing_fill(c);
+		else if (c->close_after)
+			return -1;
+		else
+			ctl_process(c);		/* pipelined requests */
+		return 0;
+
+	case LWS_CALLBACK_RAW_CLOSE:
+		if (c != NULL && c->counted) {
+			c->counted = false;
+			wd->ctl_conns--;
+		}
+		return 0;
+
+	default:
+		return 0;
+	}
+}
+
+const struct lws_protocols ctl_protocol = {
+	.name = "wsflow-ctl",
+	.callback = ctl_callback,
+	.per_session_data_size = sizeof(struct ctl_conn),
+	.rx_buffer_size = CTL_MSG_MAX,
+};
+
+/* ---- the listening socket ---- */
+
+static int
+ctl_accept_callback(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct wsflowd *wd = lws_context_user(lws_get_context(wsi));
+
+	(void)user;
+	(void)in;
+	(void)len;
+	if (reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
+		if (wd->ctl_wsi == wsi)
+			wd->ctl_wsi = NULL;
+		return 0;
+	}
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return 0;
+	for (int i = 0; i < 8; i++) {
+		lws_sock_file_fd_type fd;
+
+		fd.sockfd = accept4(lws_get_socket_fd(wsi), NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd.sockfd == -1)
+			break;
+		if (lws_adopt_descriptor_vhost(wd->local_vh, LWS_ADOPT_SOCKET,
+		    fd, ctl_protocol.name, NULL) == NULL)
+			log_warnx("control: cannot adopt a connection");
+	}
+	return 0;
+}
+
+const struct lws_protocols ctl_accept_protocol = {
+	.name = "wsflow-ctl-acceptor",
+	.callback = ctl_accept_callback,
+};
+
+/* Is a daemon already answering on path? Then it is not ours to take. */
+static int
+socket_in_use(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ctl_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	return rc == 0;
+}
+
+int
+control_open(struct wsflowd *wd, int inherited_fd)
+{
+	const char *path = wd->conf.control.path;
+	struct sockaddr_un sun;
+	lws_sock_file_fd_type fd;
+	struct group *gr;
+	char dir[sizeof(sun.sun_path)];
+	mode_t old;
+
+	if (inherited_fd >= 0) {
+		fd.filefd = inherited_fd;
+		wd->ctl_inherited = true;
+		goto adopt;
+	}
+	if (socket_in_use(path) == 1) {
+		log_err("control socket %s is in use: is another wsflowd "
+		    "running?", path);
+		return -1;
+	}
+	ctl_strlcpy(dir, path, sizeof(dir));
+	(void)mkdir(dirname(dir), 0755);	/* /run/wsflow by hand */
+	(void)unlink(path);			/* stale: nobody answered */
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ctl_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
+	if ((fd.filefd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1) {
+		log_err("control socket: %s", strerror(errno));
+		return -1;
+	}
+	old = umask(0177);	/* no window where the socket is open to all */
+	if (bind(fd.filefd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old);
+		log_err("control socket %s: %s", path, strerror(errno));
+		close(fd.filefd);
+		return -1;
+	}
+	umask(old);
+	wd->ctl_bound = true;
+	ctl_strlcpy(wd->ctl_path, path, sizeof(wd->ctl_path));
+	if (wd->conf.control.group != NULL &&
+	    wd->conf.control.group[0] != '\0') {
+		if ((gr = getgrnam(wd->conf.control.group)) == NULL)
+			log_warnx("control group '%s' does not exist: only "
+			    "root may change things", wd->conf.control.group);
+		else if (chown(path, (uid_t)-1, gr->gr_gid) == -1)
+			log_warn("control socket: chown to group %s",
+			    wd->conf.control.group);
+	}
+	if (chmod(path, wd->conf.control.mode) == -1)
+		log_warn("control socket: chmod %s", path);
+	if (listen(fd.filefd, 16) == -1) {
+		log_err("control socket %s: listen: %s", path,
+		    strerror(errno));
+		close(fd.filefd);
+		return -1;
+	}
+adopt:
+	wd->ctl_wsi = lws_adopt_descriptor_vhost(wd->local_vh,
+	    LWS_ADOPT_RAW_FILE_DESC, fd, ctl_accept_protocol.name, NULL);
+	if (wd->ctl_wsi == NULL) {
+		log_err("control socket: cannot poll it");
+		return -1;
+	}
+	log_info("control socket %s%s", path, wd->ctl_inherited ?
+	    " (from systemd)" : "");
+	return 0;
+}
+
+/* Self-bound sockets are removed; one systemd gave us is not ours. */
+void
+control_close(struct wsflowd *wd)
+{
+	if (wd->ctl_bound && !wd->ctl_inherited)
+		(void)unlink(wd->ctl_path);
+	wd->ctl_bound = false;
+}

@@ -1,0 +1,155 @@
+/*
+ * ctl_proto.h — the control protocol between wsflowctl and wsflowd,
+ * defined once and compiled into both.
+ *
+ * Same host, same build: host byte order, fixed C structs as payloads.
+ * Every message is a 16-octet header and a payload whose size is fixed
+ * by its type; both sides check the length before they read.  Listings
+ * are zero or more data messages closed by CTL_REP_END; actions answer
+ * one CTL_REP_RESULT.  A reply carries the request's sequence number.
+ */
+#ifndef WSFLOW_CTL_PROTO_H
+#define WSFLOW_CTL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CTL_VERSION		1
+#define CTL_MSG_MAX		4096	/* header + payload, any type */
+#define CTL_NAME_MAX		64
+#define CTL_URL_MAX		512
+#define CTL_TEXT_MAX		256
+
+struct ctl_hdr {
+	uint32_t	len;		/* header + payload */
+	uint16_t	version;	/* CTL_VERSION */
+	uint16_t	type;		/* enum ctl_type */
+	uint32_t	seq;		/* echoed in replies */
+	uint32_t	reserved;	/* 0 */
+};
+
+enum ctl_type {
+	/* requests, read-only */
+	CTL_REQ_STATUS = 1,
+	CTL_REQ_STREAMS,		/* ctl_key: "" = all */
+	CTL_REQ_DIGESTS,		/* ctl_key: "" = all */
+	/* requests that change something: root or the control group */
+	CTL_REQ_START,			/* ctl_start */
+	CTL_REQ_STOP,			/* ctl_key: id, name or "all" */
+	CTL_REQ_RELOAD,
+	/* replies */
+	CTL_REP_STATUS = 64,		/* ctl_status */
+	CTL_REP_LISTENER,		/* ctl_listener */
+	CTL_REP_STREAM,			/* ctl_stream */
+	CTL_REP_END,			/* end of a listing */
+	CTL_REP_RESULT,			/* ctl_result */
+	CTL_TYPE_MAX
+};
+
+enum ctl_result_code {
+	CTL_OK = 0,
+	CTL_ERR_BAD_REQUEST,
+	CTL_ERR_VERSION,
+	CTL_ERR_DENIED,
+	CTL_ERR_NO_STREAM,
+	CTL_ERR_NO_PRODUCER,
+	CTL_ERR_RUNNING,
+	CTL_ERR_START,
+	CTL_ERR_RELOAD,
+	CTL_ERR_STOPPING,
+	CTL_ERR_INTERNAL,
+	CTL_RESULT_MAX
+};
+
+struct ctl_key {
+	char		key[CTL_NAME_MAX];	/* NUL-terminated */
+};
+
+#define CTL_START_MODE		0x01	/* flags: which fields are set */
+#define CTL_START_BYTES		0x02
+#define CTL_START_DURATION	0x04
+#define CTL_START_RATE		0x08
+
+struct ctl_start {
+	char		name[CTL_NAME_MAX];	/* configured, or ad-hoc name */
+	char		url[CTL_URL_MAX];	/* "" = start configured name */
+	uint32_t	flags;
+	uint32_t	mode;			/* enum wsflow_mode */
+	uint64_t	bytes;
+	uint64_t	rate;
+	uint32_t	duration;
+	uint32_t	reserved;
+};
+
+struct ctl_status {
+	char		version[16];
+	char		digest[32];
+	uint32_t	pid;
+	uint32_t	nlisteners;
+	uint64_t	uptime_sec;
+	uint64_t	batch_size;
+	uint64_t	streams;
+	/* server */
+	uint64_t	connections;
+	uint64_t	connections_total;
+	uint64_t	bytes_received;
+	uint64_t	digests_sent;
+	/* producers */
+	uint64_t	producers_running;
+	uint64_t	bytes_sent;
+	uint64_t	digests_received;
+	uint64_t	digests_verified;
+	uint64_t	digest_mismatches;
+	char		conf_path[CTL_TEXT_MAX];
+};
+
+struct ctl_listener {
+	char		address[64];
+	int32_t		port;
+	uint32_t	tls;
+};
+
+struct ctl_stream {
+	uint64_t	id;
+	uint32_t	role;		/* enum stream_role */
+	uint32_t	mode;		/* enum wsflow_mode */
+	char		state[16];
+	char		name[CTL_NAME_MAX];
+	char		peer[CTL_URL_MAX];
+	uint64_t	age_sec;
+	uint64_t	bytes;
+	uint64_t	messages;
+	uint64_t	digests;
+	uint64_t	digests_verified;
+	uint64_t	digest_mismatches;
+	uint64_t	bytes_per_sec;
+	uint64_t	avg_bytes_per_sec;
+	uint64_t	backpressure_pauses;
+	uint64_t	backpressure_usec;
+	uint64_t	latency_last_us;
+	uint64_t	latency_max_us;
+	char		last_digest[129];
+};
+
+struct ctl_result {
+	uint32_t	code;		/* enum ctl_result_code */
+	uint32_t	reserved;
+	uint64_t	id;		/* stream started, streams stopped */
+	char		message[CTL_TEXT_MAX];
+};
+
+/* What a complete message looks like: -1 bad, 0 need more, else len. */
+int		 ctl_frame_check(const void *buf, size_t avail,
+		    struct ctl_hdr *hdr, const char **why);
+/* Payload size a type must carry, or -1 for no such type. */
+long		 ctl_payload_size(unsigned type);
+/* Build a message into buf (CTL_MSG_MAX); returns its length. */
+size_t		 ctl_encode(void *buf, unsigned type, uint32_t seq,
+		    const void *payload, size_t len);
+const char	*ctl_result_str(unsigned code);
+/* Copy src into a fixed field, NUL-terminated, reporting truncation. */
+int		 ctl_strlcpy(char *dst, const char *src, size_t size);
+/* A received fixed string field is terminated within its size. */
+int		 ctl_str_ok(const char *field, size_t size);
+
+#endif
