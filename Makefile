@@ -20,13 +20,14 @@ endif
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := libwebsockets libconfig libsystemd openssl json-c
+DAEMON_PKGS := libwebsockets libconfig libsystemd openssl
+PKGS := $(DAEMON_PKGS) json-c
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	-Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
 	-Wsign-compare -Wformat=2 -Wundef -Wvla -Wimplicit-fallthrough
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(DAEMON_PKGS) 2>/dev/null)
 CTL_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl json-c 2>/dev/null)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) \
 	-Idaemon -MMD -MP $(CFLAGS)
@@ -38,7 +39,7 @@ DESTDIR ?=
 # Debian packages: build, tests, benchmarks.
 DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	libsystemd-dev libssl-dev libjson-c-dev openssl python3 python3-autobahn \
-	python3-twisted procps
+	python3-twisted procps clang libclang-rt-14-dev prometheus
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server listen http gen frame url \
@@ -49,7 +50,14 @@ CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
 	$(BUILD)/daemon/ctl_proto.o $(BUILD)/daemon/config.o $(BUILD)/daemon/url.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run check bench clean unit
+# libFuzzer targets (clang): make fuzz [FUZZ_SECONDS=60]
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := build/fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 \
+	-fsanitize=fuzzer,address,undefined -Idaemon
+FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_ctl $(FUZZ_DIR)/fuzz_config
+
+.PHONY: all deps run check bench clean unit fuzz
 all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
 
 $(BUILD)/daemon/%.o: daemon/%.c
@@ -93,6 +101,27 @@ check: deps all unit
 
 bench: deps all
 	@BUILD=$(BUILD) tests/bench/run
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c daemon/ctl_proto.c daemon/config.c \
+    daemon/url.c daemon/ctl_proto.h daemon/config.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) \
+		$(shell $(PKG_CONFIG) --libs libconfig openssl)
+
+# Each target for FUZZ_SECONDS from its seed corpus; a crash fails.
+fuzz: deps $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+		n=$${t##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus-$$n; \
+		echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+		$$t -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
+			-rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_DIR)/crash-$$n- \
+			$(FUZZ_DIR)/corpus-$$n tests/fuzz/corpus/$$n \
+			>$(FUZZ_DIR)/$$n.log 2>&1 || \
+			{ tail -40 $(FUZZ_DIR)/$$n.log; exit 1; }; \
+		grep -E 'stat::number_of_executed_units' $(FUZZ_DIR)/$$n.log; \
+	done
 
 clean:
 	rm -rf build

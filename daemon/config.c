@@ -200,6 +200,19 @@ set_control(struct parse *p, config_setting_t *s, void *arg)
 
 /* ---- server.listen ---- */
 
+static void
+free_listen(struct wsflow_conf *c)
+{
+	for (size_t i = 0; i < c->server.nlisten; i++) {
+		free(c->server.listen[i].address);
+		free(c->server.listen[i].tls_cert);
+		free(c->server.listen[i].tls_key);
+	}
+	free(c->server.listen);
+	c->server.listen = NULL;
+	c->server.nlisten = 0;
+}
+
 static int
 set_tls_cert(struct parse *p, config_setting_t *s, void *arg)
 {
@@ -266,7 +279,7 @@ set_listen(struct parse *p, config_setting_t *s, void *arg)
 	n = config_setting_length(s);
 	if (n == 0)
 		return fail(p, s, "'listen' must name at least one address");
-	free(c->server.listen);
+	free_listen(c);		/* the default entry */
 	c->server.listen = calloc((size_t)n, sizeof(*c->server.listen));
 	if (c->server.listen == NULL)
 		return fail(p, s, "out of memory");
@@ -702,12 +715,7 @@ conf_load_string(const char *text, const char *name,
 void
 conf_free(struct wsflow_conf *c)
 {
-	for (size_t i = 0; i < c->server.nlisten; i++) {
-		free(c->server.listen[i].address);
-		free(c->server.listen[i].tls_cert);
-		free(c->server.listen[i].tls_key);
-	}
-	free(c->server.listen);
+	free_listen(c);
 	for (size_t i = 0; i < c->nproducers; i++) {
 		free(c->producers[i].url);
 		free(c->producers[i].tls_ca);

@@ -315,43 +315,22 @@ static const struct {
 	{ CTL_REQ_RELOAD, true, do_reload },
 };
 
-/* Fixed string fields must be terminated before anyone reads them. */
-static bool
-payload_ok(unsigned type, const void *payload)
-{
-	const struct ctl_key *k = payload;
-	const struct ctl_start *st = payload;
-
-	switch (type) {
-	case CTL_REQ_STREAMS:
-	case CTL_REQ_DIGESTS:
-	case CTL_REQ_STOP:
-		return ctl_str_ok(k->key, sizeof(k->key));
-	case CTL_REQ_START:
-		return ctl_str_ok(st->name, sizeof(st->name)) &&
-		    ctl_str_ok(st->url, sizeof(st->url)) &&
-		    (!(st->flags & CTL_START_MODE) || st->mode <= MODE_MESSAGE) &&
-		    (st->url[0] != '\0' || st->name[0] != '\0');
-	default:
-		return true;
-	}
-}
-
 /* Answer the complete requests in the input, one at a time. */
 static void
 ctl_process(struct ctl_conn *c)
 {
-	struct ctl_hdr h;
+	struct ctl_request rq;
 	const char *why = NULL;
-	int n;
+	int n, fatal;
 
 	while (!c->listing && !c->close_after && c->outlen == 0 &&
-	    (n = ctl_frame_check(c->in, c->inlen, &h, &why)) != 0) {
-		const void *payload = c->in + sizeof(h);
+	    (n = ctl_request_decode(c->in, c->inlen, &rq, &why, &fatal)) !=
+	    0) {
 		size_t i;
 
-		if (n < 0) {
-			result(c, h.seq, h.version != CTL_VERSION ?
+		if (n < 0 && fatal) {
+			/* Framing is lost: say why, then hang up. */
+			result(c, rq.hdr.seq, rq.hdr.version != CTL_VERSION ?
 			    CTL_ERR_VERSION : CTL_ERR_BAD_REQUEST, 0, "%s",
 			    why);
 			c->close_after = true;
@@ -360,17 +339,18 @@ ctl_process(struct ctl_conn *c)
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
 		    CTL_IDLE_SECS);
 		for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-			if (handlers[i].type == h.type)
+			if (handlers[i].type == rq.hdr.type)
 				break;
-		if (i == sizeof(handlers) / sizeof(handlers[0]) ||
-		    !payload_ok(h.type, payload))
-			result(c, h.seq, CTL_ERR_BAD_REQUEST, 0, NULL);
+		if (n < 0 || i == sizeof(handlers) / sizeof(handlers[0]))
+			result(c, rq.hdr.seq, CTL_ERR_BAD_REQUEST, 0, "%s",
+			    why ? why : "not a request");
 		else if (handlers[i].changes && !c->may_change)
-			result(c, h.seq, CTL_ERR_DENIED, 0, "permission denied: "
-			    "root or group '%s' only",
+			result(c, rq.hdr.seq, CTL_ERR_DENIED, 0, "permission "
+			    "denied: root or group '%s' only",
 			    c->wd->conf.control.group);
 		else
-			handlers[i].fn(c, &h, payload);
+			handlers[i].fn(c, &rq.hdr, &rq.u);
+		n = (int)rq.hdr.len;
 		memmove(c->in, c->in + n, c->inlen - (size_t)n);
 		c->inlen -= (size_t)n;
 	}

@@ -4,6 +4,8 @@
  */
 #include <string.h>
 
+#include "config.h"
+
 #include "ctl_proto.h"
 
 static const long payload_sizes[CTL_TYPE_MAX] = {
@@ -119,4 +121,53 @@ int
 ctl_str_ok(const char *field, size_t size)
 {
 	return memchr(field, '\0', size) != NULL;
+}
+
+int
+ctl_request_decode(const void *buf, size_t avail, struct ctl_request *rq,
+    const char **why, int *fatal)
+{
+	int n;
+
+	memset(rq, 0, sizeof(*rq));
+	*fatal = 0;
+	if ((n = ctl_frame_check(buf, avail, &rq->hdr, why)) <= 0) {
+		*fatal = n < 0;		/* framing lost: nothing after is sane */
+		return n;
+	}
+	if (rq->hdr.type > CTL_REQ_RELOAD) {
+		*why = "not a request";
+		return -1;
+	}
+	memcpy(&rq->u, (const char *)buf + sizeof(rq->hdr),
+	    rq->hdr.len - sizeof(rq->hdr));
+	switch (rq->hdr.type) {
+	case CTL_REQ_STREAMS:
+	case CTL_REQ_DIGESTS:
+	case CTL_REQ_STOP:
+		if (!ctl_str_ok(rq->u.key.key, sizeof(rq->u.key.key))) {
+			*why = "unterminated key";
+			return -1;
+		}
+		break;
+	case CTL_REQ_START:
+		if (!ctl_str_ok(rq->u.start.name, sizeof(rq->u.start.name)) ||
+		    !ctl_str_ok(rq->u.start.url, sizeof(rq->u.start.url))) {
+			*why = "unterminated name or url";
+			return -1;
+		}
+		if ((rq->u.start.flags & CTL_START_MODE) &&
+		    rq->u.start.mode > MODE_MESSAGE) {
+			*why = "no such mode";
+			return -1;
+		}
+		if (rq->u.start.url[0] == '\0' && rq->u.start.name[0] == '\0') {
+			*why = "start needs a name or a url";
+			return -1;
+		}
+		break;
+	default:
+		break;
+	}
+	return n;
 }

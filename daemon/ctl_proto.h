@@ -138,6 +138,24 @@ struct ctl_result {
 	char		message[CTL_TEXT_MAX];
 };
 
+/* A request as the daemon sees it once it has been checked. */
+struct ctl_request {
+	struct ctl_hdr	 hdr;
+	union {
+		struct ctl_key	 key;
+		struct ctl_start start;
+	} u;
+};
+
+/*
+ * Take one request off the front of buf: its length (> 0), 0 when more
+ * is needed, -1 when it is not a request the daemon can take (why says
+ * what; the connection is then of no more use when hdr cannot be
+ * trusted, *fatal set).
+ */
+int		 ctl_request_decode(const void *buf, size_t avail,
+		    struct ctl_request *, const char **why, int *fatal);
+
 /* What a complete message looks like: -1 bad, 0 need more, else len. */
 int		 ctl_frame_check(const void *buf, size_t avail,
 		    struct ctl_hdr *hdr, const char **why);

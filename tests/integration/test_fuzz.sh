@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# timeout: 300
+# The libFuzzer targets (control-request decoder, configuration loader),
+# each for FUZZ_SECONDS (default 15 here; `make fuzz` alone runs 60).
+set -u
+cd "${SRCDIR:-.}"
+secs=${FUZZ_SECONDS:-15}
+if ! command -v clang >/dev/null; then
+	echo "ok - fuzz # skip clang not installed"
+	exit 0
+fi
+if make -s fuzz FUZZ_SECONDS="$secs" >build/fuzz-run.log 2>&1; then
+	for t in ctl config; do
+		n=$(sed -n "/fuzzing $t/,/executed_units/s/.*executed_units: *//p" \
+		    build/fuzz-run.log)
+		echo "ok - fuzz_$t: ${secs}s, ${n:-?} inputs, nothing found"
+	done
+else
+	tail -40 build/fuzz-run.log
+	echo "not ok - fuzzing found a failure (build/fuzz/crash-*)"
+	exit 1
+fi
