@@ -39,11 +39,12 @@ DESTDIR ?=
 # Debian packages: build, tests, benchmarks.
 DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	libsystemd-dev libssl-dev libjson-c-dev openssl python3 python3-autobahn \
-	python3-twisted procps clang libclang-rt-14-dev prometheus
+	python3-twisted procps clang libclang-rt-14-dev prometheus \
+	systemd-container mandoc curl
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server listen http gen frame url \
-	producer control ctl_proto
+	producer control ctl_proto reload sd
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
 	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \
@@ -57,7 +58,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 \
 	-fsanitize=fuzzer,address,undefined -Idaemon
 FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_ctl $(FUZZ_DIR)/fuzz_config
 
-.PHONY: all deps run check bench clean unit fuzz
+.PHONY: all deps run check bench clean unit fuzz install
 all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
 
 $(BUILD)/daemon/%.o: daemon/%.c
@@ -122,6 +123,31 @@ fuzz: deps $(FUZZ_TARGETS)
 			{ tail -40 $(FUZZ_DIR)/$$n.log; exit 1; }; \
 		grep -E 'stat::number_of_executed_units' $(FUZZ_DIR)/$$n.log; \
 	done
+
+# make install [DESTDIR=...] [PREFIX=/usr/local]
+BINDIR = $(PREFIX)/bin
+MANDIR = $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+MANPAGES := daemon/wsflowd.8 ctl/wsflowctl.8 daemon/wsflow.conf.5
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/wsflow
+	install -m 755 $(BUILD)/wsflowd $(BUILD)/wsflowctl $(DESTDIR)$(BINDIR)
+	install -m 644 daemon/wsflowd.8 ctl/wsflowctl.8 $(DESTDIR)$(MANDIR)/man8
+	install -m 644 daemon/wsflow.conf.5 $(DESTDIR)$(MANDIR)/man5
+	sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/etc/wsflow/|$(SYSCONFDIR)/wsflow/|g' \
+		systemd/wsflow.service >$(DESTDIR)$(UNITDIR)/wsflow.service
+	install -m 644 systemd/wsflow.socket $(DESTDIR)$(UNITDIR)
+	@# An existing configuration is the admin's: never overwrite it.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf"; \
+	else \
+		install -m 644 conf/wsflow.conf \
+		    $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf; \
+	fi
 
 clean:
 	rm -rf build

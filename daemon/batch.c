@@ -86,7 +86,9 @@ batcher_feed(struct batcher *b, const void *data, size_t len,
 size_t
 batcher_max_boundaries(const struct batcher *b, size_t len)
 {
-	return (size_t)(len / b->batch_size) + 1;
+	/* ceil(len / batch): a chunk starting one octet short of a
+	 * boundary crosses it first; no wrap for any len. */
+	return (size_t)(len / b->batch_size) + (len % b->batch_size != 0);
 }
 
 void

@@ -5,7 +5,11 @@
  * an error, so a typo never silently becomes a default.  Errors carry the
  * file and line of the offending setting.
  */
+#include <sys/stat.h>
+
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -14,11 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "config.h"
 #include "url.h"
+
+#define CONF_SIZE_MAX	(1 << 20)
 
 struct parse {
 	const char	*file;
@@ -660,11 +667,8 @@ conf_parse(config_t *cfg, int readrc, const char *name,
 	if (readrc != CONFIG_TRUE) {
 		const char *f = config_error_file(cfg);
 
-		if (config_error_type(cfg) == CONFIG_ERR_FILE_IO)
-			snprintf(err, errlen, "%s: %s", name, strerror(errno));
-		else
-			snprintf(err, errlen, "%s:%d: %s", f ? f : name,
-			    config_error_line(cfg), config_error_text(cfg));
+		snprintf(err, errlen, "%s:%d: %s", f ? f : name,
+		    config_error_line(cfg), config_error_text(cfg));
 		memset(conf, 0, sizeof(*conf));
 		return -1;
 	}
@@ -683,18 +687,128 @@ out:
 	return rc;
 }
 
+/*
+ * What libconfig 1.5 gets wrong or lets a file do, refused up front with
+ * the line: an integer beyond 32 bits without the L suffix (1.5 silently
+ * truncates it), and @include (the daemon reads only the file it names).
+ */
+static int
+prescan(const char *text, const char *name, char *err, size_t errlen)
+{
+	const char *p = text;
+	int line = 1;
+
+	while (*p != '\0') {
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '"') {			/* string */
+			for (p++; *p != '\0' && *p != '"'; p++) {
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				else if (*p == '\n')
+					line++;
+			}
+			if (*p == '"')
+				p++;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			p += strcspn(p, "\n");
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (p += 2; *p != '\0' && !(p[0] == '*' && p[1] == '/');
+			    p++)
+				if (*p == '\n')
+					line++;
+			if (*p != '\0')
+				p += 2;
+		} else if (*p == '@') {
+			snprintf(err, errlen, "%s:%d: @include and other "
+			    "directives are not supported", name, line);
+			return -1;
+		} else if (*p >= '0' && *p <= '9' && (p == text ||
+		    !(isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
+		    p[-1] == '.'))) {
+			const char *start = p;
+			int hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
+			unsigned long long v;
+			char *end;
+
+			errno = 0;
+			v = strtoull(p, &end, hex ? 16 : 10);
+			p = end;
+			if (*p == '.' || *p == 'e' || *p == 'E') {
+				while (isalnum((unsigned char)*p) || *p == '.' ||
+				    *p == '-' || *p == '+')
+					p++;		/* a float */
+				continue;
+			}
+			if (*p == 'L')
+				continue;
+			if (errno == ERANGE || v > INT32_MAX) {
+				snprintf(err, errlen, "%s:%d: %.*s is beyond 32 "
+				    "bits: write it with an L suffix (%.*sL)",
+				    name, line, (int)(p - start), start,
+				    (int)(p - start), start);
+				return -1;
+			}
+		} else
+			p++;
+	}
+	return 0;
+}
+
+/* The whole file, bounded; NULL with a message on failure. */
+static char *
+read_text(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text = NULL;
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONF_SIZE_MAX) {
+		snprintf(err, errlen, "%s: %s", path, S_ISREG(st.st_mode) ?
+		    "file too large" : "not a regular file");
+		goto fail;
+	}
+	if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	while (got < (size_t)st.st_size && (n = read(fd, text + got,
+	    (size_t)st.st_size - got)) > 0)
+		got += (size_t)n;
+	text[got] = '\0';
+	if (memchr(text, '\0', got) != NULL) {
+		snprintf(err, errlen, "%s: not a text file", path);
+		goto fail;
+	}
+	close(fd);
+	return text;
+fail:
+	if (fd != -1)
+		close(fd);
+	free(text);
+	return NULL;
+}
+
 int
 conf_load_file(const char *path, struct wsflow_conf *conf, char *err,
     size_t errlen)
 {
-	config_t cfg;
+	char *text;
 	int rc;
 
-	config_init(&cfg);
-	errno = 0;
-	rc = conf_parse(&cfg, config_read_file(&cfg, path), path, conf, err,
-	    errlen);
-	config_destroy(&cfg);
+	memset(conf, 0, sizeof(*conf));
+	if ((text = read_text(path, err, errlen)) == NULL)
+		return -1;
+	rc = conf_load_string(text, path, conf, err, errlen);
+	free(text);
 	return rc;
 }
 
@@ -705,6 +819,10 @@ conf_load_string(const char *text, const char *name,
 	config_t cfg;
 	int rc;
 
+	if (prescan(text, name, err, errlen) == -1) {
+		memset(conf, 0, sizeof(*conf));
+		return -1;
+	}
 	config_init(&cfg);
 	rc = conf_parse(&cfg, config_read_string(&cfg, text), name, conf,
 	    err, errlen);

@@ -9,6 +9,7 @@
  */
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -71,7 +72,7 @@ bind_socket(const struct listener *l)
 
 static struct lws_vhost *
 make_vhost(struct wsflowd *wd, struct listener *l,
-    const struct listen_conf *lc, struct lws_protocols *protocols)
+    const struct listen_conf *lc, const struct lws_protocols *protocols)
 {
 	struct lws_context_creation_info info;
 
@@ -170,55 +171,139 @@ const struct lws_protocols acceptor_protocol = {
 	.callback = acceptor_callback,
 };
 
-int
-listeners_open(struct wsflowd *wd)
+/* address:port of a listening socket, as the config would write it. */
+static int
+sock_name(int fd, char *addr, size_t len, int *port)
 {
-	struct lws_protocols *protocols;
-	size_t n = wd->conf.server.nlisten;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
 
-	/* lws keeps pointers to the protocol array: one per daemon. */
-	protocols = calloc(3, sizeof(*protocols));
-	wd->listeners = calloc(n, sizeof(*wd->listeners));
-	if (protocols == NULL || wd->listeners == NULL) {
-		free(protocols);
-		log_err("listeners: out of memory");
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, addr, (socklen_t)len);
+		*port = ntohs(sin->sin_port);
+		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
+			snprintf(addr, len, "*");
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, addr, (socklen_t)len);
+		*port = ntohs(sin6->sin6_port);
+		if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+			snprintf(addr, len, "*");
+	} else
+		return -1;
+	return 0;
+}
+
+static int
+listener_start(struct wsflowd *wd, struct listener *l,
+    const struct listen_conf *lc)
+{
+	lws_sock_file_fd_type fd;
+
+	l->wd = wd;
+	l->tls = lc->tls_cert != NULL;
+	if ((l->vh = make_vhost(wd, l, lc, wd->listener_protocols)) == NULL) {
+		log_err("listen %s:%d: cannot set up the %s vhost",
+		    l->address, l->port, l->tls ? "TLS" : "plain");
 		return -1;
 	}
+	if (l->fd == -1 && (l->fd = bind_socket(l)) == -1)
+		return -1;
+	fd.filefd = l->fd;
+	l->wsi = lws_adopt_descriptor_vhost(l->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
+	    acceptor_protocol.name, NULL);
+	if (l->wsi == NULL) {
+		l->fd = -1;	/* lws closed it */
+		log_err("listen %s:%d: cannot poll the socket", l->address,
+		    l->port);
+		return -1;
+	}
+	lws_set_opaque_user_data(l->wsi, l);
+	log_info("listening on %s:%d (%s%s)", l->address, l->port,
+	    l->tls ? "wss" : "ws", l->inherited ? ", from systemd" : "");
+	return 0;
+}
+
+/*
+ * Sockets systemd passed are used first, each with the configured
+ * listener of the same address and port (for its TLS settings) or as
+ * plain ws; configured listeners left over are bound here (chrony's way:
+ * the configuration stays the truth, activation is optional).
+ */
+int
+listeners_open(struct wsflowd *wd, const int *inherited, size_t ninherited)
+{
+	size_t nconf = wd->conf.server.nlisten, n = 0;
+	struct lws_protocols *protocols;
+	bool *covered;
+	int rc = -1;
+
+	protocols = calloc(3, sizeof(*protocols));
+	wd->listeners = calloc(nconf + ninherited, sizeof(*wd->listeners));
+	covered = calloc(nconf, sizeof(*covered));
+	if (protocols == NULL || wd->listeners == NULL || covered == NULL) {
+		free(protocols);
+		log_err("listeners: out of memory");
+		goto out;
+	}
+	/* lws keeps pointers to the protocol array: one per daemon. */
 	protocols[0] = server_protocol;
 	protocols[1] = acceptor_protocol;
 	wd->listener_protocols = protocols;
-	wd->nlisteners = n;
-	for (size_t i = 0; i < n; i++) {
-		const struct listen_conf *lc = &wd->conf.server.listen[i];
-		struct listener *l = &wd->listeners[i];
-		lws_sock_file_fd_type fd;
 
-		l->wd = wd;
+	for (size_t i = 0; i < ninherited; i++) {
+		struct listener *l = &wd->listeners[n];
+		struct listen_conf plain = { 0 };
+		const struct listen_conf *lc = &plain;
+
+		l->fd = inherited[i];
+		l->inherited = true;
+		if (sock_name(l->fd, l->address, sizeof(l->address),
+		    &l->port) == -1) {
+			log_warn("inherited socket %d", l->fd);
+			close(l->fd);
+			continue;
+		}
+		for (size_t j = 0; j < nconf; j++) {
+			const struct listen_conf *c = &wd->conf.server.listen[j];
+
+			if (!covered[j] && c->port == l->port &&
+			    (strcmp(c->address, "*") == 0 ||
+			    strcmp(c->address, l->address) == 0 ||
+			    strcmp(l->address, "*") == 0)) {
+				covered[j] = true;
+				lc = c;
+				break;
+			}
+		}
+		n++;
+		wd->nlisteners = n;
+		if (listener_start(wd, l, lc) == -1)
+			goto out;
+	}
+	for (size_t j = 0; j < nconf; j++) {
+		const struct listen_conf *lc = &wd->conf.server.listen[j];
+		struct listener *l = &wd->listeners[n];
+
+		if (covered[j])
+			continue;
 		l->fd = -1;
 		snprintf(l->address, sizeof(l->address), "%s", lc->address);
 		l->port = lc->port;
-		l->tls = lc->tls_cert != NULL;
-		if ((l->vh = make_vhost(wd, l, lc, protocols)) == NULL) {
-			log_err("listen %s:%d: cannot set up the %s vhost",
-			    l->address, l->port, l->tls ? "TLS" : "");
-			return -1;
-		}
-		if ((l->fd = bind_socket(l)) == -1)
-			return -1;
-		fd.filefd = l->fd;
-		l->wsi = lws_adopt_descriptor_vhost(l->vh,
-		    LWS_ADOPT_RAW_FILE_DESC, fd, acceptor_protocol.name, NULL);
-		if (l->wsi == NULL) {
-			l->fd = -1;	/* lws closed it */
-			log_err("listen %s:%d: cannot adopt the socket",
-			    l->address, l->port);
-			return -1;
-		}
-		lws_set_opaque_user_data(l->wsi, l);
-		log_info("listening on %s:%d (%s)", l->address, l->port,
-		    l->tls ? "wss" : "ws");
+		n++;
+		wd->nlisteners = n;
+		if (listener_start(wd, l, lc) == -1)
+			goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	free(covered);
+	return rc;
 }
 
 /* Stop accepting: new connections are refused by the kernel. */

@@ -15,6 +15,7 @@
 #include "control.h"
 #include "log.h"
 #include "producer.h"
+#include "sd.h"
 #include "wsflowd.h"
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
@@ -106,6 +107,7 @@ tick(lws_sorted_usec_list_t *sul)
 
 	server_tick(wd, now);
 	producers_tick(wd, now);
+	sd_status(wd);
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_tick, tick, TICK_US);
 }
 
@@ -134,6 +136,7 @@ daemon_stop(struct wsflowd *wd, const char *why)
 	if (wd->stopping)
 		return;
 	wd->stopping = true;
+	sd_stopping();
 	log_notice("%s: stopping, %llu streams to close", why,
 	    (unsigned long long)wd->server.connections);
 	listeners_close(wd);
@@ -141,63 +144,6 @@ daemon_stop(struct wsflowd *wd, const char *why)
 	producers_stop_all(wd);
 	wd->stop_deadline_us = lws_now_usecs() + WSFLOW_STOP_GRACE_US;
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check, 1);
-}
-
-/* ---- reload ---- */
-
-static bool
-listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
-{
-	if (a->server.nlisten != b->server.nlisten)
-		return true;
-	for (size_t i = 0; i < a->server.nlisten; i++) {
-		const struct listen_conf *x = &a->server.listen[i],
-		    *y = &b->server.listen[i];
-
-		if (strcmp(x->address, y->address) != 0 || x->port != y->port ||
-		    (x->tls_cert == NULL) != (y->tls_cert == NULL))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Parse the file in full; refuse it whole if it is broken.  Otherwise
- * producers removed from it stop, changed ones restart, added ones start;
- * streams whose configuration did not change are not touched.  Server
- * settings apply to new connections; listeners need a restart.
- */
-int
-daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
-{
-	struct wsflow_conf nc;
-	unsigned stopped = 0, started = 0;
-
-	if (wd->stopping) {
-		snprintf(err, errlen, "daemon is stopping");
-		return -1;
-	}
-	if (conf_load_file(wd->conf_path, &nc, err, errlen) == -1) {
-		log_stream(LOG_ERR, NULL, "reload-refused", "reload refused, "
-		    "keeping the running configuration: %s", err);
-		return -1;
-	}
-	if (listeners_differ(&wd->conf, &nc))
-		log_warnx("reload: listener changes take effect at restart");
-	if (strcmp(wd->conf.control.path, nc.control.path) != 0)
-		log_warnx("reload: control path changes take effect at "
-		    "restart");
-	producers_reload(wd, &nc, &stopped, &started);
-	conf_free(&wd->conf);
-	wd->conf = nc;
-	wd->md = EVP_get_digestbyname(wd->conf.server.digest);
-	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :
-	    wd->log_floor);
-	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);
-	log_stream(LOG_NOTICE, NULL, "reload", "configuration reloaded from "
-	    "%s: %u producer(s) stopped, %u started", wd->conf_path, stopped,
-	    started);
-	return 0;
 }
 
 /* ---- start-up ---- */
@@ -249,6 +195,7 @@ int
 main(int argc, char *argv[])
 {
 	struct wsflowd wd;
+	struct sd_sockets sds;
 	char err[WSFLOW_ERR_MAX];
 	const char *path = WSFLOW_CONF_DEFAULT;
 	int ch, debug = 0, check = 0, verbose = 0;
@@ -299,14 +246,19 @@ main(int argc, char *argv[])
 
 	wd.exit_code = 1;
 	wd.started_us = lws_now_usecs();
+	sd_sockets_take(&sds);
 	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
-	    listeners_open(&wd) == -1 || control_open(&wd, -1) == -1 ||
+	    listeners_open(&wd, sds.ws, sds.nws) == -1 ||
+	    control_open(&wd, sds.control) == -1 ||
 	    producers_autostart(&wd) == -1)
 		goto out;
 	log_notice("wsflowd %s started: %zu listener(s), %s, batch %llu",
 	    WSFLOW_VERSION, wd.nlisteners, wd.conf.server.digest,
 	    (unsigned long long)wd.conf.server.batch_size);
 	lws_sul_schedule(wd.ctx, 0, &wd.sul_tick, tick, TICK_US);
+	/* Every listener and the control socket accept: ready. */
+	sd_ready(&wd);
+	sd_watchdog_start(&wd);
 
 	while (!wd.done)
 		if (lws_service(wd.ctx, 0) < 0)
@@ -320,6 +272,7 @@ out:
 	if (wd.ctx != NULL) {
 		lws_sul_cancel(&wd.sul_tick);
 		lws_sul_cancel(&wd.sul_stop);
+		lws_sul_cancel(&wd.sul_watchdog);
 		lws_context_destroy(wd.ctx);
 	}
 	free(wd.listeners);

@@ -81,6 +81,8 @@ struct wsflowd {
 	int64_t		 started_us;
 	lws_sorted_usec_list_t sul_tick;	/* 1 s housekeeping */
 	lws_sorted_usec_list_t sul_stop;	/* graceful stop deadline */
+	lws_sorted_usec_list_t sul_watchdog;
+	uint64_t	 watchdog_usec;
 	int64_t		 stop_deadline_us;
 	struct lws	*ctl_wsi;	/* listening control socket */
 	char		 ctl_path[108];	/* what we bound, to unlink */
@@ -107,7 +109,7 @@ int	http_serve(struct wsflowd *, struct lws *, const char *path);
 
 /* listen.c */
 extern const struct lws_protocols acceptor_protocol;
-int	listeners_open(struct wsflowd *);
+int	listeners_open(struct wsflowd *, const int *inherited, size_t n);
 void	listeners_close(struct wsflowd *);
 
 /* producer.c */

@@ -1,0 +1,69 @@
+/*
+ * reload.c — a new configuration, applied without touching what did not
+ * change.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "sd.h"
+#include "wsflowd.h"
+
+static bool
+listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
+{
+	if (a->server.nlisten != b->server.nlisten)
+		return true;
+	for (size_t i = 0; i < a->server.nlisten; i++) {
+		const struct listen_conf *x = &a->server.listen[i],
+		    *y = &b->server.listen[i];
+
+		if (strcmp(x->address, y->address) != 0 || x->port != y->port ||
+		    (x->tls_cert == NULL) != (y->tls_cert == NULL))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Parse the file in full; refuse it whole if it is broken.  Otherwise
+ * producers removed from it stop, changed ones restart, added ones start;
+ * streams whose configuration did not change are not touched.  Server
+ * settings apply to new connections; listeners need a restart.
+ */
+int
+daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
+{
+	struct wsflow_conf nc;
+	unsigned stopped = 0, started = 0;
+
+	if (wd->stopping) {
+		snprintf(err, errlen, "daemon is stopping");
+		return -1;
+	}
+	sd_reloading();
+	if (conf_load_file(wd->conf_path, &nc, err, errlen) == -1) {
+		log_stream(LOG_ERR, NULL, "reload-refused", "reload refused, "
+		    "keeping the running configuration: %s", err);
+		sd_ready(wd);
+		return -1;
+	}
+	if (listeners_differ(&wd->conf, &nc))
+		log_warnx("reload: listener changes take effect at restart");
+	if (strcmp(wd->conf.control.path, nc.control.path) != 0)
+		log_warnx("reload: control path changes take effect at "
+		    "restart");
+	producers_reload(wd, &nc, &stopped, &started);
+	conf_free(&wd->conf);
+	wd->conf = nc;
+	wd->md = EVP_get_digestbyname(wd->conf.server.digest);
+	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :
+	    wd->log_floor);
+	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);
+	log_stream(LOG_NOTICE, NULL, "reload", "configuration reloaded from "
+	    "%s: %u producer(s) stopped, %u started", wd->conf_path, stopped,
+	    started);
+	sd_ready(wd);
+	return 0;
+}
+

@@ -1,0 +1,122 @@
+/*
+ * sd.c — the systemd side: sd_notify, the watchdog, socket activation.
+ */
+#include <sys/socket.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "sd.h"
+#include "wsflowd.h"
+
+/*
+ * Take the sockets systemd passed: TCP listeners serve WebSocket ("ws"),
+ * the AF_UNIX one is the control socket ("control").  Anything else is
+ * closed with a warning.
+ */
+void
+sd_sockets_take(struct sd_sockets *out)
+{
+	char **names = NULL;
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	out->control = -1;
+	if ((n = sd_listen_fds_with_names(1, &names)) <= 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+		const char *name = names && names[i] ? names[i] : "";
+		bool is_unix = sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) >
+		    0;
+		bool is_inet = sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1,
+		    0) > 0;
+
+		/* One socket unit names all its fds alike: go by kind. */
+		if (is_unix && out->control == -1)
+			out->control = fd;
+		else if (is_inet && out->nws < SD_MAX_FDS)
+			out->ws[out->nws++] = fd;
+		else {
+			log_warnx("systemd passed fd %d (%s) that is not a "
+			    "listening ws or control socket: closing it", fd,
+			    name[0] ? name : "unnamed");
+			close(fd);
+		}
+	}
+	for (int i = 0; names != NULL && i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void
+watchdog_ping(lws_sorted_usec_list_t *sul)
+{
+	struct wsflowd *wd = lws_container_of(sul, struct wsflowd,
+	    sul_watchdog);
+
+	/* Runs on the loop: a stuck loop stops the pings, as it should. */
+	sd_notify(0, "WATCHDOG=1");
+	lws_sul_schedule(wd->ctx, 0, &wd->sul_watchdog, watchdog_ping,
+	    (lws_usec_t)wd->watchdog_usec / 2);
+}
+
+void
+sd_ready(struct wsflowd *wd)
+{
+	sd_status(wd);
+	sd_notifyf(0, "READY=1\nMAINPID=%ld", (long)getpid());
+}
+
+void
+sd_watchdog_start(struct wsflowd *wd)
+{
+	uint64_t usec;
+
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2 * LWS_US_PER_MS) {
+		wd->watchdog_usec = usec;
+		log_info("watchdog: pinging every %llu ms",
+		    (unsigned long long)(usec / 2000));
+		lws_sul_schedule(wd->ctx, 0, &wd->sul_watchdog, watchdog_ping,
+		    (lws_usec_t)usec / 2);
+	}
+}
+
+/* "2 streams, 1.2 GB hashed, 0 mismatches" — kept current by the tick. */
+void
+sd_status(struct wsflowd *wd)
+{
+	struct stream *s;
+	unsigned long long n = 0;
+	double gb = (double)(wd->server.bytes_received +
+	    wd->prod.bytes_sent) / 1e9;
+
+	TAILQ_FOREACH(s, &wd->streams, entry)
+		n++;
+	sd_notifyf(0, "STATUS=%llu stream%s, %.1f GB hashed, %llu "
+	    "mismatches", n, n == 1 ? "" : "s", gb,
+	    (unsigned long long)wd->prod.digest_mismatches);
+}
+
+void
+sd_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)ts.tv_sec * 1000000ULL +
+	    (unsigned long long)ts.tv_nsec / 1000);
+}
+
+void
+sd_stopping(void)
+{
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+}
