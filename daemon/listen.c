@@ -103,6 +103,27 @@ acceptor_resume(lws_sorted_usec_list_t *sul)
 	lws_rx_flow_control(l->wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
 }
 
+/*
+ * Over max_connections (or stopping): a plain 503 and close, best effort
+ * and without waiting; existing streams are not touched.  Over TLS the
+ * peer just sees the close.
+ */
+static void
+refuse(struct wsflowd *wd, int fd, const struct listener *l)
+{
+	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+	    "Content-Length: 0\r\nConnection: close\r\n\r\n";
+
+	if (!l->tls)
+		(void)send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT |
+		    MSG_NOSIGNAL);
+	close(fd);
+	wd->server.refused++;
+	log_ratelimited(LOG_WARNING, "refused a connection on %s:%d: %s",
+	    l->address, l->port, wd->stopping ? "stopping" :
+	    "max_connections reached");
+}
+
 static void
 accept_some(struct listener *l)
 {
@@ -128,8 +149,8 @@ accept_some(struct listener *l)
 			return;
 		}
 		if (wd->stopping ||
-		    wd->server.connections >= wd->conf.server.max_connections) {
-			close(fd);
+		    wd->server.sockets >= wd->conf.server.max_connections) {
+			refuse(wd, fd, l);
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -137,6 +158,8 @@ accept_some(struct listener *l)
 		if (lws_adopt_socket_vhost(l->vh, fd) == NULL)
 			log_warnx("%s:%d: could not adopt a connection",
 			    l->address, l->port);
+		else
+			wd->server.sockets++;	/* back down at WSI_DESTROY */
 	}
 }
 

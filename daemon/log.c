@@ -4,6 +4,7 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -16,11 +17,46 @@
 #include "log.h"
 #include "stream.h"
 
+#define RL_RATE		5	/* lines a second, sustained */
+#define RL_BURST	20
+
 /* Process-wide by nature: lws's emit hook cannot carry a context. */
 static struct {
 	int	dest;
 	int	level;
-} logger = { LOG_TO_STDERR, LOG_INFO };
+	/* One bucket for what peers can make us say, per stream or lws. */
+	double	tokens;
+	int64_t	refill_ns;
+	unsigned long suppressed;
+} logger = { LOG_TO_STDERR, LOG_INFO, RL_BURST, 0, 0 };
+
+/*
+ * Peers decide how often streams open, close, misbehave: such lines are
+ * rate limited (RL_RATE a second, bursts of RL_BURST) so that a flood of
+ * bad connections cannot flood the journal.  What was dropped is counted
+ * and said with the next line that passes.
+ */
+static bool
+ratelimit_pass(void)
+{
+	struct timespec ts;
+	int64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (logger.refill_ns != 0)
+		logger.tokens += (double)(now - logger.refill_ns) * RL_RATE /
+		    1e9;
+	logger.refill_ns = now;
+	if (logger.tokens > RL_BURST)
+		logger.tokens = RL_BURST;
+	if (logger.tokens < 1) {
+		logger.suppressed++;
+		return false;
+	}
+	logger.tokens -= 1;
+	return true;
+}
 
 static const char *const prio_names[] = {
 	"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"
@@ -91,14 +127,29 @@ journal_send(int prio, const struct stream *s, const char *event,
 }
 
 static void
-vlog(int prio, const struct stream *s, const char *event, const char *fmt,
-    va_list ap)
+vlog(int prio, const struct stream *s, const char *event, bool limited,
+    const char *fmt, va_list ap)
 {
 	char msg[1024];
 	int saved = errno;
 
 	if (prio > logger.level)
 		return;
+	if (limited) {
+		unsigned long dropped = logger.suppressed;
+
+		if (!ratelimit_pass())
+			return;
+		if (dropped > 0) {
+			logger.suppressed = 0;
+			snprintf(msg, sizeof(msg), "%lu log messages about "
+			    "streams suppressed (rate limit)", dropped);
+			if (logger.dest != LOG_TO_JOURNAL ||
+			    journal_send(LOG_WARNING, NULL, "log-suppressed",
+			    msg) < 0)
+				log_stderr(LOG_WARNING, msg);
+		}
+	}
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (logger.dest == LOG_TO_JOURNAL && journal_send(prio, s, event,
 	    msg) >= 0) {
@@ -126,7 +177,7 @@ fn(const char *fmt, ...)						\
 	va_list ap;							\
 									\
 	va_start(ap, fmt);						\
-	vlog(prio, NULL, NULL, fmt, ap);				\
+	vlog(prio, NULL, NULL, false, fmt, ap);			\
 	va_end(ap);							\
 }
 
@@ -158,7 +209,17 @@ log_stream(int prio, const struct stream *s, const char *event,
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(prio, s, event, fmt, ap);
+	vlog(prio, s, event, s != NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_ratelimited(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(prio, NULL, NULL, true, fmt, ap);
 	va_end(ap);
 }
 
@@ -207,5 +268,5 @@ log_lws(int level, const char *line)
 	if (prio < LOG_WARNING)
 		prio = LOG_WARNING;
 	if (prio <= logger.level)
-		log_stream(prio, NULL, NULL, "lws: %s", buf);
+		log_ratelimited(prio, "lws: %s", buf);
 }

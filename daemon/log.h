@@ -35,6 +35,10 @@ void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_stream(int prio, const struct stream *, const char *event,
 	    const char *, ...) __attribute__((format(printf, 4, 5)));
 
+/* A message peers can provoke at will: rate limited. */
+void	log_ratelimited(int prio, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+
 /* lws's log hook: one line, one LLL_ level bit. */
 void	log_lws(int level, const char *line);
 int	log_lws_mask(int level);

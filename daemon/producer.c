@@ -602,8 +602,13 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (p != NULL && p->wsi == wsi)
 			on_gone(p, true, "connection closed");
 		return 0;
-	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 	case LWS_CALLBACK_WSI_DESTROY:
+		/* lws tells protocols[0] of every wsi of the vhost. */
+		if (lws_get_protocol(wsi) == NULL ||
+		    lws_get_protocol(wsi)->callback != producer_callback)
+			return 0;
+		/* FALLTHROUGH */
+	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 		/* Died before ESTABLISHED without an error callback. */
 		if (p != NULL && p->wsi == wsi)
 			on_gone(p, false, "connection failed");

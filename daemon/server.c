@@ -266,9 +266,21 @@ server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return c->open ? conn_writeable(c, wsi) : 0;
 
 	case LWS_CALLBACK_CLOSED:
-	case LWS_CALLBACK_WSI_DESTROY:
 		if (c != NULL)
 			conn_close(c);
+		return 0;
+
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* lws tells protocols[0] of every wsi of the vhost. */
+		if (lws_get_protocol(wsi) == NULL ||
+		    lws_get_protocol(wsi)->callback != server_callback)
+			return 0;
+		if (c != NULL)
+			conn_close(c);
+		/* Every accepted socket ends here, upgraded or not. */
+		wd = lws_context_user(lws_get_context(wsi));
+		if (wd->server.sockets > 0)
+			wd->server.sockets--;
 		return 0;
 
 	default:

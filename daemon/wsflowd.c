@@ -20,6 +20,7 @@
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
 #define TICK_US		LWS_US_PER_SEC
+#define FD_SPARE	64	/* listeners, control, signals, journal */
 
 static void __attribute__((noreturn))
 usage(void)
@@ -162,9 +163,33 @@ context_create(struct wsflowd *wd)
 	info.pt_serv_buf_size = WSFLOW_PT_BUF;
 	info.timeout_secs = wd->conf.server.handshake_timeout;
 	info.user = wd;
-	/* lws sizes its fd tables by the limit: keep them sane. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 65536)
-		info.fd_limit_per_thread = 65536;
+	/*
+	 * Every connection is an fd: make room for max_connections plus
+	 * producers, control and spare, or lower max_connections to fit.
+	 * lws sizes its fd tables by the limit: keep those sane too.
+	 */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rlim_t want = (rlim_t)wd->conf.server.max_connections +
+		    wd->conf.nproducers + FD_SPARE;
+
+		if (rl.rlim_cur < want && rl.rlim_max > rl.rlim_cur) {
+			rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+			(void)setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (rl.rlim_cur < want) {
+			uint32_t fit = rl.rlim_cur > FD_SPARE * 2 ?
+			    (uint32_t)(rl.rlim_cur - FD_SPARE -
+			    wd->conf.nproducers) : 16;
+
+			log_warnx("max_connections %u does not fit in %llu "
+			    "file descriptors: using %u",
+			    wd->conf.server.max_connections,
+			    (unsigned long long)rl.rlim_cur, fit);
+			wd->conf.server.max_connections = fit;
+		}
+		if (rl.rlim_cur > 65536)
+			info.fd_limit_per_thread = 65536;
+	}
 	if ((wd->ctx = lws_create_context(&info)) == NULL) {
 		log_err("cannot create the lws context");
 		return -1;

@@ -39,6 +39,8 @@ struct listener {
 };
 
 struct server_totals {
+	uint64_t	 sockets;		/* accepted, not yet closed */
+	uint64_t	 refused;		/* over max_connections */
 	uint64_t	 connections;		/* open websocket streams */
 	uint64_t	 connections_total;
 	uint64_t	 bytes_received;
