@@ -29,9 +29,9 @@ WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(DAEMON_PKGS) 2>/dev/null)
 CTL_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl json-c 2>/dev/null)
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) \
+ALL_CFLAGS = -std=c11 -pthread -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) \
 	-Idaemon -MMD -MP $(CFLAGS)
-ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -44,7 +44,7 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server listen http gen frame url \
-	producer control ctl_proto reload sd
+	producer control ctl_proto reload sd worker
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
 	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \

@@ -83,6 +83,10 @@ number(const char *opt, const char *s, uint64_t *out, char *err,
 static int
 set_key(struct parse_result *r, const char *s, char *err, size_t errlen)
 {
+	if (*s == '\0') {
+		snprintf(err, errlen, "an empty ID or NAME names no stream");
+		return -1;
+	}
 	if (ctl_strlcpy(r->key.key, s, sizeof(r->key.key)) == -1) {
 		snprintf(err, errlen, "'%s' is too long", s);
 		return -1;

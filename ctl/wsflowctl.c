@@ -43,9 +43,13 @@ mode_name(uint32_t mode)
 }
 
 static void __attribute__((noreturn))
-usage(const char *msg)
+usage(const struct output *out, const char *msg)
 {
-	if (msg != NULL)
+	if (out == &json_output) {	/* -j: an answer a script can read */
+		out->head(ACT_NONE);
+		out->error(msg != NULL ? msg : "usage error");
+		out->tail(ACT_NONE);
+	} else if (msg != NULL)
 		fprintf(stderr, "wsflowctl: %s\n", msg);
 	fprintf(stderr, "usage: wsflowctl [-j] [-s socket] command [args]\n");
 	print_commands(stderr);
@@ -232,10 +236,10 @@ main(int argc, char *argv[])
 			path = optarg;
 			break;
 		case 'h':
-			usage(NULL);
+			usage(out, NULL);
 			/* NOTREACHED */
 		default:
-			usage(NULL);
+			usage(out, NULL);
 		}
 	}
 	argc -= optind;
@@ -252,7 +256,7 @@ main(int argc, char *argv[])
 			argc = j - 1;
 	}
 	if (parse(argc, argv, &res, err, sizeof(err)) == -1)
-		usage(err);
+		usage(out, err);
 
 	switch (res.action) {
 	case ACT_HELP:
@@ -286,7 +290,7 @@ main(int argc, char *argv[])
 		type = CTL_REQ_RELOAD;
 		break;
 	default:
-		usage(NULL);
+		usage(out, NULL);
 	}
 
 	out->head(res.action);

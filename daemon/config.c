@@ -357,6 +357,13 @@ set_idle_timeout(struct parse *p, config_setting_t *s, void *arg)
 }
 
 static int
+set_workers(struct parse *p, config_setting_t *s, void *arg)
+{
+	return get_u32(p, s, 0, 64,
+	    &((struct wsflow_conf *)arg)->server.workers);
+}
+
+static int
 set_metrics(struct parse *p, config_setting_t *s, void *arg)
 {
 	return get_bool(p, s, &((struct wsflow_conf *)arg)->server.metrics);
@@ -369,6 +376,7 @@ static const struct key server_keys[] = {
 	{ "max_connections", set_max_connections },
 	{ "handshake_timeout", set_handshake_timeout },
 	{ "idle_timeout", set_idle_timeout },
+	{ "workers", set_workers },
 	{ "metrics", set_metrics },
 	{ NULL, NULL }
 };

@@ -64,6 +64,7 @@ struct wsflow_conf {
 		uint32_t max_connections;
 		uint32_t handshake_timeout;
 		uint32_t idle_timeout;
+		uint32_t workers;	/* 0: one per CPU */
 		bool	 metrics;
 	} server;
 	struct producer_conf *producers;

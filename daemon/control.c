@@ -24,11 +24,12 @@
 #include "ctl_proto.h"
 #include "log.h"
 #include "producer.h"
+#include "url.h"
 #include "wsflowd.h"
 
 #define CTL_IN_MAX	(2 * CTL_MSG_MAX)
 #define CTL_OUT_MAX	(32 * 1024)
-#define CTL_IDLE_SECS	30	/* a silent client is dropped */
+#define CTL_IDLE_SECS	10	/* a silent client is dropped */
 #define CTL_CONNS_MAX	64
 
 struct ctl_conn {
@@ -92,22 +93,23 @@ stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
 	o->id = s->id;
 	o->role = s->role;
 	o->mode = s->mode;
-	ctl_strlcpy(o->state, s->state ? s->state : "", sizeof(o->state));
+	ctl_strlcpy(o->state, stream_state(s) ? stream_state(s) : "",
+	    sizeof(o->state));
 	ctl_strlcpy(o->name, s->name, sizeof(o->name));
 	ctl_strlcpy(o->peer, s->peer, sizeof(o->peer));
 	o->age_sec = (uint64_t)((now - s->started_us) / LWS_US_PER_SEC);
-	o->bytes = s->st.bytes;
-	o->messages = s->st.messages;
-	o->digests = s->st.digests;
-	o->digests_verified = s->st.verified;
-	o->digest_mismatches = s->st.mismatched;
-	o->bytes_per_sec = s->st.bytes_per_sec;
+	o->bytes = STAT_GET(s->st.bytes);
+	o->messages = STAT_GET(s->st.messages);
+	o->digests = STAT_GET(s->st.digests);
+	o->digests_verified = STAT_GET(s->st.verified);
+	o->digest_mismatches = STAT_GET(s->st.mismatched);
+	o->bytes_per_sec = STAT_GET(s->st.bytes_per_sec);
 	o->avg_bytes_per_sec = stream_avg_rate(s, now);
-	o->backpressure_pauses = s->st.bp_pauses;
-	o->backpressure_usec = s->st.bp_usec;
-	o->latency_last_us = s->st.latency_last_us;
-	o->latency_max_us = s->st.latency_max_us;
-	ctl_strlcpy(o->last_digest, s->last_digest, sizeof(o->last_digest));
+	o->backpressure_pauses = STAT_GET(s->st.bp_pauses);
+	o->backpressure_usec = STAT_GET(s->st.bp_usec);
+	o->latency_last_us = STAT_GET(s->st.latency_last_us);
+	o->latency_max_us = STAT_GET(s->st.latency_max_us);
+	stream_get_digest(s, o->last_digest, sizeof(o->last_digest));
 	(void)wd;
 }
 
@@ -118,19 +120,23 @@ listing_fill(struct ctl_conn *c)
 	struct wsflowd *wd = c->wd;
 	int64_t now = lws_now_usecs();
 	struct ctl_stream o;
-	struct stream *s;
+	struct stream *s, *only = NULL;
 
+	pthread_mutex_lock(&wd->reg_lock);
+	if (c->list_key[0] != '\0' &&
+	    (only = stream_find_locked(wd, c->list_key)) == NULL)
+		c->cursor = UINT64_MAX;		/* gone meanwhile */
+	/* The registry is kept in id order: resume after the cursor. */
 	TAILQ_FOREACH(s, &wd->streams, entry) {
-		if (s->id <= c->cursor)
-			continue;
-		if (c->list_key[0] != '\0' && stream_find(wd, c->list_key) != s)
+		if (s->id <= c->cursor || (only != NULL && s != only))
 			continue;
 		stream_info(wd, s, &o, now);
 		if (reply(c, CTL_REP_STREAM, c->list_seq, &o, sizeof(o)) == -1)
-			return;		/* full: more at the next WRITEABLE */
+			break;		/* full: more at the next WRITEABLE */
 		c->cursor = s->id;
 	}
-	if (reply(c, CTL_REP_END, c->list_seq, NULL, 0) == 0)
+	pthread_mutex_unlock(&wd->reg_lock);
+	if (s == NULL && reply(c, CTL_REP_END, c->list_seq, NULL, 0) == 0)
 		c->listing = false;
 }
 
@@ -142,7 +148,7 @@ do_status(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	struct wsflowd *wd = c->wd;
 	struct ctl_status st;
 	struct ctl_listener l;
-	struct stream *s;
+	struct totals t;
 
 	(void)payload;
 	memset(&st, 0, sizeof(st));
@@ -154,17 +160,20 @@ do_status(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	st.uptime_sec = (uint64_t)((lws_now_usecs() - wd->started_us) /
 	    LWS_US_PER_SEC);
 	st.batch_size = wd->conf.server.batch_size;
-	TAILQ_FOREACH(s, &wd->streams, entry)
-		st.streams++;
-	st.connections = wd->server.connections;
-	st.connections_total = wd->server.connections_total;
-	st.bytes_received = wd->server.bytes_received;
-	st.digests_sent = wd->server.digests_sent;
-	st.producers_running = wd->prod.running;
-	st.bytes_sent = wd->prod.bytes_sent;
-	st.digests_received = wd->prod.digests_received;
-	st.digests_verified = wd->prod.digests_verified;
-	st.digest_mismatches = wd->prod.digest_mismatches;
+	pthread_mutex_lock(&wd->reg_lock);
+	st.streams = wd->nstreams;
+	pthread_mutex_unlock(&wd->reg_lock);
+	totals_get(wd, &t);
+	st.workers = wd->nworkers;
+	st.connections = t.connections;
+	st.connections_total = t.connections_total;
+	st.bytes_received = t.bytes_received;
+	st.digests_sent = t.digests_sent;
+	st.producers_running = t.running;
+	st.bytes_sent = t.bytes_sent;
+	st.digests_received = t.digests_received;
+	st.digests_verified = t.digests_verified;
+	st.digest_mismatches = t.digest_mismatches;
 	(void)reply(c, CTL_REP_STATUS, h->seq, &st, sizeof(st));
 	for (size_t i = 0; i < wd->nlisteners; i++) {
 		memset(&l, 0, sizeof(l));
@@ -182,11 +191,17 @@ static void
 do_streams(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 {
 	const struct ctl_key *k = payload;
+	struct stream *s = NULL;
 
-	if (k->key[0] != '\0' && stream_find(c->wd, k->key) == NULL) {
-		result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such stream: %s",
-		    k->key);
-		return;
+	if (k->key[0] != '\0') {
+		pthread_mutex_lock(&c->wd->reg_lock);
+		s = stream_find_locked(c->wd, k->key);
+		pthread_mutex_unlock(&c->wd->reg_lock);
+		if (s == NULL) {
+			result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such "
+			    "stream: %s", k->key);
+			return;
+		}
 	}
 	c->listing = true;
 	c->cursor = 0;
@@ -202,9 +217,11 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	struct wsflowd *wd = c->wd;
 	struct producer_conf pc;
 	const struct producer_conf *cfg;
-	struct producer *p;
 	struct stream *s;
+	struct wsurl u;
+	const char *why;
 	char err[WSFLOW_ERR_MAX];
+	uint64_t id, running;
 
 	if (wd->stopping) {
 		result(c, h->seq, CTL_ERR_STOPPING, 0, NULL);
@@ -217,7 +234,14 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 			return;
 		}
 		pc = *cfg;
+		id = stream_new_id(wd);
 	} else {
+		if (url_parse(rq->url, &u, &why) == -1) {
+			result(c, h->seq, CTL_ERR_START, 0, "bad url '%s': %s",
+			    rq->url, why);
+			return;
+		}
+		id = stream_new_id(wd);
 		memset(&pc, 0, sizeof(pc));
 		pc.url = (char *)(uintptr_t)rq->url;
 		pc.mode = MODE_PRODUCER;
@@ -228,7 +252,7 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 			ctl_strlcpy(pc.name, rq->name, sizeof(pc.name));
 		else
 			snprintf(pc.name, sizeof(pc.name), "adhoc-%llu",
-			    (unsigned long long)wd->next_stream_id + 1);
+			    (unsigned long long)id);
 	}
 	pc.autostart = true;
 	if (rq->flags & CTL_START_MODE)
@@ -239,22 +263,26 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		pc.duration = rq->duration;
 	if (rq->flags & CTL_START_RATE)
 		pc.rate = rq->rate;
+	pthread_mutex_lock(&wd->reg_lock);
 	TAILQ_FOREACH(s, &wd->streams, entry)
-		if (s->role == ROLE_PRODUCER && strcmp(s->name, pc.name) == 0) {
-			result(c, h->seq, CTL_ERR_RUNNING, s->id, "producer "
-			    "'%s' is already running as stream %llu", pc.name,
-			    (unsigned long long)s->id);
-			return;
-		}
-	if ((p = producer_start(wd, &pc, err, sizeof(err))) == NULL) {
+		if (s->role == ROLE_PRODUCER && strcmp(s->name, pc.name) == 0)
+			break;
+	running = s != NULL ? s->id : 0;
+	pthread_mutex_unlock(&wd->reg_lock);
+	if (running != 0) {
+		result(c, h->seq, CTL_ERR_RUNNING, running, "producer '%s' is "
+		    "already running as stream %llu", pc.name,
+		    (unsigned long long)running);
+		return;
+	}
+	if (producer_post_start(wd, &pc, id, err, sizeof(err)) == -1) {
 		result(c, h->seq, CTL_ERR_START, 0, "%s", err);
 		return;
 	}
-	s = (struct stream *)p;
-	log_stream(LOG_NOTICE, s, "producer-start", "started by uid %u",
-	    (unsigned)c->uid);
-	result(c, h->seq, CTL_OK, s->id, "started %s as stream %llu",
-	    s->name, (unsigned long long)s->id);
+	log_notice("producer %s started as stream %llu by uid %u", pc.name,
+	    (unsigned long long)id, (unsigned)c->uid);
+	result(c, h->seq, CTL_OK, id, "started %s as stream %llu", pc.name,
+	    (unsigned long long)id);
 }
 
 static void
@@ -262,25 +290,26 @@ do_stop(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 {
 	const struct ctl_key *k = payload;
 	struct wsflowd *wd = c->wd;
-	struct stream *s, *next;
+	struct stream *s, *only = NULL;
+	bool all = strcmp(k->key, "all") == 0;
 	unsigned n = 0;
 	uint64_t id = 0;
 
-	for (s = TAILQ_FIRST(&wd->streams); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, entry);
-		if (strcmp(k->key, "all") != 0 && stream_find(wd, k->key) != s)
+	/* The owners stop them; the registry only says who they are. */
+	pthread_mutex_lock(&wd->reg_lock);
+	if (!all)
+		only = stream_find_locked(wd, k->key);
+	TAILQ_FOREACH(s, &wd->streams, entry) {
+		if (!all && s != only)
 			continue;
 		id = s->id;
 		n++;
 		log_stream(LOG_NOTICE, s, "stream-stop", "stopped by uid %u",
 		    (unsigned)c->uid);
-		/* May free s: next was saved. */
-		if (s->role == ROLE_PRODUCER)
-			producer_stop(producer_of(s), false);
-		else
-			server_stream_close(s);
+		worker_post_simple(s->owner, WMSG_STOP, s->id, false);
 	}
-	if (n == 0 && strcmp(k->key, "all") != 0) {
+	pthread_mutex_unlock(&wd->reg_lock);
+	if (n == 0 && !all) {
 		result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such stream: %s",
 		    k->key);
 		return;
@@ -396,12 +425,18 @@ ctl_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RAW_ADOPT:
 		c->wd = wd;
 		c->wsi = wsi;
-		if (wd->ctl_conns >= CTL_CONNS_MAX)
-			return -1;
-		wd->ctl_conns++;
-		c->counted = true;
+		c->uid = (uid_t)-1;		/* unknown until SO_PEERCRED */
 		c->may_change = peer_may_change(wd, lws_get_socket_fd(wsi),
 		    &c->uid);
+		/* Idle clients cannot lock root out: the cap is for others. */
+		if (wd->ctl_conns >= CTL_CONNS_MAX && c->uid != 0) {
+			log_ratelimited(LOG_WARNING, "control: %u clients "
+			    "connected, refusing uid %u", wd->ctl_conns,
+			    (unsigned)c->uid);
+			return -1;
+		}
+		wd->ctl_conns++;
+		c->counted = true;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, CTL_IDLE_SECS);
 		return 0;
 
@@ -476,9 +511,9 @@ ctl_accept_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd.sockfd == -1)
 			break;
-		if (lws_adopt_descriptor_vhost(wd->local_vh, LWS_ADOPT_SOCKET,
-		    fd, ctl_protocol.name, NULL) == NULL)
-			log_warnx("control: cannot adopt a connection");
+		/* On failure (a client refused) lws has closed the fd. */
+		(void)lws_adopt_descriptor_vhost(wd->local_vh,
+		    LWS_ADOPT_SOCKET, fd, ctl_protocol.name, NULL);
 	}
 	return 0;
 }
@@ -557,7 +592,7 @@ control_open(struct wsflowd *wd, int inherited_fd)
 	}
 	if (chmod(path, wd->conf.control.mode) == -1)
 		log_warn("control socket: chmod %s", path);
-	if (listen(fd.filefd, 16) == -1) {
+	if (listen(fd.filefd, SOMAXCONN) == -1) {
 		log_err("control socket %s: listen: %s", path,
 		    strerror(errno));
 		close(fd.filefd);

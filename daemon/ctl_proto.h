@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_VERSION		1
+#define CTL_VERSION		2
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
 #define CTL_NAME_MAX		64
 #define CTL_URL_MAX		512
@@ -89,6 +89,7 @@ struct ctl_status {
 	uint64_t	uptime_sec;
 	uint64_t	batch_size;
 	uint64_t	streams;
+	uint64_t	workers;
 	/* server */
 	uint64_t	connections;
 	uint64_t	connections_total;

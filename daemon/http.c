@@ -93,27 +93,34 @@ metrics_body(struct wsflowd *wd, struct body *b)
 	};
 	int64_t now = lws_now_usecs();
 	struct stream *s;
+	struct totals t;
 
+	totals_get(wd, &t);
 	metric(b, "wsflow_uptime_seconds", "gauge", "seconds since start",
 	    (unsigned long long)((now - wd->started_us) / LWS_US_PER_SEC));
+	metric(b, "wsflow_workers", "gauge", "worker threads", wd->nworkers);
+	metric(b, "wsflow_server_sockets", "gauge",
+	    "accepted sockets, upgraded or not", t.sockets);
+	metric(b, "wsflow_server_refused_total", "counter",
+	    "connections refused over max_connections", t.refused);
 	metric(b, "wsflow_server_connections", "gauge",
-	    "open server streams", wd->server.connections);
+	    "open server streams", t.connections);
 	metric(b, "wsflow_server_connections_total", "counter",
-	    "server streams accepted", wd->server.connections_total);
+	    "server streams accepted", t.connections_total);
 	metric(b, "wsflow_server_bytes_received_total", "counter",
-	    "octets received by the hashing server", wd->server.bytes_received);
+	    "octets received by the hashing server", t.bytes_received);
 	metric(b, "wsflow_server_digests_sent_total", "counter",
-	    "digests sent by the hashing server", wd->server.digests_sent);
+	    "digests sent by the hashing server", t.digests_sent);
 	metric(b, "wsflow_producers_running", "gauge", "producers running",
-	    wd->prod.running);
+	    t.running);
 	metric(b, "wsflow_producer_bytes_sent_total", "counter",
-	    "octets sent by producers", wd->prod.bytes_sent);
+	    "octets sent by producers", t.bytes_sent);
 	metric(b, "wsflow_producer_digests_received_total", "counter",
-	    "digests received by producers", wd->prod.digests_received);
+	    "digests received by producers", t.digests_received);
 	metric(b, "wsflow_producer_digests_verified_total", "counter",
-	    "digests verified by producers", wd->prod.digests_verified);
+	    "digests verified by producers", t.digests_verified);
 	metric(b, "wsflow_producer_digest_mismatches_total", "counter",
-	    "digests that did not match", wd->prod.digest_mismatches);
+	    "digests that did not match", t.digest_mismatches);
 
 	for (size_t m = 0; m < sizeof(per_stream) / sizeof(per_stream[0]);
 	    m++) {
@@ -121,6 +128,7 @@ metrics_body(struct wsflowd *wd, struct body *b)
 
 		body_add(b, "# HELP %s per stream: %s\n# TYPE %s counter\n",
 		    per_stream[m].name, per_stream[m].help, per_stream[m].name);
+		pthread_mutex_lock(&wd->reg_lock);
 		TAILQ_FOREACH(s, &wd->streams, entry) {
 			char name[2 * WSFLOW_NAME_MAX];
 
@@ -131,9 +139,11 @@ metrics_body(struct wsflowd *wd, struct body *b)
 			    "%llu\n", per_stream[m].name,
 			    (unsigned long long)s->id,
 			    s->role == ROLE_SERVER ? "server" : "producer",
-			    name, (unsigned long long)*(const uint64_t *)
-			    ((const char *)&s->st + per_stream[m].off));
+			    name, (unsigned long long)atomic_load_explicit(
+			    (const counter_t *)((const char *)&s->st +
+			    per_stream[m].off), memory_order_relaxed));
 		}
+		pthread_mutex_unlock(&wd->reg_lock);
 	}
 }
 
@@ -162,14 +172,15 @@ respond(struct lws *wsi, unsigned status, const char *type, const char *body,
 }
 
 int
-http_serve(struct wsflowd *wd, struct lws *wsi, const char *path)
+http_serve(struct worker *w, struct lws *wsi, const char *path)
 {
+	struct wsflowd *wd = w->wd;
 	struct body b = { NULL, 0, 4096, false };
 	int rc;
 
 	if (path == NULL)
 		path = "";
-	if (!wd->conf.server.metrics) {
+	if (!w->params.metrics) {
 		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 		return lws_http_transaction_completed(wsi) ? -1 : 0;
 	}

@@ -70,28 +70,27 @@ bind_socket(const struct listener *l)
 	return fd;
 }
 
-static struct lws_vhost *
-make_vhost(struct wsflowd *wd, struct listener *l,
-    const struct listen_conf *lc, const struct lws_protocols *protocols)
+/* The listener's vhost in a worker: no lws listener, we accept. */
+struct lws_vhost *
+listener_vhost(struct worker *w, const struct listener *l, const char *name)
 {
 	struct lws_context_creation_info info;
 
 	memset(&info, 0, sizeof(info));
-	/* lws keeps the name pointer: it lives in the listener. */
-	snprintf(l->vhost_name, sizeof(l->vhost_name), "ws-%s-%d",
-	    l->address, l->port);
-	info.vhost_name = l->vhost_name;
-	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;	/* we accept */
-	info.protocols = protocols;
+	info.vhost_name = name;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = w->server_protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 	    LWS_SERVER_OPTION_VALIDATE_UTF8;
-	info.timeout_secs = wd->conf.server.handshake_timeout;
-	if (lc->tls_cert != NULL) {
-		info.ssl_cert_filepath = lc->tls_cert;
-		info.ssl_private_key_filepath = lc->tls_key;
+	/* Until the headers are in (ah idle), and until the upgrade. */
+	info.timeout_secs = w->wd->conf.server.handshake_timeout;
+	info.timeout_secs_ah_idle = w->wd->conf.server.handshake_timeout;
+	if (l->tls) {
+		info.ssl_cert_filepath = l->tls_cert;
+		info.ssl_private_key_filepath = l->tls_key;
 		info.alpn = "http/1.1";		/* no ws-over-h2 (notes §8.2) */
 	}
-	return lws_create_vhost(wd->ctx, &info);
+	return lws_create_vhost(w->ctx, &info);
 }
 
 static void
@@ -118,10 +117,30 @@ refuse(struct wsflowd *wd, int fd, const struct listener *l)
 		(void)send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT |
 		    MSG_NOSIGNAL);
 	close(fd);
-	wd->server.refused++;
+	STAT_ADD(wd->refused, 1);
 	log_ratelimited(LOG_WARNING, "refused a connection on %s:%d: %s",
 	    l->address, l->port, wd->stopping ? "stopping" :
 	    "max_connections reached");
+}
+
+/*
+ * To the least loaded worker.  Counted as pending until the worker has
+ * adopted it, then by the worker's lws (WSI_CREATE .. WSI_DESTROY).
+ */
+static int
+hand_over(struct wsflowd *wd, const struct listener *l, int fd)
+{
+	struct worker *w = worker_pick(wd);
+	struct wmsg *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return -1;
+	m->type = WMSG_ADOPT;
+	m->fd = fd;
+	m->listener = l->index;
+	atomic_fetch_add(&wd->pending, 1);	/* until the worker has it */
+	atomic_fetch_add(&w->load, 1);
+	return worker_post(w, m);
 }
 
 static void
@@ -148,18 +167,18 @@ accept_some(struct listener *l)
 			}
 			return;
 		}
-		if (wd->stopping ||
-		    wd->server.sockets >= wd->conf.server.max_connections) {
+		if (wd->stopping || atomic_load(&wd->sockets) +
+		    atomic_load(&wd->pending) >=
+		    wd->conf.server.max_connections) {
 			refuse(wd, fd, l);
 			continue;
 		}
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-		/* On failure lws has closed the fd already. */
-		if (lws_adopt_socket_vhost(l->vh, fd) == NULL)
-			log_warnx("%s:%d: could not adopt a connection",
-			    l->address, l->port);
-		else
-			wd->server.sockets++;	/* back down at WSI_DESTROY */
+		if (hand_over(wd, l, fd) == -1) {
+			log_warnx("%s:%d: out of memory handing over a "
+			    "connection", l->address, l->port);
+			close(fd);
+		}
 	}
 }
 
@@ -230,16 +249,16 @@ listener_start(struct wsflowd *wd, struct listener *l,
 
 	l->wd = wd;
 	l->tls = lc->tls_cert != NULL;
-	if ((l->vh = make_vhost(wd, l, lc, wd->listener_protocols)) == NULL) {
-		log_err("listen %s:%d: cannot set up the %s vhost",
-		    l->address, l->port, l->tls ? "TLS" : "plain");
+	if (l->tls && ((l->tls_cert = strdup(lc->tls_cert)) == NULL ||
+	    (l->tls_key = strdup(lc->tls_key)) == NULL)) {
+		log_err("listeners: out of memory");
 		return -1;
 	}
 	if (l->fd == -1 && (l->fd = bind_socket(l)) == -1)
 		return -1;
 	fd.filefd = l->fd;
-	l->wsi = lws_adopt_descriptor_vhost(l->vh, LWS_ADOPT_RAW_FILE_DESC, fd,
-	    acceptor_protocol.name, NULL);
+	l->wsi = lws_adopt_descriptor_vhost(wd->local_vh,
+	    LWS_ADOPT_RAW_FILE_DESC, fd, acceptor_protocol.name, NULL);
 	if (l->wsi == NULL) {
 		l->fd = -1;	/* lws closed it */
 		log_err("listen %s:%d: cannot poll the socket", l->address,
@@ -262,22 +281,15 @@ int
 listeners_open(struct wsflowd *wd, const int *inherited, size_t ninherited)
 {
 	size_t nconf = wd->conf.server.nlisten, n = 0;
-	struct lws_protocols *protocols;
 	bool *covered;
 	int rc = -1;
 
-	protocols = calloc(3, sizeof(*protocols));
 	wd->listeners = calloc(nconf + ninherited, sizeof(*wd->listeners));
 	covered = calloc(nconf, sizeof(*covered));
-	if (protocols == NULL || wd->listeners == NULL || covered == NULL) {
-		free(protocols);
+	if (wd->listeners == NULL || covered == NULL) {
 		log_err("listeners: out of memory");
 		goto out;
 	}
-	/* lws keeps pointers to the protocol array: one per daemon. */
-	protocols[0] = server_protocol;
-	protocols[1] = acceptor_protocol;
-	wd->listener_protocols = protocols;
 
 	for (size_t i = 0; i < ninherited; i++) {
 		struct listener *l = &wd->listeners[n];
@@ -285,6 +297,7 @@ listeners_open(struct wsflowd *wd, const int *inherited, size_t ninherited)
 		const struct listen_conf *lc = &plain;
 
 		l->fd = inherited[i];
+		l->index = n;
 		l->inherited = true;
 		if (sock_name(l->fd, l->address, sizeof(l->address),
 		    &l->port) == -1) {
@@ -316,6 +329,7 @@ listeners_open(struct wsflowd *wd, const int *inherited, size_t ninherited)
 		if (covered[j])
 			continue;
 		l->fd = -1;
+		l->index = n;
 		snprintf(l->address, sizeof(l->address), "%s", lc->address);
 		l->port = lc->port;
 		n++;

@@ -4,6 +4,7 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,13 +23,15 @@
 
 /* Process-wide by nature: lws's emit hook cannot carry a context. */
 static struct {
+	pthread_mutex_t lock;	/* worker threads log too */
 	int	dest;
 	int	level;
 	/* One bucket for what peers can make us say, per stream or lws. */
 	double	tokens;
 	int64_t	refill_ns;
 	unsigned long suppressed;
-} logger = { LOG_TO_STDERR, LOG_INFO, RL_BURST, 0, 0 };
+} logger = { PTHREAD_MUTEX_INITIALIZER, LOG_TO_STDERR, LOG_INFO, RL_BURST,
+    0, 0 };
 
 /*
  * Peers decide how often streams open, close, misbehave: such lines are
@@ -135,11 +138,14 @@ vlog(int prio, const struct stream *s, const char *event, bool limited,
 
 	if (prio > logger.level)
 		return;
+	pthread_mutex_lock(&logger.lock);
 	if (limited) {
 		unsigned long dropped = logger.suppressed;
 
-		if (!ratelimit_pass())
+		if (!ratelimit_pass()) {
+			pthread_mutex_unlock(&logger.lock);
 			return;
+		}
 		if (dropped > 0) {
 			logger.suppressed = 0;
 			snprintf(msg, sizeof(msg), "%lu log messages about "
@@ -153,6 +159,7 @@ vlog(int prio, const struct stream *s, const char *event, bool limited,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (logger.dest == LOG_TO_JOURNAL && journal_send(prio, s, event,
 	    msg) >= 0) {
+		pthread_mutex_unlock(&logger.lock);
 		errno = saved;
 		return;
 	}
@@ -167,6 +174,7 @@ vlog(int prio, const struct stream *s, const char *event, bool limited,
 		log_stderr(prio, line);
 	} else
 		log_stderr(prio, msg);
+	pthread_mutex_unlock(&logger.lock);
 	errno = saved;
 }
 

@@ -39,7 +39,7 @@ struct expect {
 struct producer {
 	struct stream	 s;		/* first: the registry sees this */
 	TAILQ_ENTRY(producer) entry;
-	struct wsflowd	*wd;
+	struct worker	*w;
 	struct producer_conf conf;	/* own copy: survives a reload */
 	struct wsurl	 url;
 	struct lws_vhost *vh;
@@ -81,6 +81,7 @@ struct producer {
 
 static void	producer_connect(lws_sorted_usec_list_t *);
 static void	producer_finish(struct producer *, const char *why);
+static void	producer_stop(struct producer *, bool going_away);
 
 struct producer *
 producer_of(struct stream *s)
@@ -216,11 +217,11 @@ write_frame(struct producer *p, size_t n, bool fin)
 	p->in_message = !fin;
 	p->sent += n;
 	p->msg_sent += n;
-	p->s.st.bytes += n;
-	p->wd->prod.bytes_sent += n;
+	STAT_ADD(p->s.st.bytes, n);
+	STAT_ADD(p->w->prod.bytes_sent, n);
 	if (fin) {
 		p->msg_sent = 0;
-		p->s.st.messages++;
+		STAT_ADD(p->s.st.messages, 1);
 	}
 	return 0;
 }
@@ -277,7 +278,7 @@ send_next(struct producer *p)
 	if (p->conf.bytes != 0 && n > p->conf.bytes - p->sent)
 		n = p->conf.bytes - p->sent;
 	if (n > 0 && (n = rate_allow(p, n, &delay_us)) == 0) {
-		lws_sul_schedule(p->wd->ctx, 0, &p->sul_rate, rate_resume,
+		lws_sul_schedule(p->w->ctx, 0, &p->sul_rate, rate_resume,
 		    (lws_usec_t)delay_us);
 		return 0;
 	}
@@ -346,7 +347,7 @@ on_writeable(struct producer *p, struct lws *wsi)
 	int64_t now = lws_now_usecs();
 
 	if (p->choked_at_us != 0) {
-		p->s.st.bp_usec += (uint64_t)(now - p->choked_at_us);
+		STAT_ADD(p->s.st.bp_usec, now - p->choked_at_us);
 		p->choked_at_us = 0;
 	}
 	if (p->close_now) {
@@ -365,7 +366,7 @@ on_writeable(struct producer *p, struct lws *wsi)
 			p->close_now = true;
 			lws_callback_on_writable(wsi);
 		} else if (lws_dll2_is_detached(&p->sul_linger.list))
-			lws_sul_schedule(p->wd->ctx, 0, &p->sul_linger,
+			lws_sul_schedule(p->w->ctx, 0, &p->sul_linger,
 			    linger_expired, LINGER_US);
 		return 0;
 	}
@@ -380,7 +381,7 @@ on_writeable(struct producer *p, struct lws *wsi)
 	/* The kernel did not take it all: the receiver holds us back. */
 	if (lws_send_pipe_choked(wsi)) {
 		p->choked_at_us = now;
-		p->s.st.bp_pauses++;
+		STAT_ADD(p->s.st.bp_pauses, 1);
 	}
 	return 0;
 }
@@ -396,13 +397,12 @@ check_digest(struct producer *p, const char *text, size_t len)
 	struct expect *e;
 	uint64_t no = p->batch_no++;
 
-	p->s.st.digests++;
-	p->wd->prod.digests_received++;
-	snprintf(p->s.last_digest, sizeof(p->s.last_digest), "%.*s",
-	    (int)len, text);
+	STAT_ADD(p->s.st.digests, 1);
+	STAT_ADD(p->w->prod.digests_received, 1);
+	stream_set_digest(&p->s, text, len);
 	if (p->elen == 0) {
-		p->s.st.mismatched++;
-		p->wd->prod.digest_mismatches++;
+		STAT_ADD(p->s.st.mismatched, 1);
+		STAT_ADD(p->w->prod.digest_mismatches, 1);
 		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
 		    "none was due, got \"%.*s\"", (unsigned long long)no,
 		    (int)(len > 130 ? 130 : len), text);
@@ -411,17 +411,17 @@ check_digest(struct producer *p, const char *text, size_t len)
 	e = &p->expect[p->ehead];
 	p->ehead = (p->ehead + 1) % p->ecap;
 	p->elen--;
-	p->s.st.latency_last_us = (uint64_t)(now - e->at_us);
-	if (p->s.st.latency_last_us > p->s.st.latency_max_us)
-		p->s.st.latency_max_us = p->s.st.latency_last_us;
+	STAT_SET(p->s.st.latency_last_us, now - e->at_us);
+	if (STAT_GET(p->s.st.latency_last_us) > STAT_GET(p->s.st.latency_max_us))
+		STAT_SET(p->s.st.latency_max_us, now - e->at_us);
 	if (digest_unhex(text, len, got, p->b.md_len) == 0 &&
 	    memcmp(got, e->md, p->b.md_len) == 0) {
-		p->s.st.verified++;
-		p->wd->prod.digests_verified++;
+		STAT_ADD(p->s.st.verified, 1);
+		STAT_ADD(p->w->prod.digests_verified, 1);
 		return;
 	}
-	p->s.st.mismatched++;
-	p->wd->prod.digest_mismatches++;
+	STAT_ADD(p->s.st.mismatched, 1);
+	STAT_ADD(p->w->prod.digest_mismatches, 1);
 	digest_hex(e->md, p->b.md_len, exp_hex);
 	log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu "
 	    "mismatch: expected %s, got \"%.*s\"", (unsigned long long)no,
@@ -444,8 +444,8 @@ on_receive(struct producer *p, struct lws *wsi, const char *in, size_t len)
 	if (!lws_is_final_fragment(wsi))
 		return 0;
 	if (p->rx_oversize || lws_frame_is_binary(wsi)) {
-		p->s.st.mismatched++;
-		p->wd->prod.digest_mismatches++;
+		STAT_ADD(p->s.st.mismatched, 1);
+		STAT_ADD(p->w->prod.digest_mismatches, 1);
 		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
 		    "server sent a %s message, not a digest",
 		    (unsigned long long)p->batch_no++, p->rx_oversize ?
@@ -477,10 +477,10 @@ schedule_connect(struct producer *p, const char *why)
 	jitter = gen_next(&p->gen) % (ms / 2 + 1);
 	ms = ms - ms / 4 + (unsigned)jitter;
 	p->attempt++;
-	p->s.state = "backoff";
+	stream_set_state(&p->s, "backoff");
 	log_stream(LOG_WARNING, &p->s, "connect-failed", "%s: %s; retry %u "
 	    "in %u ms", p->conf.url, why, p->attempt, ms);
-	lws_sul_schedule(p->wd->ctx, 0, &p->sul_connect, producer_connect,
+	lws_sul_schedule(p->w->ctx, 0, &p->sul_connect, producer_connect,
 	    (lws_usec_t)ms * LWS_US_PER_MS);
 }
 
@@ -492,7 +492,7 @@ producer_connect(lws_sorted_usec_list_t *sul)
 	struct lws_client_connect_info ci;
 
 	memset(&ci, 0, sizeof(ci));
-	ci.context = p->wd->ctx;
+	ci.context = p->w->ctx;
 	ci.vhost = p->vh;
 	ci.address = p->url.host;
 	ci.port = p->url.port;
@@ -511,7 +511,7 @@ producer_connect(lws_sorted_usec_list_t *sul)
 			    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
 			    LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
 	}
-	p->s.state = "connecting";
+	stream_set_state(&p->s, "connecting");
 	if (lws_client_connect_via_info(&ci) == NULL) {
 		p->wsi = NULL;
 		if (p->conf.reconnect)
@@ -533,14 +533,14 @@ static void
 on_established(struct producer *p, struct lws *wsi)
 {
 	p->attempt = 0;
-	p->s.state = "streaming";
+	stream_set_state(&p->s, "streaming");
 	p->in_message = false;
 	p->msg_sent = p->batch_sent = 0;
 	p->waiting = false;
 	p->elen = p->ehead = 0;		/* a new server owes nothing */
 	p->tokens = 0;
 	p->tokens_at_us = p->progress_at_us = lws_now_usecs();
-	p->wd->prod.running++;
+	STAT_ADD(p->w->prod.running, 1);
 	log_stream(LOG_INFO, &p->s, "stream-open", "%s stream to %s",
 	    conf_mode_name(p->s.mode), p->conf.url);
 	lws_callback_on_writable(wsi);
@@ -548,14 +548,16 @@ on_established(struct producer *p, struct lws *wsi)
 
 /* The connection is gone: reconnect, or end the stream for good. */
 static void
-on_gone(struct producer *p, bool was_open, const char *why)
+on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 {
+	/* lws may call back for this wsi again: not with p, which may go. */
+	lws_set_wsi_user(wsi, NULL);
 	p->wsi = NULL;
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
-		p->wd->prod.running--;
-	if (p->done || limit_reached(p) || p->wd->stopping) {
+		STAT_SET(p->w->prod.running, STAT_GET(p->w->prod.running) - 1);
+	if (p->done || limit_reached(p) || p->w->wd->stopping) {
 		producer_finish(p, "finished");
 		return;
 	}
@@ -595,12 +597,12 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 			snprintf(why, sizeof(why), "%s", in ? (char *)in :
 			    "connection failed");
-			on_gone(p, false, why);
+			on_gone(p, wsi, false, why);
 		}
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (p != NULL && p->wsi == wsi)
-			on_gone(p, true, "connection closed");
+			on_gone(p, wsi, true, "connection closed");
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		/* lws tells protocols[0] of every wsi of the vhost. */
@@ -611,7 +613,7 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 		/* Died before ESTABLISHED without an error callback. */
 		if (p != NULL && p->wsi == wsi)
-			on_gone(p, false, "connection failed");
+			on_gone(p, wsi, false, "connection failed");
 		return 0;
 	default:
 		return 0;
@@ -629,7 +631,7 @@ const struct lws_protocols producer_protocol = {
 /* ---- start and stop ---- */
 
 static struct lws_vhost *
-vhost_for_ca(struct wsflowd *wd, const char *ca)
+vhost_for_ca(struct worker *wd, const char *ca)
 {
 	struct lws_context_creation_info info;
 	char *name;
@@ -643,7 +645,7 @@ vhost_for_ca(struct wsflowd *wd, const char *ca)
 	    sizeof(wd->ca_vhosts[0]))
 		return NULL;
 	memset(&info, 0, sizeof(info));
-	/* lws keeps the name pointer: it lives in wd. */
+	/* lws keeps the name pointer: it lives in the worker. */
 	name = wd->ca_vhosts[wd->nca_vhosts].name;
 	snprintf(name, sizeof(wd->ca_vhosts[0].name), "client-ca-%zu",
 	    wd->nca_vhosts);
@@ -676,9 +678,9 @@ producer_free(struct producer *p)
 	free(p);
 }
 
-struct producer *
-producer_start(struct wsflowd *wd, const struct producer_conf *pc, char *err,
-    size_t errlen)
+int
+producer_start(struct worker *w, const struct producer_conf *pc, uint64_t id,
+    char *err, size_t errlen)
 {
 	struct producer *p;
 	const char *why;
@@ -686,49 +688,49 @@ producer_start(struct wsflowd *wd, const struct producer_conf *pc, char *err,
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return NULL;
+		return -1;
 	}
-	p->wd = wd;
+	p->w = w;
 	p->conf = *pc;
 	p->conf.url = strdup(pc->url);
 	p->conf.tls_ca = pc->tls_ca ? strdup(pc->tls_ca) : NULL;
 	p->ecap = EXPECT_INITIAL;
 	p->expect = calloc(p->ecap, sizeof(*p->expect));
 	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
-	batch = pc->batch_size ? pc->batch_size : wd->conf.server.batch_size;
+	batch = pc->batch_size ? pc->batch_size : w->params.batch_size;
 	/* Frame and message modes are cut by hand: no batch completes. */
 	if (pc->mode == MODE_FRAME || pc->mode == MODE_MESSAGE)
 		batch = UINT64_MAX;
 	if (p->conf.url == NULL || (pc->tls_ca && p->conf.tls_ca == NULL) ||
 	    p->expect == NULL || p->buf == NULL ||
-	    batcher_init(&p->b, wd->md, batch) == -1 ||
+	    batcher_init(&p->b, w->params.md, batch) == -1 ||
 	    gen_seed(&p->gen) == -1) {
 		snprintf(err, errlen, "out of memory");
 		producer_free(p);
-		return NULL;
+		return -1;
 	}
 	if (url_parse(pc->url, &p->url, &why) == -1) {
 		snprintf(err, errlen, "bad url '%s': %s", pc->url, why);
 		producer_free(p);
-		return NULL;
+		return -1;
 	}
-	if ((p->vh = vhost_for_ca(wd, p->conf.tls_ca)) == NULL) {
+	if ((p->vh = vhost_for_ca(w, p->conf.tls_ca)) == NULL) {
 		snprintf(err, errlen, "cannot set up TLS with CA '%s'",
 		    p->conf.tls_ca);
 		producer_free(p);
-		return NULL;
+		return -1;
 	}
-	stream_register(wd, &p->s, ROLE_PRODUCER, pc->mode);
 	snprintf(p->s.name, sizeof(p->s.name), "%s", pc->name);
 	snprintf(p->s.peer, sizeof(p->s.peer), "%s", pc->url);
-	TAILQ_INSERT_TAIL(&wd->producers, p, entry);
+	stream_set_state(&p->s, "connecting");
+	stream_register(w, &p->s, id, ROLE_PRODUCER, pc->mode);
+	TAILQ_INSERT_TAIL(&w->producers, p, entry);
 	if (pc->duration != 0)
-		lws_sul_schedule(wd->ctx, 0, &p->sul_end, duration_over,
+		lws_sul_schedule(w->ctx, 0, &p->sul_end, duration_over,
 		    (lws_usec_t)pc->duration * LWS_US_PER_SEC);
-	p->s.state = "connecting";
-	lws_sul_schedule(wd->ctx, 0, &p->sul_connect, producer_connect,
+	lws_sul_schedule(w->ctx, 0, &p->sul_connect, producer_connect,
 	    LWS_US_PER_MS);
-	return p;
+	return 0;
 }
 
 /* End the message, collect owed digests, close 1000 (1001 on stop). */
@@ -742,115 +744,92 @@ producer_stop(struct producer *p, bool going_away)
 		return;
 	}
 	p->ending = true;
-	p->s.state = "ending";
+	stream_set_state(&p->s, "ending");
 	lws_sul_cancel(&p->sul_rate);
 	lws_callback_on_writable(p->wsi);
+}
+
+void
+producer_stop_id(struct worker *w, uint64_t id, bool going_away)
+{
+	struct producer *p;
+
+	TAILQ_FOREACH(p, &w->producers, entry)
+		if (p->s.id == id) {
+			producer_stop(p, going_away);
+			return;
+		}
 }
 
 static void
 producer_finish(struct producer *p, const char *why)
 {
-	struct wsflowd *wd = p->wd;
+	struct worker *w = p->w;
 
-	log_stream(p->s.st.mismatched ? LOG_WARNING : LOG_INFO, &p->s,
-	    "stream-close", "%s: %llu bytes sent, %llu digests, %llu "
+	log_stream(STAT_GET(p->s.st.mismatched) ? LOG_WARNING : LOG_INFO,
+	    &p->s, "stream-close", "%s: %llu bytes sent, %llu digests, %llu "
 	    "verified, %llu mismatched", why,
-	    (unsigned long long)p->s.st.bytes,
-	    (unsigned long long)p->s.st.digests,
-	    (unsigned long long)p->s.st.verified,
-	    (unsigned long long)p->s.st.mismatched);
-	stream_unregister(wd, &p->s);
-	TAILQ_REMOVE(&wd->producers, p, entry);
+	    (unsigned long long)STAT_GET(p->s.st.bytes),
+	    (unsigned long long)STAT_GET(p->s.st.digests),
+	    (unsigned long long)STAT_GET(p->s.st.verified),
+	    (unsigned long long)STAT_GET(p->s.st.mismatched));
+	stream_unregister(w, &p->s);
+	TAILQ_REMOVE(&w->producers, p, entry);
+	atomic_fetch_sub(&w->load, 1);
 	producer_free(p);
 }
 
-int
-producers_autostart(struct wsflowd *wd)
-{
-	char err[WSFLOW_ERR_MAX];
-
-	for (size_t i = 0; i < wd->conf.nproducers; i++) {
-		const struct producer_conf *pc = &wd->conf.producers[i];
-
-		if (!pc->autostart)
-			continue;
-		if (producer_start(wd, pc, err, sizeof(err)) == NULL) {
-			log_err("producer %s: %s", pc->name, err);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 void
-producers_stop_all(struct wsflowd *wd)
+producers_stop_all(struct worker *w, bool going_away)
 {
 	struct producer *p, *next;
 
 	/* producer_stop may free p: walk with a saved next. */
-	for (p = TAILQ_FIRST(&wd->producers); p != NULL; p = next) {
+	for (p = TAILQ_FIRST(&w->producers); p != NULL; p = next) {
 		next = TAILQ_NEXT(p, entry);
-		producer_stop(p, true);
+		producer_stop(p, going_away);
+	}
+}
+
+/* After the worker's context is gone: whatever was left (backing off). */
+void
+producers_free_all(struct worker *w)
+{
+	struct producer *p;
+
+	while ((p = TAILQ_FIRST(&w->producers)) != NULL) {
+		p->wsi = NULL;
+		stream_unregister(w, &p->s);
+		TAILQ_REMOVE(&w->producers, p, entry);
+		/* Its suls died with the context: do not touch them. */
+		memset(&p->sul_connect, 0, sizeof(p->sul_connect));
+		memset(&p->sul_rate, 0, sizeof(p->sul_rate));
+		memset(&p->sul_end, 0, sizeof(p->sul_end));
+		memset(&p->sul_linger, 0, sizeof(p->sul_linger));
+		producer_free(p);
 	}
 }
 
 /* Rates every tick; a progress line every PROGRESS_US. */
 void
-producers_tick(struct wsflowd *wd, int64_t now_us)
+producers_tick(struct worker *w, int64_t now_us)
 {
 	struct producer *p;
+	char digest[2 * EVP_MAX_MD_SIZE + 1];
 
-	TAILQ_FOREACH(p, &wd->producers, entry) {
+	TAILQ_FOREACH(p, &w->producers, entry) {
 		stream_sample_rate(&p->s, now_us);
 		if (now_us - p->progress_at_us < PROGRESS_US)
 			continue;
 		p->progress_at_us = now_us;
 		if (p->wsi == NULL)
 			continue;
+		stream_get_digest(&p->s, digest, sizeof(digest));
 		log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "
 		    "verified, %llu mismatched, %.1f MB/s, last %.16s...",
-		    p->s.st.bytes / 1e6, (unsigned long long)p->s.st.verified,
-		    (unsigned long long)p->s.st.mismatched,
-		    p->s.st.bytes_per_sec / 1e6, p->s.last_digest);
-	}
-}
-
-/*
- * Apply a new configuration (wd->conf is still the old one): producers
- * removed from the file stop, changed ones restart, added ones start.
- * Ad-hoc producers and unchanged entries are left alone.
- */
-void
-producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
-    unsigned *stopped, unsigned *started)
-{
-	struct producer *p, *next;
-	char err[WSFLOW_ERR_MAX];
-
-	for (p = TAILQ_FIRST(&wd->producers); p != NULL; p = next) {
-		const struct producer_conf *old, *new;
-
-		next = TAILQ_NEXT(p, entry);
-		if (p->done)
-			continue;
-		if ((old = conf_find_producer(&wd->conf, p->s.name)) == NULL)
-			continue;		/* ad hoc: not the file's */
-		new = conf_find_producer(nc, p->s.name);
-		if (new != NULL && conf_producer_equal(old, new))
-			continue;
-		producer_stop(p, false);	/* may free p */
-		(*stopped)++;
-	}
-	for (size_t i = 0; i < nc->nproducers; i++) {
-		const struct producer_conf *new = &nc->producers[i], *old;
-
-		old = conf_find_producer(&wd->conf, new->name);
-		if (!new->autostart || (old != NULL &&
-		    conf_producer_equal(old, new)))
-			continue;
-		if (producer_start(wd, new, err, sizeof(err)) == NULL)
-			log_err("reload: producer %s: %s", new->name, err);
-		else
-			(*started)++;
+		    STAT_GET(p->s.st.bytes) / 1e6,
+		    (unsigned long long)STAT_GET(p->s.st.verified),
+		    (unsigned long long)STAT_GET(p->s.st.mismatched),
+		    STAT_GET(p->s.st.bytes_per_sec) / 1e6, digest);
 	}
 }

@@ -12,9 +12,6 @@
 struct wsflowd;
 struct producer;
 
-struct producer	*producer_start(struct wsflowd *, const struct producer_conf *,
-		    char *err, size_t errlen);
-void		 producer_stop(struct producer *, bool going_away);
 struct producer	*producer_of(struct stream *);
 const struct producer_conf *producer_conf(const struct producer *);
 

@@ -3,6 +3,7 @@
  * change.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -31,6 +32,47 @@ listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
  * streams whose configuration did not change are not touched.  Server
  * settings apply to new connections; listeners need a restart.
  */
+/*
+ * Producers removed from the file stop, changed ones restart, added ones
+ * start.  Ad-hoc producers and unchanged entries are left alone.  The
+ * workers do the stopping and starting; wd->conf is still the old one.
+ */
+static void
+producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
+    unsigned *stopped, unsigned *started)
+{
+	char err[WSFLOW_ERR_MAX];
+	struct stream *s;
+
+	pthread_mutex_lock(&wd->reg_lock);
+	TAILQ_FOREACH(s, &wd->streams, entry) {
+		const struct producer_conf *old, *new;
+
+		if (s->role != ROLE_PRODUCER ||
+		    (old = conf_find_producer(&wd->conf, s->name)) == NULL)
+			continue;		/* ad hoc: not the file's */
+		new = conf_find_producer(nc, s->name);
+		if (new != NULL && conf_producer_equal(old, new))
+			continue;
+		worker_post_simple(s->owner, WMSG_STOP, s->id, false);
+		(*stopped)++;
+	}
+	pthread_mutex_unlock(&wd->reg_lock);
+	for (size_t i = 0; i < nc->nproducers; i++) {
+		const struct producer_conf *new = &nc->producers[i], *old;
+
+		old = conf_find_producer(&wd->conf, new->name);
+		if (!new->autostart || (old != NULL &&
+		    conf_producer_equal(old, new)))
+			continue;
+		if (producer_post_start(wd, new, stream_new_id(wd), err,
+		    sizeof(err)) == -1)
+			log_err("reload: producer %s: %s", new->name, err);
+		else
+			(*started)++;
+	}
+}
+
 int
 daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 {
@@ -57,6 +99,15 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 	conf_free(&wd->conf);
 	wd->conf = nc;
 	wd->md = EVP_get_digestbyname(wd->conf.server.digest);
+	for (unsigned i = 0; i < wd->nworkers; i++) {
+		struct wmsg *m = calloc(1, sizeof(*m));
+
+		if (m == NULL)
+			continue;
+		m->type = WMSG_PARAMS;
+		worker_params(wd, &m->params);
+		worker_post(&wd->workers[i], m);
+	}
 	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :
 	    wd->log_floor);
 	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);

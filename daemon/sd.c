@@ -92,16 +92,17 @@ sd_watchdog_start(struct wsflowd *wd)
 void
 sd_status(struct wsflowd *wd)
 {
-	struct stream *s;
-	unsigned long long n = 0;
-	double gb = (double)(wd->server.bytes_received +
-	    wd->prod.bytes_sent) / 1e9;
+	struct totals t;
+	unsigned long long n;
 
-	TAILQ_FOREACH(s, &wd->streams, entry)
-		n++;
+	pthread_mutex_lock(&wd->reg_lock);
+	n = wd->nstreams;
+	pthread_mutex_unlock(&wd->reg_lock);
+	totals_get(wd, &t);
 	sd_notifyf(0, "STATUS=%llu stream%s, %.1f GB hashed, %llu "
-	    "mismatches", n, n == 1 ? "" : "s", gb,
-	    (unsigned long long)wd->prod.digest_mismatches);
+	    "mismatches", n, n == 1 ? "" : "s",
+	    (double)(t.bytes_received + t.bytes_sent) / 1e9,
+	    (unsigned long long)t.digest_mismatches);
 }
 
 void

@@ -26,7 +26,7 @@
 
 struct server_conn {
 	struct stream	 s;		/* first: the registry sees this */
-	struct wsflowd	*wd;
+	struct worker	*w;
 	struct lws	*wsi;
 	struct batcher	 b;
 	uint8_t		*queue;		/* ring of raw digests */
@@ -54,6 +54,23 @@ path_mode(const char *path, enum wsflow_mode *mode)
 	else
 		return -1;
 	return 0;
+}
+
+/*
+ * What lws 4.1.6 does not check of an upgrade (RFC 6455 §4.2.1): the
+ * version must be 13 and the key 16 octets in base64.
+ */
+static bool
+upgrade_valid(struct lws *wsi)
+{
+	char buf[64], key[32];
+
+	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_VERSION) <= 0 ||
+	    strcmp(buf, "13") != 0)
+		return false;
+	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_KEY) != 24)
+		return false;
+	return lws_b64_decode_string(buf, key, sizeof(key)) == 16;
 }
 
 static void
@@ -97,19 +114,18 @@ enqueue(void *arg, const uint8_t *md, unsigned len)
 static int
 conn_open(struct server_conn *c, struct lws *wsi)
 {
-	struct wsflowd *wd = lws_context_user(lws_get_context(wsi));
+	struct worker *w = lws_context_user(lws_get_context(wsi));
 	char path[128];
 	enum wsflow_mode mode = MODE_STREAMING;
 	uint64_t batch;
 
-	c->wd = wd;
+	c->w = w;
 	c->wsi = wsi;
 	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
 		(void)path_mode(path, &mode);
 	/* Frame and message modes cut by hand: no batch ever completes. */
-	batch = mode == MODE_STREAMING ? wd->conf.server.batch_size :
-	    UINT64_MAX;
-	if (batcher_init(&c->b, wd->md, batch) == -1)
+	batch = mode == MODE_STREAMING ? w->params.batch_size : UINT64_MAX;
+	if (batcher_init(&c->b, w->params.md, batch) == -1)
 		return -1;
 	/* Room for what one chunk can produce, plus the high-water mark. */
 	c->qcap = QUEUE_HIGH + (unsigned)batcher_max_boundaries(&c->b,
@@ -119,15 +135,15 @@ conn_open(struct server_conn *c, struct lws *wsi)
 		return -1;
 	}
 	peer_name(wsi, c->s.peer, sizeof(c->s.peer));
-	stream_register(wd, &c->s, ROLE_SERVER, mode);
-	c->s.state = "open";
+	stream_set_state(&c->s, "open");
+	stream_register(w, &c->s, 0, ROLE_SERVER, mode);
 	c->open = true;
 	c->last_rx_us = lws_now_usecs();
-	wd->server.connections++;
-	wd->server.connections_total++;
+	STAT_ADD(w->server.connections, 1);
+	STAT_ADD(w->server.connections_total, 1);
 	log_stream(LOG_INFO, &c->s, "stream-open", "%s stream from %s",
 	    conf_mode_name(mode), c->s.peer);
-	if (wd->stopping) {	/* raced with a stop: say goodbye at once */
+	if (w->wd->stopping) {	/* raced with a stop: say goodbye at once */
 		c->closing = true;
 		lws_callback_on_writable(wsi);
 	}
@@ -137,18 +153,18 @@ conn_open(struct server_conn *c, struct lws *wsi)
 static void
 conn_close(struct server_conn *c)
 {
-	struct wsflowd *wd = c->wd;
+	struct worker *w = c->w;
 
 	if (!c->open)
 		return;
 	c->open = false;
-	wd->server.connections--;
+	STAT_SET(w->server.connections, STAT_GET(w->server.connections) - 1);
 	log_stream(LOG_INFO, &c->s, "stream-close",
 	    "closed: %llu bytes, %llu messages, %llu digests sent",
-	    (unsigned long long)c->s.st.bytes,
-	    (unsigned long long)c->s.st.messages,
-	    (unsigned long long)c->s.st.digests);
-	stream_unregister(wd, &c->s);
+	    (unsigned long long)STAT_GET(c->s.st.bytes),
+	    (unsigned long long)STAT_GET(c->s.st.messages),
+	    (unsigned long long)STAT_GET(c->s.st.digests));
+	stream_unregister(w, &c->s);
 	batcher_free(&c->b);
 	free(c->queue);
 	c->queue = NULL;
@@ -158,13 +174,13 @@ static int
 conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
     size_t len)
 {
-	struct wsflowd *wd = c->wd;
+	struct worker *w = c->w;
 	uint8_t md[EVP_MAX_MD_SIZE];
 
 	if (lws_is_first_fragment(wsi) && batcher_begin(&c->b) == -1)
 		return -1;
-	c->s.st.bytes += len;
-	wd->server.bytes_received += len;
+	STAT_ADD(c->s.st.bytes, len);
+	STAT_ADD(w->server.bytes_received, len);
 	c->last_rx_us = lws_now_usecs();
 	if (batcher_feed(&c->b, in, len, enqueue, c) == -1)
 		return -1;
@@ -186,8 +202,8 @@ conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
 		break;
 	}
 	if (lws_is_final_fragment(wsi)) {
-		c->s.st.messages++;
-		wd->server.messages++;
+		STAT_ADD(c->s.st.messages, 1);
+		STAT_ADD(w->server.messages, 1);
 	}
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
@@ -195,19 +211,35 @@ conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
 		/* The rest of this read is kept by lws and replayed later. */
 		c->paused = true;
 		c->paused_at_us = lws_now_usecs();
-		c->s.st.bp_pauses++;
-		c->s.state = "paused";
+		STAT_ADD(c->s.st.bp_pauses, 1);
+		stream_set_state(&c->s, "paused");
 		lws_rx_flow_control(wsi, 0);
 	}
+	return 0;
+}
+
+/* The oldest queued digest, as one text message. */
+static int
+send_digest(struct server_conn *c, struct lws *wsi)
+{
+	unsigned len = c->b.md_len;
+	char *hex = (char *)c->tx + LWS_PRE;
+
+	digest_hex(c->queue + (size_t)c->qhead * len, len, hex);
+	if (lws_write(wsi, c->tx + LWS_PRE, 2 * len, LWS_WRITE_TEXT) <
+	    (int)(2 * len))
+		return -1;
+	stream_set_digest(&c->s, hex, 2 * len);
+	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qlen--;
+	STAT_ADD(c->s.st.digests, 1);
+	STAT_ADD(c->w->server.digests_sent, 1);
 	return 0;
 }
 
 static int
 conn_writeable(struct server_conn *c, struct lws *wsi)
 {
-	unsigned len = c->b.md_len;
-	char *hex = (char *)c->tx + LWS_PRE;
-
 	if (c->closing) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
 		    (unsigned char *)"shutting down", 13);
@@ -215,21 +247,14 @@ conn_writeable(struct server_conn *c, struct lws *wsi)
 	}
 	if (c->qlen == 0)
 		return 0;
-	digest_hex(c->queue + (size_t)c->qhead * len, len, hex);
-	if (lws_write(wsi, c->tx + LWS_PRE, 2 * len, LWS_WRITE_TEXT) <
-	    (int)(2 * len))
+	if (send_digest(c, wsi) == -1)
 		return -1;
-	memcpy(c->s.last_digest, hex, 2 * len + 1);
-	c->qhead = (c->qhead + 1) % c->qcap;
-	c->qlen--;
-	c->s.st.digests++;
-	c->wd->server.digests_sent++;
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
 	if (c->paused && c->qlen <= QUEUE_LOW) {
 		c->paused = false;
-		c->s.st.bp_usec += (uint64_t)(lws_now_usecs() - c->paused_at_us);
-		c->s.state = "open";
+		STAT_ADD(c->s.st.bp_usec, lws_now_usecs() - c->paused_at_us);
+		stream_set_state(&c->s, "open");
 		lws_rx_flow_control(wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
 	}
 	return 0;
@@ -240,20 +265,31 @@ server_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
 {
 	struct server_conn *c = user;
-	struct wsflowd *wd;
+	struct worker *w;
 	enum wsflow_mode mode;
 	char path[128];
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
-		wd = lws_context_user(lws_get_context(wsi));
-		return http_serve(wd, wsi, in);
+		w = lws_context_user(lws_get_context(wsi));
+		return http_serve(w, wsi, in);
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* Refuse upgrades to paths that name no mode. */
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
 		    0 || path_mode(path, &mode) == -1)
 			return 1;
+		return upgrade_valid(wsi) ? 0 : 1;
+
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		/*
+		 * The peer is done: digests still queued are owed to it and
+		 * may precede our close (RFC 6455 §5.5.1).  A handful at most
+		 * (the queue is bounded), so writing them here is safe.
+		 */
+		while (c != NULL && c->open && c->qlen > 0)
+			if (send_digest(c, wsi) == -1)
+				break;
 		return 0;
 
 	case LWS_CALLBACK_ESTABLISHED:
@@ -270,17 +306,23 @@ server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			conn_close(c);
 		return 0;
 
+	/*
+	 * lws tells protocols[0] of a vhost of every wsi it creates and
+	 * destroys there; a worker's listener vhosts hold nothing but
+	 * accepted sockets, upgraded or not, in whatever state they died.
+	 */
+	case LWS_CALLBACK_WSI_CREATE:
+		w = lws_context_user(lws_get_context(wsi));
+		atomic_fetch_add(&w->wd->sockets, 1);
+		atomic_fetch_add(&w->load, 1);
+		return 0;
+
 	case LWS_CALLBACK_WSI_DESTROY:
-		/* lws tells protocols[0] of every wsi of the vhost. */
-		if (lws_get_protocol(wsi) == NULL ||
-		    lws_get_protocol(wsi)->callback != server_callback)
-			return 0;
 		if (c != NULL)
 			conn_close(c);
-		/* Every accepted socket ends here, upgraded or not. */
-		wd = lws_context_user(lws_get_context(wsi));
-		if (wd->server.sockets > 0)
-			wd->server.sockets--;
+		w = lws_context_user(lws_get_context(wsi));
+		atomic_fetch_sub(&w->wd->sockets, 1);
+		atomic_fetch_sub(&w->load, 1);
 		return 0;
 
 	default:
@@ -309,28 +351,28 @@ server_stream_close(struct stream *s)
 	struct server_conn *c = conn_of(s);
 
 	c->closing = true;
-	s->state = "closing";
+	stream_set_state(s, "closing");
 	lws_callback_on_writable(c->wsi);
 }
 
 void
-server_stop_all(struct wsflowd *wd)
+server_stop_all(struct worker *w)
 {
 	struct stream *s;
 
-	TAILQ_FOREACH(s, &wd->streams, entry)
+	TAILQ_FOREACH(s, &w->streams, wentry)
 		if (s->role == ROLE_SERVER)
 			server_stream_close(s);
 }
 
 /* Once a second: rates, and idle streams sent away. */
 void
-server_tick(struct wsflowd *wd, int64_t now_us)
+server_tick(struct worker *w, int64_t now_us)
 {
-	int64_t idle = (int64_t)wd->conf.server.idle_timeout * LWS_US_PER_SEC;
+	int64_t idle = (int64_t)w->params.idle_timeout * LWS_US_PER_SEC;
 	struct stream *s;
 
-	TAILQ_FOREACH(s, &wd->streams, entry) {
+	TAILQ_FOREACH(s, &w->streams, wentry) {
 		struct server_conn *c;
 
 		if (s->role != ROLE_SERVER)
@@ -341,11 +383,8 @@ server_tick(struct wsflowd *wd, int64_t now_us)
 		if (idle > 0 && !c->paused && !c->closing &&
 		    now_us - c->last_rx_us > idle) {
 			log_stream(LOG_INFO, s, "idle-timeout",
-			    "no data for %u s: closing",
-			    wd->conf.server.idle_timeout);
-			c->closing = true;
-			s->state = "closing";
-			lws_callback_on_writable(c->wsi);
+			    "no data for %u s: closing", w->params.idle_timeout);
+			server_stream_close(s);
 		}
 	}
 }

@@ -104,10 +104,6 @@ tick(lws_sorted_usec_list_t *sul)
 {
 	struct wsflowd *wd = lws_container_of(sul, struct wsflowd, sul_tick);
 
-	int64_t now = lws_now_usecs();
-
-	server_tick(wd, now);
-	producers_tick(wd, now);
 	sd_status(wd);
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_tick, tick, TICK_US);
 }
@@ -118,11 +114,18 @@ stop_check(lws_sorted_usec_list_t *sul)
 {
 	struct wsflowd *wd = lws_container_of(sul, struct wsflowd, sul_stop);
 
-	if (TAILQ_EMPTY(&wd->streams) || lws_now_usecs() >=
-	    wd->stop_deadline_us) {
-		if (!TAILQ_EMPTY(&wd->streams))
-			log_warnx("streams still open after the grace period: "
-			    "closing them");
+	unsigned long left;
+
+	/* Streams, then their sockets: lws holds a socket until the
+	 * peer has answered our close (or its timeout). */
+	pthread_mutex_lock(&wd->reg_lock);
+	left = wd->nstreams;
+	pthread_mutex_unlock(&wd->reg_lock);
+	left += atomic_load(&wd->sockets) + atomic_load(&wd->pending);
+	if (left == 0 || lws_now_usecs() >= wd->stop_deadline_us) {
+		if (left != 0)
+			log_warnx("%lu streams or sockets still open after "
+			    "the grace period: closing them", left);
 		wd->done = true;
 		lws_cancel_service(wd->ctx);
 		return;
@@ -138,36 +141,34 @@ daemon_stop(struct wsflowd *wd, const char *why)
 		return;
 	wd->stopping = true;
 	sd_stopping();
-	log_notice("%s: stopping, %llu streams to close", why,
-	    (unsigned long long)wd->server.connections);
+	pthread_mutex_lock(&wd->reg_lock);
+	log_notice("%s: stopping, %lu streams to close", why, wd->nstreams);
+	pthread_mutex_unlock(&wd->reg_lock);
 	listeners_close(wd);
-	server_stop_all(wd);
-	producers_stop_all(wd);
+	for (unsigned i = 0; i < wd->nworkers; i++)
+		worker_post_simple(&wd->workers[i], WMSG_STOP_ALL, 0, true);
 	wd->stop_deadline_us = lws_now_usecs() + WSFLOW_STOP_GRACE_US;
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check, 1);
 }
 
 /* ---- start-up ---- */
 
+/*
+ * The main thread's context: signals, the control socket and the
+ * listening sockets.  Streams live in the workers' contexts.
+ */
 static int
 context_create(struct wsflowd *wd)
 {
 	struct lws_context_creation_info info;
-	struct lws_protocols *local;
 	struct rlimit rl;
 
-	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-	    LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-	    LWS_SERVER_OPTION_VALIDATE_UTF8;
-	info.pt_serv_buf_size = WSFLOW_PT_BUF;
-	info.timeout_secs = wd->conf.server.handshake_timeout;
-	info.user = wd;
 	/*
 	 * Every connection is an fd: make room for max_connections plus
 	 * producers, control and spare, or lower max_connections to fit.
 	 * lws sizes its fd tables by the limit: keep those sane too.
 	 */
+	wd->fd_limit = 0;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rlim_t want = (rlim_t)wd->conf.server.max_connections +
 		    wd->conf.nproducers + FD_SPARE;
@@ -188,30 +189,47 @@ context_create(struct wsflowd *wd)
 			wd->conf.server.max_connections = fit;
 		}
 		if (rl.rlim_cur > 65536)
-			info.fd_limit_per_thread = 65536;
+			wd->fd_limit = 65536;
 	}
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.fd_limit_per_thread = wd->fd_limit;
+	info.user = wd;
 	if ((wd->ctx = lws_create_context(&info)) == NULL) {
 		log_err("cannot create the lws context");
 		return -1;
 	}
-	memset(&info, 0, sizeof(info));
-	info.vhost_name = "local";
-	info.port = CONTEXT_PORT_NO_LISTEN;
 	/* lws keeps the pointer: the array lives as long as the daemon. */
-	if ((local = calloc(5, sizeof(*local))) == NULL) {
-		log_err("out of memory");
+	wd->main_protocols[0] = signal_protocol;
+	wd->main_protocols[1] = acceptor_protocol;
+	wd->main_protocols[2] = ctl_protocol;
+	wd->main_protocols[3] = ctl_accept_protocol;
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "main";
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = wd->main_protocols;
+	if ((wd->local_vh = lws_create_vhost(wd->ctx, &info)) == NULL) {
+		log_err("cannot create the main vhost");
 		return -1;
 	}
-	local[0] = producer_protocol;
-	local[1] = signal_protocol;
-	local[2] = ctl_protocol;
-	local[3] = ctl_accept_protocol;
-	wd->local_protocols = local;
-	info.protocols = local;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	if ((wd->local_vh = lws_create_vhost(wd->ctx, &info)) == NULL) {
-		log_err("cannot create the local vhost");
-		return -1;
+	return 0;
+}
+
+/* The configured producers with autostart, spread over the workers. */
+static int
+producers_autostart(struct wsflowd *wd)
+{
+	char err[WSFLOW_ERR_MAX];
+
+	for (size_t i = 0; i < wd->conf.nproducers; i++) {
+		const struct producer_conf *pc = &wd->conf.producers[i];
+
+		if (pc->autostart && producer_post_start(wd, pc,
+		    stream_new_id(wd), err, sizeof(err)) == -1) {
+			log_err("producer %s: %s", pc->name, err);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -248,7 +266,7 @@ main(int argc, char *argv[])
 
 	memset(&wd, 0, sizeof(wd));
 	TAILQ_INIT(&wd.streams);
-	TAILQ_INIT(&wd.producers);
+	pthread_mutex_init(&wd.reg_lock, NULL);
 	log_init(debug || check ? LOG_TO_STDERR : LOG_TO_JOURNAL, LOG_INFO);
 	if (conf_load_file(path, &wd.conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
@@ -272,13 +290,16 @@ main(int argc, char *argv[])
 	wd.exit_code = 1;
 	wd.started_us = lws_now_usecs();
 	sd_sockets_take(&sds);
+	/* Signals are blocked before any thread exists: all inherit it. */
 	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
 	    listeners_open(&wd, sds.ws, sds.nws) == -1 ||
+	    workers_start(&wd) == -1 ||
 	    control_open(&wd, sds.control) == -1 ||
 	    producers_autostart(&wd) == -1)
 		goto out;
-	log_notice("wsflowd %s started: %zu listener(s), %s, batch %llu",
-	    WSFLOW_VERSION, wd.nlisteners, wd.conf.server.digest,
+	log_notice("wsflowd %s started: %zu listener(s), %u worker(s), %s, "
+	    "batch %llu", WSFLOW_VERSION, wd.nlisteners, wd.nworkers,
+	    wd.conf.server.digest,
 	    (unsigned long long)wd.conf.server.batch_size);
 	lws_sul_schedule(wd.ctx, 0, &wd.sul_tick, tick, TICK_US);
 	/* Every listener and the control socket accept: ready. */
@@ -289,10 +310,16 @@ main(int argc, char *argv[])
 		if (lws_service(wd.ctx, 0) < 0)
 			break;
 	wd.exit_code = wd.done ? 0 : 1;
-	log_notice("stopped: %llu streams served, %llu bytes hashed",
-	    (unsigned long long)wd.server.connections_total,
-	    (unsigned long long)wd.server.bytes_received);
 out:
+	workers_join(&wd);
+	if (wd.exit_code == 0) {
+		struct totals t;
+
+		totals_get(&wd, &t);
+		log_notice("stopped: %llu streams served, %llu bytes hashed",
+		    (unsigned long long)t.connections_total,
+		    (unsigned long long)t.bytes_received);
+	}
 	control_close(&wd);
 	if (wd.ctx != NULL) {
 		lws_sul_cancel(&wd.sul_tick);
@@ -300,11 +327,15 @@ out:
 		lws_sul_cancel(&wd.sul_watchdog);
 		lws_context_destroy(wd.ctx);
 	}
+	for (size_t i = 0; i < wd.nlisteners; i++) {
+		free(wd.listeners[i].tls_cert);
+		free(wd.listeners[i].tls_key);
+	}
 	free(wd.listeners);
-	free(wd.listener_protocols);
-	free((void *)(uintptr_t)wd.local_protocols);
-	for (size_t i = 0; i < wd.nca_vhosts; i++)
-		free(wd.ca_vhosts[i].ca);
+	for (unsigned i = 0; i < wd.nworkers; i++)
+		pthread_mutex_destroy(&wd.workers[i].inbox_lock);
+	free(wd.workers);
+	pthread_mutex_destroy(&wd.reg_lock);
 	conf_free(&wd.conf);
 	return wd.exit_code;
 }
