@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+# timeout: 300
+"""wsflowd's hashing server (interface.md §1-§3) against the AutobahnPython
+tutorial clients (tests/peers) and a raw-frame client; every digest is
+checked against hashlib."""
+import os
+import threading
+import time
+
+from wsflowtest import (SLOW, CheckFailed, Closed, Daemon, WSClient,
+                        batch_digests, case, check, check_peer, diag,
+                        frame_header, hexdigest, mask, run_cases, run_peer,
+                        run_wsflowd, start_peer, tmpfile, wait_for, wait_peer)
+
+MiB = 1 << 20
+ENDLESS = 0x7FFFFFFFFFFFFFFF
+_shared = []
+
+
+def shared():
+    """The daemon most cases share (a ws and a wss listener, defaults)."""
+    if _shared and not _shared[-1].alive():
+        dead = _shared.pop()
+        raise CheckFailed('wsflowd died (exit %s) in an earlier case'
+                          % dead.proc.returncode)
+    if not _shared:
+        _shared.append(Daemon(tls=True).start())
+    return _shared[-1]
+
+
+def first_mismatch(got, want):
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            return 'digest %d: got %s, want %s' % (i, g, w)
+    return 'got %d digests, want %d' % (len(got), len(want))
+
+
+def check_digests(got, want, what):
+    check(got == want, '%s: %s' % (what, first_mismatch(got, want)))
+
+# ------------------------------------------------------------ tutorial clients
+
+
+@case('producer client: endless 2^63-1 frame at /, 64 MiB paced by TCP backpressure, '
+      'then TCP drop; 64 digests verified')
+def _():
+    d = shared()
+    rc, r = run_peer('client_producer.py', d.url('/'), '--bytes', 64 * MiB,
+                     '--seconds', 60 * SLOW)
+    check_peer(rc, r, 'client_producer', verified=64, mismatched=0, bytes=64 * MiB)
+    check(d.alive(), 'wsflowd died after the drop')
+
+
+@case('streaming client: 16 batches at /stream, one batch in flight, all verified')
+def _():
+    d = shared()
+    rc, r = run_peer('client_streaming.py', d.url('/stream'), '--batches', 16,
+                     '--seconds', 60 * SLOW)
+    check_peer(rc, r, 'client_streaming', verified=16, mismatched=0)
+
+
+@case('frame client: ten 1 MiB frames and an empty final frame at /frame, '
+      '11 digests verified, clean close')
+def _():
+    d = shared()
+    rc, r = run_peer('client_frame.py', d.url('/frame'), '--frames', 10,
+                     '--frame-size', MiB, '--seconds', 60 * SLOW)
+    check_peer(rc, r, 'client_frame', verified=11, mismatched=0, close_code=1000)
+
+
+@case('message client: 10 x 1 MiB messages at /message, all verified, clean close')
+def _():
+    d = shared()
+    rc, r = run_peer('client_message.py', d.url('/message'), '--messages', 10,
+                     '--message-size', MiB, '--seconds', 60 * SLOW)
+    check_peer(rc, r, 'client_message', verified=10, mismatched=0, close_code=1000)
+
+# ------------------------------------------------------------ raw-frame cases
+
+
+def fresh_client_served(d):
+    c = WSClient(d.port, '/message')
+    data = os.urandom(100000)
+    c.send_frame(data)
+    check_digests(c.recv_digests(1), [hexdigest(data)], 'fresh client')
+    check(c.close() == 1000, 'fresh client: no clean close')
+
+
+@case('a client dropping TCP mid-frame (RST, then FIN) is a normal end; '
+      'a fresh client is served correctly after it')
+def _():
+    d = shared()
+    for how in ('rst', 'fin'):
+        c = WSClient(d.port, '/stream')
+        data = os.urandom(MiB + MiB // 2)
+        c.send(frame_header(4 * MiB, key=b'\1\2\3\4') + mask(data, b'\1\2\3\4'))
+        check_digests(c.recv_digests(1), batch_digests(data, MiB), 'before drop (%s)' % how)
+        if how == 'rst':
+            c.abort()
+        else:
+            c.sock.close()
+        fresh_client_served(d)
+    check(d.alive(), 'wsflowd died')
+
+
+@case('text messages at /message are hashed over their UTF-8 octets '
+      '(also split inside a code point across frames)')
+def _():
+    d = shared()
+    text = ('wsflow \u00e4\u20ac\U0001f600 ' * 5000).encode()
+    cut = text.index('\U0001f600'.encode()) + 2          # inside the emoji
+    c = WSClient(d.port, '/message')
+    c.send_frame(text[:cut], opcode=1, fin=False)
+    c.send_frame(text[cut:], opcode=0, fin=True)
+    c.send_frame('one frame \u00e9'.encode(), opcode=1)
+    check_digests(c.recv_digests(2), [hexdigest(text), hexdigest('one frame \u00e9'.encode())],
+                  'raw text')
+    check(c.close() == 1000, 'no clean close')
+    rc, r = run_peer('client_message.py', d.url('/message'), '--text', '--messages', 3,
+                     '--message-size', 100000, '--seconds', 30 * SLOW)
+    check_peer(rc, r, 'client_message --text', verified=3, mismatched=0)
+
+
+@case('invalid UTF-8 in a text message closes with 1007; the daemon serves on')
+def _():
+    d = shared()
+    c = WSClient(d.port, '/message')
+    c.send_frame(b'abc\xc3\x28def', opcode=1)        # 0xc3 needs a continuation
+    try:
+        got = c.recv_message()
+        check(False, 'got a message instead of close 1007: %r' % (got,))
+    except Closed as e:
+        check(e.code == 1007, 'closed with %s, want 1007' % e.code)
+    c.abort()
+    fresh_client_served(d)
+
+
+@case('wss: tutorial clients over TLS with a throw-away certificate (verified)')
+def _():
+    d = shared()
+    rc, r = run_peer('client_message.py', d.url('/message', tls=True), '--cafile', d.cert,
+                     '--messages', 3, '--message-size', MiB, '--seconds', 30 * SLOW)
+    check_peer(rc, r, 'client_message wss', verified=3, mismatched=0, close_code=1000)
+    rc, r = run_peer('client_producer.py', d.url('/', tls=True), '--cafile', d.cert,
+                     '--bytes', 16 * MiB, '--seconds', 60 * SLOW)
+    check_peer(rc, r, 'client_producer wss', verified=16, mismatched=0)
+
+
+@case('two producer clients at once at /, 32 MiB each, both verified')
+def _():
+    d = shared()
+    ps = [start_peer('client_producer.py', d.url('/'), '--bytes', 32 * MiB,
+                     '--seconds', 60 * SLOW) for _ in range(2)]
+    for i, p in enumerate(ps):
+        rc, r = wait_peer(p, 90)
+        check_peer(rc, r, 'client_producer #%d' % i, verified=32, mismatched=0)
+
+
+@case('batch_size = 7: one 64 KiB frame at /stream gives floor(65536/7) = 9362 '
+      'digests, all correct; no digest for the tail; the next message starts afresh')
+def _():
+    d = Daemon(batch_size=7).start()
+    c = WSClient(d.port, '/stream')
+    data = os.urandom(65536)
+    c.send_frame(data)
+    check_digests(c.recv_digests(9362), batch_digests(data, 7), 'message 1')
+    second = os.urandom(10)
+    c.send_frame(second)
+    check_digests(c.recv_digests(1), [hexdigest(second[:7])], 'message 2')
+    extra = c.expect_silence(0.5)
+    check(extra is None, 'unexpected message for a short tail: %r' % extra)
+    c.abort()
+    d.check_clean_stop()
+
+
+@case('batch_size = 1000: batches spanning frames of 65536, 3333, 1, 70000 octets '
+      'and an empty final frame; producer client with --batch-size 1000')
+def _():
+    d = Daemon(batch_size=1000).start()
+    c = WSClient(d.port, '/stream')
+    frames = [os.urandom(n) for n in (65536, 3333, 1, 70000, 0)]
+    for i, f in enumerate(frames):
+        c.send_frame(f, opcode=2 if i == 0 else 0, fin=i == len(frames) - 1)
+    want = batch_digests(b''.join(frames), 1000)
+    check_digests(c.recv_digests(len(want)), want, 'frames')
+    check(c.close() == 1000, 'no clean close')
+    rc, r = run_peer('client_producer.py', d.url('/'), '--batch-size', 1000,
+                     '--bytes', 4 * MiB, '--seconds', 60 * SLOW)
+    check_peer(rc, r, 'client_producer --batch-size 1000', verified=4194, mismatched=0)
+    d.check_clean_stop()
+
+
+def digest_case(name):
+    @case('digest = "%s": /message, /stream and /frame give hashlib\'s %s' % (name, name))
+    def _():
+        d = Daemon(digest=name, batch_size=4096).start()
+        c = WSClient(d.port, '/message')
+        data = os.urandom(100000)
+        c.send_frame(data)
+        check_digests(c.recv_digests(1), [hexdigest(data, name)], '/message')
+        c.close()
+        c = WSClient(d.port, '/stream')
+        c.send_frame(data[:10000])
+        check_digests(c.recv_digests(2), batch_digests(data[:10000], 4096, name), '/stream')
+        c.close()
+        c = WSClient(d.port, '/frame')
+        c.send_frame(data[:5000], fin=False)
+        c.send_frame(data[5000:7000], opcode=0)
+        check_digests(c.recv_digests(2), [hexdigest(data[:5000], name),
+                                          hexdigest(data[:7000], name)], '/frame')
+        c.close()
+        rc, r = run_peer('client_frame.py', d.url('/frame'), '--digest', name,
+                         '--frames', 3, '--frame-size', 65536, '--seconds', 30 * SLOW)
+        check_peer(rc, r, 'client_frame --digest ' + name, verified=4, mismatched=0)
+        d.check_clean_stop()
+
+
+for _name in ('sha3-256', 'sha512', 'blake2b512'):
+    digest_case(_name)
+
+# ------------------------------------------------------------ -n
+
+
+GOOD_CONF = '''log_level = "info";
+server: {
+  listen = ( { address = "127.0.0.1"; port = 9123; } );
+  batch_size = 1048576;
+  digest = "sha256";
+};
+control: { path = "%s"; };
+'''
+
+
+@case('-n on a good file prints "configuration OK" and exits 0')
+def _():
+    conf = tmpfile('good.conf', GOOD_CONF % tmpfile('good.sock'))
+    p = run_wsflowd(['-n', '-f', conf])
+    check(p.returncode == 0 and 'configuration OK' in p.stdout,
+          'exit %d, stdout %r, stderr %r' % (p.returncode, p.stdout, p.stderr))
+
+
+def bad_conf_case(what, good_line, bad_line, marker=None):
+    @case('-n on a file with %s exits 78 with "file:line:" on stderr' % what)
+    def _():
+        text = GOOD_CONF % tmpfile('bad.sock')
+        check(good_line in text, 'test bug: %r' % good_line)
+        text = text.replace(good_line, bad_line)
+        line = text[:text.index(marker or bad_line)].count('\n') + 1
+        conf = tmpfile('bad-%d.conf' % line, text)
+        p = run_wsflowd(['-n', '-f', conf])
+        prefix = '%s:%d:' % (conf, line)
+        check(p.returncode == 78 and any(l.startswith(prefix) for l in p.stderr.splitlines()),
+              'want exit 78 and a line starting %r; got exit %d, stderr %r'
+              % (prefix, p.returncode, p.stderr))
+        check('configuration OK' not in p.stdout, 'also printed "configuration OK"')
+
+
+bad_conf_case('an unknown key', '  digest = "sha256";\n',
+              '  digest = "sha256";\n  bogus_key = 1;\n', 'bogus_key')
+bad_conf_case('a wrong type', 'batch_size = 1048576;', 'batch_size = "big";')
+bad_conf_case('an out-of-range port', 'port = 9123;', 'port = 70000;')
+bad_conf_case('an unknown digest', 'digest = "sha256";', 'digest = "nosuchhash";')
+bad_conf_case('a syntax error', 'batch_size = 1048576;', 'batch_size = = 1;')
+
+# ------------------------------------------------------------ SIGTERM
+
+
+@case('SIGTERM while a client streams: wsflowd exits 0 within 5 s and the client '
+      'sees close 1001 or the connection end')
+def _():
+    d = Daemon().start()
+    c = WSClient(d.port, '/')
+    block = os.urandom(MiB)
+    want = batch_digests(block * 8, MiB)
+
+    def send():         # endless frame, zero mask key: the block goes as is
+        try:
+            c.send(frame_header(ENDLESS, fin=False))
+            while c.end is None:
+                c.send(block)
+        except OSError:
+            pass
+    c.start_reader()
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    check(wait_for(lambda: len(c.messages) >= 2, 20), 'no digests while streaming')
+    t0 = time.monotonic()
+    rc = d.stop(timeout=10)         # SIGTERM, then SIGKILL after 10 s
+    took = time.monotonic() - t0
+    wait_for(lambda: c.end is not None, 5)
+    c.abort()
+    n = min(len(c.messages), len(want))
+    check_digests(c.messages[:n], want[:n], 'digests before SIGTERM')
+    diag('stopped in %.2fs, exit %s, client saw %s' % (took, rc, c.end))
+    check(rc == 0, 'exit %s on SIGTERM' % rc)
+    check(took < 5 * SLOW, 'took %.1fs to stop' % took)
+    check(c.end is not None and c.end.code in (1001, None),
+          'client saw %s, want close 1001 or the connection end' % c.end)
+    check(not d.sanitizer_errors(), 'sanitizer: %s' % d.sanitizer_errors()[:3])
+
+
+@case('SIGTERM while the producer client streams over wss: exit 0, '
+      'the client gets close 1001, its digests all verified')
+def _():
+    d = Daemon(tls=True).start()
+    p = start_peer('client_producer.py', d.url('/', tls=True), '--cafile', d.cert,
+                   '--seconds', 60 * SLOW)
+    time.sleep(1.5 * SLOW)          # Python start, TLS handshake, some digests
+    rc = d.stop(timeout=10)
+    prc, r = wait_peer(p, 30)
+    check(rc == 0, 'wsflowd exit %s on SIGTERM' % rc)
+    check(r.get('close_code') == 1001 and r.get('mismatched') == 0
+          and r.get('verified', 0) > 0, 'producer result: %s' % r)
+
+
+@case('the shared daemon survived every case and exits 0 on SIGTERM, '
+      'no sanitizer report')
+def _():
+    d = shared()
+    fresh_client_served(d)
+    d.check_clean_stop()
+
+
+if __name__ == '__main__':
+    run_cases()

@@ -1,0 +1,541 @@
+"""Helpers for the wsflow integration tests (run with /usr/bin/python3).
+
+Reporting follows tests/run: one "ok - what" / "not ok - what" line per case
+("ok - what # skip why" when skipped), lines starting with "# " are
+diagnostics, and the program exits non-zero if any case failed.
+
+Environment (exported by tests/run): WSFLOWD, SRCDIR, BUILD, PYTHON and
+SANITIZE ("1" for an ASan build: timings are stretched, RSS bounds skipped).
+"""
+import atexit
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get('SRCDIR') or os.path.dirname(os.path.dirname(HERE))
+BUILD = os.environ.get('BUILD', 'build')
+WSFLOWD = os.environ.get('WSFLOWD') or os.path.join(SRCDIR, BUILD, 'wsflowd')
+PYTHON = os.environ.get('PYTHON', '/usr/bin/python3')
+PEERS = os.path.join(SRCDIR, 'tests', 'peers')
+SANITIZE = os.environ.get('SANITIZE') == '1'
+SLOW = 4 if SANITIZE else 1        # stretch every deadline under ASan
+
+# ---------------------------------------------------------------- reporting
+
+_failed = 0
+_cases = []
+
+
+class Skip(Exception):
+    pass
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def diag(msg):
+    for line in str(msg).rstrip('\n').split('\n'):
+        print('# ' + line)
+    sys.stdout.flush()
+
+
+def ok(cond, desc, why=None):
+    global _failed
+    print(('ok - ' if cond else 'not ok - ') + desc, flush=True)
+    if not cond:
+        _failed += 1
+        if why:
+            diag(why)
+    return cond
+
+
+def skip(desc, why):
+    print('ok - %s # skip %s' % (desc, why), flush=True)
+
+
+def check(cond, msg='check failed'):
+    """Fail the current case with msg unless cond."""
+    if not cond:
+        raise CheckFailed(msg)
+
+
+def case(desc):
+    """Decorator: register fn as a test case named desc, run by run_cases()."""
+    def register(fn):
+        _cases.append((desc, fn))
+        return fn
+    return register
+
+
+def run_cases():
+    """Run every registered case (one failing or crashing case does not stop
+    the others), then exit with the overall status."""
+    for desc, fn in _cases:
+        before = len(Daemon.started)
+        try:
+            fn()
+            ok(True, desc)
+        except Skip as e:
+            skip(desc, e)
+        except CheckFailed as e:
+            ok(False, desc, str(e))
+            _dump_logs(Daemon.started[before:] or Daemon.live())
+        except Exception:
+            ok(False, desc, traceback.format_exc())
+            _dump_logs(Daemon.started[before:] or Daemon.live())
+    finish()
+
+
+def finish():
+    _cleanup()
+    sys.exit(1 if _failed else 0)
+
+
+def _dump_logs(daemons):
+    for d in daemons:
+        diag('--- last lines of %s (pid %s):\n%s' % (d.log, d.pid, d.log_tail(15)))
+
+# ---------------------------------------------------------------- temp dir
+
+_tmp = None
+
+
+def tmpdir():
+    """The temp dir of this test program, removed at exit."""
+    global _tmp
+    if _tmp is None:
+        _tmp = tempfile.mkdtemp(prefix='wsflow-test-')
+    return _tmp
+
+
+def tmpfile(name, text=None):
+    path = os.path.join(tmpdir(), name)
+    if text is not None:
+        with open(path, 'w') as f:
+            f.write(text)
+    return path
+
+
+def _cleanup():
+    for d in Daemon.started:
+        d.stop()
+    for p in _peers:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if _tmp and not os.environ.get('WSFLOW_KEEP_TMP'):
+        shutil.rmtree(_tmp, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+# tests/run's timeout sends SIGTERM: exit through atexit so no daemon is left
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
+
+# ---------------------------------------------------------------- config
+
+
+def free_port():
+    """A port free right now (bind port 0, close)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def make_cert(name='tls'):
+    """Throw-away self-signed certificate for localhost: (cert, key) paths."""
+    cert, key = tmpfile(name + '-cert.pem'), tmpfile(name + '-key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+                    '-days', '1', '-subj', '/CN=localhost',
+                    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+                    '-keyout', key, '-out', cert],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def config_text(listen, log_level='info', control_path=None, **server):
+    """libconfig text: listen is a list of ports or (port, cert, key) for
+    tls; server holds more server keys (strings quoted, ints as is)."""
+    entries = []
+    for l in listen:
+        if isinstance(l, tuple):
+            port, cert, key = l
+            entries.append('{ address = "127.0.0.1"; port = %d; tls = { cert = "%s"; key = "%s"; }; }'
+                           % (port, cert, key))
+        else:
+            entries.append('{ address = "127.0.0.1"; port = %d; }' % l)
+    lines = ['log_level = "%s";' % log_level, 'server: {',
+             '  listen = ( %s );' % ',\n             '.join(entries)]
+    for k, v in server.items():
+        if isinstance(v, bool):
+            v = 'true' if v else 'false'
+        elif isinstance(v, str):
+            v = '"%s"' % v
+        lines.append('  %s = %s;' % (k, v))
+    lines += ['};', 'control: { path = "%s"; };' % control_path, '']
+    return '\n'.join(lines)
+
+# ---------------------------------------------------------------- daemon
+
+
+class Daemon:
+    """wsflowd -d -f CONF in the foreground, stderr to a log in the temp dir."""
+    started = []
+    _n = 0
+
+    def __init__(self, tls=False, **server):
+        Daemon._n += 1
+        self.name = 'wsflowd%d' % Daemon._n
+        self.port = free_port()
+        self.tls_port = None
+        listen = [self.port]
+        if tls:
+            cert, key = make_cert(self.name)
+            self.cert = cert
+            self.tls_port = free_port()
+            listen.append((self.tls_port, cert, key))
+        self.conf = tmpfile(self.name + '.conf', config_text(
+            listen, control_path=tmpfile(self.name + '.sock'), **server))
+        self.log = tmpfile(self.name + '.log')
+        self.proc = None
+        self.returncode = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def url(self, path='/', tls=False):
+        if tls:
+            return 'wss://localhost:%d%s' % (self.tls_port, path)
+        return 'ws://127.0.0.1:%d%s' % (self.port, path)
+
+    def start(self, timeout=10):
+        if not os.access(WSFLOWD, os.X_OK):
+            raise CheckFailed('daemon binary %s missing (run make)' % WSFLOWD)
+        with open(self.log, 'ab') as log:
+            self.proc = subprocess.Popen([WSFLOWD, '-d', '-f', self.conf],
+                                         stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log)
+        Daemon.started.append(self)
+        deadline = time.monotonic() + timeout * SLOW
+        for port in filter(None, (self.port, self.tls_port)):
+            while True:         # ready = the port accepts connections
+                if self.proc.poll() is not None:
+                    raise CheckFailed('wsflowd exited %d at start:\n%s'
+                                      % (self.proc.returncode, self.log_tail()))
+                try:
+                    socket.create_connection(('127.0.0.1', port), 0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise CheckFailed('wsflowd not accepting on %d after %gs'
+                                          % (port, timeout * SLOW))
+                    time.sleep(0.02)
+        return self
+
+    @classmethod
+    def live(cls):
+        return [d for d in cls.started if d.alive()]
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self):
+        with open('/proc/%d/status' % self.pid) as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1])
+        raise CheckFailed('no VmRSS for pid %d' % self.pid)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait (bounded), then SIGKILL; returns the exit status
+        (negative: killed by that signal)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def log_text(self):
+        try:
+            with open(self.log, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def log_tail(self, n=25):
+        return '\n'.join(self.log_text().splitlines()[-n:])
+
+    def sanitizer_errors(self):
+        return [l for l in self.log_text().splitlines()
+                if 'Sanitizer' in l and 'ERROR' in l or 'runtime error:' in l]
+
+    def check_clean_stop(self):
+        """Stop and require exit 0 and no sanitizer report."""
+        rc = self.stop()
+        check(rc == 0, 'wsflowd exited %s on SIGTERM' % rc)
+        errs = self.sanitizer_errors()
+        check(not errs, 'sanitizer report: %s' % errs[:3])
+
+
+def run_wsflowd(args, timeout=20):
+    """wsflowd with args (e.g. -n -f FILE): CompletedProcess, text output."""
+    return subprocess.run([WSFLOWD] + list(args), capture_output=True,
+                          text=True, timeout=timeout * SLOW,
+                          stdin=subprocess.DEVNULL)
+
+# ---------------------------------------------------------------- peers
+
+_peers = []
+
+
+def peer_cmd(name, *args):
+    return [PYTHON, os.path.join(PEERS, name)] + [str(a) for a in args]
+
+
+def run_peer(name, *args, timeout=60):
+    """Run a tests/peers program to the end: (exit status, final JSON)."""
+    p = start_peer(name, *args)
+    return wait_peer(p, timeout)
+
+
+def start_peer(name, *args):
+    p = subprocess.Popen(peer_cmd(name, *args), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _peers.append(p)
+    return p
+
+
+def wait_peer(p, timeout=60):
+    try:
+        out, err = p.communicate(timeout=timeout * SLOW)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    result = None
+    for line in reversed(out.splitlines()):
+        try:
+            result = json.loads(line)
+            break
+        except ValueError:
+            pass
+    if result is None:
+        result = {'error': 'no JSON result', 'stdout': out[-2000:]}
+    if err.strip():
+        result['stderr'] = err[-2000:]
+    return p.returncode, result
+
+
+def check_peer(rc, result, what, **want):
+    """The peer exited 0 and its result has the wanted values."""
+    bad = {k: result.get(k) for k, v in want.items() if result.get(k) != v}
+    check(rc == 0 and not bad,
+          '%s: exit %s, unexpected %s\n%s' % (what, rc, bad, json.dumps(result)))
+
+# ---------------------------------------------------------------- raw client
+
+
+def mask(data, key):
+    """RFC 6455 masking, at C speed (int XOR)."""
+    if key == b'\0\0\0\0' or not data:
+        return bytes(data)
+    n = len(data)
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, 'little') ^ int.from_bytes(k, 'little')).to_bytes(n, 'little')
+
+
+def frame_header(length, opcode=2, fin=True, key=b'\0\0\0\0'):
+    b0 = (0x80 if fin else 0) | opcode
+    if length < 126:
+        h = struct.pack('!BB', b0, 0x80 | length)
+    elif length < 65536:
+        h = struct.pack('!BBH', b0, 0x80 | 126, length)
+    else:
+        h = struct.pack('!BBQ', b0, 0x80 | 127, length)
+    return h + key
+
+
+class Closed(Exception):
+    """The server closed: .code is the close code, or None for TCP end."""
+
+    def __init__(self, code, why=''):
+        super().__init__('closed by server: %s %s' % (code, why))
+        self.code = code
+
+
+class WSClient:
+    """Minimal stdlib WebSocket client for tests that need exact framing."""
+
+    def __init__(self, port, path='/', tls=False, timeout=10):
+        self.timeout = timeout * SLOW
+        s = socket.create_connection(('127.0.0.1', port), self.timeout)
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s, server_hostname='localhost')
+        self.sock = s
+        self.buf = b''
+        self.messages = []           # filled by the reader thread
+        self.end = None              # Closed() once the reader saw the end
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n'
+                   'Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n'
+                   'Sec-WebSocket-Version: 13\r\n\r\n' % (path, port, key)).encode())
+        while b'\r\n\r\n' not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b'\r\n\r\n', 1)
+        accept = base64.b64encode(hashlib.sha1(
+            (key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').encode()).digest()).decode()
+        head = head.decode('latin-1')
+        if not head.startswith('HTTP/1.1 101') or accept not in head:
+            raise CheckFailed('handshake to %s failed:\n%s' % (path, head))
+
+    def _fill(self):
+        try:
+            data = self.sock.recv(262144)
+        except (ConnectionError, ssl.SSLError) as e:
+            raise Closed(None, repr(e))
+        if not data:
+            raise Closed(None, 'EOF')
+        self.buf += data
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def send_frame(self, payload, opcode=2, fin=True, key=None):
+        key = os.urandom(4) if key is None else key
+        self.sock.sendall(frame_header(len(payload), opcode, fin, key) + mask(payload, key))
+
+    def recv_frame(self):
+        b0, b1 = self._take(2)
+        n = b1 & 0x7f
+        if n == 126:
+            n = struct.unpack('!H', self._take(2))[0]
+        elif n == 127:
+            n = struct.unpack('!Q', self._take(8))[0]
+        key = self._take(4) if b1 & 0x80 else b'\0\0\0\0'
+        return bool(b0 & 0x80), b0 & 0x0f, mask(self._take(n), key)
+
+    def recv_message(self):
+        """Next data message as (opcode, payload); raises Closed on close."""
+        parts, first = [], None
+        while True:
+            fin, op, payload = self.recv_frame()
+            if op == 8:
+                code = struct.unpack('!H', payload[:2])[0] if len(payload) >= 2 else 1005
+                raise Closed(code, payload[2:].decode('utf-8', 'replace'))
+            if op == 9:
+                self.send_frame(payload, opcode=10)
+                continue
+            if op == 10:
+                continue
+            first = op if first is None else first
+            parts.append(payload)
+            if fin:
+                return first, b''.join(parts)
+
+    def recv_digests(self, n):
+        """n text messages, as str."""
+        out = []
+        for _ in range(n):
+            op, payload = self.recv_message()
+            check(op == 1, 'digest sent as opcode %d, not text' % op)
+            out.append(payload.decode('ascii'))
+        return out
+
+    def expect_silence(self, seconds=0.3):
+        """The message arriving within seconds, or None (e.g. no digest for
+        a tail).  A timeout may lose a partial frame: use it last."""
+        self.sock.settimeout(seconds * SLOW)
+        try:
+            op, payload = self.recv_message()
+            return payload
+        except socket.timeout:
+            return None
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def start_reader(self, on_message=None):
+        """Collect messages in a thread (while the main thread sends)."""
+        def loop():
+            try:
+                while True:
+                    op, payload = self.recv_message()
+                    self.messages.append(payload.decode('ascii', 'replace'))
+                    if on_message:
+                        on_message(len(self.messages))
+            except Closed as e:
+                self.end = e
+            except Exception as e:     # socket timeout, reset, closed by us
+                self.end = Closed(None, repr(e))
+        self.reader = threading.Thread(target=loop, daemon=True)
+        self.reader.start()
+
+    def close(self, code=1000):
+        """Clean close: send ours, wait for the server's close."""
+        self.send_frame(struct.pack('!H', code), opcode=8)
+        try:
+            while True:
+                self.recv_message()
+        except Closed as e:
+            return e.code
+        finally:
+            self.sock.close()
+
+    def abort(self):
+        """Drop TCP at once (RST), like Twisted's abortConnection."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 struct.pack('ii', 1, 0))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def wait_for(cond, timeout, step=0.02):
+    """Poll cond() until true or timeout (stretched under ASan)."""
+    deadline = time.monotonic() + timeout * SLOW
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def hexdigest(data, name='sha256'):
+    return hashlib.new(name, data).hexdigest()
+
+
+def batch_digests(data, batch_size, name='sha256'):
+    """The digests a streaming server owes for one message of data."""
+    h, out = hashlib.new(name), []
+    for off in range(0, len(data) - batch_size + 1, batch_size):
+        h.update(data[off:off + batch_size])
+        out.append(h.hexdigest())
+    return out
