@@ -28,6 +28,7 @@
 #define BACKOFF_MIN_MS	250
 #define BACKOFF_MAX_MS	8000
 #define LINGER_US	(2 * LWS_US_PER_SEC)	/* wait for owed digests */
+#define CLOSE_WAIT_US	(10 * LWS_US_PER_SEC)	/* and for the close answer */
 #define RX_MAX		(2 * EVP_MAX_MD_SIZE + 64)
 #define PROGRESS_US	(10 * LWS_US_PER_SEC)
 
@@ -60,6 +61,7 @@ struct producer {
 	bool		 ending;	/* end the message, then close */
 	bool		 final_sent;
 	bool		 close_now;
+	bool		 close_sent;	/* ours went: wait for the server's */
 	bool		 going_away;	/* daemon stop: 1001, else 1000 */
 	bool		 done;		/* limit reached or stopped */
 
@@ -334,11 +336,42 @@ linger_expired(lws_sorted_usec_list_t *sul)
 
 	if (p->wsi == NULL)
 		return;
+	if (p->close_sent) {
+		/* The server never answered our close: hang up. */
+		log_stream(LOG_INFO, &p->s, NULL, "no close from the server "
+		    "in %d s: hanging up", (int)(CLOSE_WAIT_US /
+		    LWS_US_PER_SEC));
+		lws_set_timeout(p->wsi, PENDING_TIMEOUT_USER_OK,
+		    LWS_TO_KILL_ASYNC);
+		return;
+	}
 	if (p->elen > 0)
 		log_stream(LOG_WARNING, &p->s, NULL, "closing with %u digests "
 		    "still owed by the server", p->elen);
 	p->close_now = true;
 	lws_callback_on_writable(p->wsi);
+}
+
+/*
+ * The client's half of the closing handshake (RFC 6455 §7.1.1): lws sends
+ * our close and then reads until the server answers with its own, so
+ * that it has read everything before either side lets go.  lws still
+ * calls WRITEABLE meanwhile: a second -1 would make it hang up at once.
+ */
+static int
+send_close(struct producer *p, struct lws *wsi)
+{
+	if (p->going_away)
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
+		    (unsigned char *)"shutting down", 13);
+	else
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
+		    (unsigned char *)"done", 4);
+	p->close_sent = true;
+	stream_set_state(&p->s, "closing");
+	lws_sul_schedule(p->w->ctx, 0, &p->sul_linger, linger_expired,
+	    CLOSE_WAIT_US);
+	return -1;
 }
 
 static int
@@ -350,15 +383,10 @@ on_writeable(struct producer *p, struct lws *wsi)
 		STAT_ADD(p->s.st.bp_usec, now - p->choked_at_us);
 		p->choked_at_us = 0;
 	}
-	if (p->close_now) {
-		if (p->going_away)
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
-			    (unsigned char *)"shutting down", 13);
-		else
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
-			    (unsigned char *)"done", 4);
-		return -1;
-	}
+	if (p->close_sent)
+		return 0;
+	if (p->close_now)
+		return send_close(p, wsi);
 	if (p->ending) {
 		if (!p->final_sent && send_final(p) == -1)
 			return -1;
@@ -537,6 +565,7 @@ on_established(struct producer *p, struct lws *wsi)
 	p->in_message = false;
 	p->msg_sent = p->batch_sent = 0;
 	p->waiting = false;
+	p->close_now = p->close_sent = false;
 	p->elen = p->ehead = 0;		/* a new server owes nothing */
 	p->tokens = 0;
 	p->tokens_at_us = p->progress_at_us = lws_now_usecs();
@@ -586,7 +615,9 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return p != NULL && p->wsi == wsi ? on_receive(p, wsi, in,
 		    len) : 0;
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		if (p != NULL && len >= 2)
+		if (p == NULL)
+			return 0;
+		if (len >= 2)
 			log_stream(LOG_INFO, &p->s, NULL, "server closed with "
 			    "%u", ((const uint8_t *)in)[0] << 8 |
 			    ((const uint8_t *)in)[1]);

@@ -19,8 +19,6 @@ a clean end is close 1000.
 import json
 import time
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
-
 import server_frame
 import server_message
 import server_streaming
