@@ -31,6 +31,7 @@
 #define CLOSE_WAIT_US	(10 * LWS_US_PER_SEC)	/* and for the close answer */
 #define RX_MAX		(2 * EVP_MAX_MD_SIZE + 64)
 #define PROGRESS_US	(10 * LWS_US_PER_SEC)
+#define STALL_US	(30 * LWS_US_PER_SEC)	/* waiting on one digest */
 
 struct expect {
 	uint8_t		 md[EVP_MAX_MD_SIZE];
@@ -62,6 +63,7 @@ struct producer {
 	bool		 final_sent;
 	bool		 close_now;
 	bool		 close_sent;	/* ours went: wait for the server's */
+	bool		 stall_said;	/* "no digest" logged for this wait */
 	bool		 going_away;	/* daemon stop: 1001, else 1000 */
 	bool		 done;		/* limit reached or stopped */
 
@@ -439,6 +441,7 @@ check_digest(struct producer *p, const char *text, size_t len)
 	e = &p->expect[p->ehead];
 	p->ehead = (p->ehead + 1) % p->ecap;
 	p->elen--;
+	p->stall_said = false;
 	STAT_SET(p->s.st.latency_last_us, now - e->at_us);
 	if (STAT_GET(p->s.st.latency_last_us) > STAT_GET(p->s.st.latency_max_us))
 		STAT_SET(p->s.st.latency_max_us, now - e->at_us);
@@ -850,6 +853,17 @@ producers_tick(struct worker *w, int64_t now_us)
 
 	TAILQ_FOREACH(p, &w->producers, entry) {
 		stream_sample_rate(&p->s, now_us);
+		/* One batch in flight and no digest: say why, once. */
+		if (p->waiting && p->wsi != NULL && !p->stall_said &&
+		    p->elen > 0 && now_us - p->expect[p->ehead].at_us >
+		    STALL_US) {
+			p->stall_said = true;
+			log_stream(LOG_WARNING, &p->s, "digest-stall", "no "
+			    "digest for %d s: does the server's batch_size "
+			    "(%llu here) match?", (int)(STALL_US /
+			    LWS_US_PER_SEC), (unsigned long long)
+			    p->b.batch_size);
+		}
 		if (now_us - p->progress_at_us < PROGRESS_US)
 			continue;
 		p->progress_at_us = now_us;
