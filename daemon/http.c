@@ -73,6 +73,43 @@ label_escape(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* The daemon's totals, as Prometheus sees them. */
+static const struct {
+	const char *name, *type, *help;
+	size_t off;
+} totals[] = {
+	{ "wsflow_server_sockets", "gauge",
+	    "accepted sockets, upgraded or not", offsetof(struct totals,
+	    sockets) },
+	{ "wsflow_server_refused_total", "counter",
+	    "connections refused over max_connections",
+	    offsetof(struct totals, refused) },
+	{ "wsflow_server_connections", "gauge", "open server streams",
+	    offsetof(struct totals, connections) },
+	{ "wsflow_server_connections_total", "counter",
+	    "server streams accepted", offsetof(struct totals,
+	    connections_total) },
+	{ "wsflow_server_bytes_received_total", "counter",
+	    "octets received by the hashing server", offsetof(struct totals,
+	    bytes_received) },
+	{ "wsflow_server_digests_sent_total", "counter",
+	    "digests sent by the hashing server", offsetof(struct totals,
+	    digests_sent) },
+	{ "wsflow_producers_running", "gauge", "producers running",
+	    offsetof(struct totals, running) },
+	{ "wsflow_producer_bytes_sent_total", "counter",
+	    "octets sent by producers", offsetof(struct totals, bytes_sent) },
+	{ "wsflow_producer_digests_received_total", "counter",
+	    "digests received by producers", offsetof(struct totals,
+	    digests_received) },
+	{ "wsflow_producer_digests_verified_total", "counter",
+	    "digests verified by producers", offsetof(struct totals,
+	    digests_verified) },
+	{ "wsflow_producer_digest_mismatches_total", "counter",
+	    "digests that did not match", offsetof(struct totals,
+	    digest_mismatches) },
+};
+
 static void
 metrics_body(struct wsflowd *wd, struct body *b)
 {
@@ -99,28 +136,9 @@ metrics_body(struct wsflowd *wd, struct body *b)
 	metric(b, "wsflow_uptime_seconds", "gauge", "seconds since start",
 	    (unsigned long long)((now - wd->started_us) / LWS_US_PER_SEC));
 	metric(b, "wsflow_workers", "gauge", "worker threads", wd->nworkers);
-	metric(b, "wsflow_server_sockets", "gauge",
-	    "accepted sockets, upgraded or not", t.sockets);
-	metric(b, "wsflow_server_refused_total", "counter",
-	    "connections refused over max_connections", t.refused);
-	metric(b, "wsflow_server_connections", "gauge",
-	    "open server streams", t.connections);
-	metric(b, "wsflow_server_connections_total", "counter",
-	    "server streams accepted", t.connections_total);
-	metric(b, "wsflow_server_bytes_received_total", "counter",
-	    "octets received by the hashing server", t.bytes_received);
-	metric(b, "wsflow_server_digests_sent_total", "counter",
-	    "digests sent by the hashing server", t.digests_sent);
-	metric(b, "wsflow_producers_running", "gauge", "producers running",
-	    t.running);
-	metric(b, "wsflow_producer_bytes_sent_total", "counter",
-	    "octets sent by producers", t.bytes_sent);
-	metric(b, "wsflow_producer_digests_received_total", "counter",
-	    "digests received by producers", t.digests_received);
-	metric(b, "wsflow_producer_digests_verified_total", "counter",
-	    "digests verified by producers", t.digests_verified);
-	metric(b, "wsflow_producer_digest_mismatches_total", "counter",
-	    "digests that did not match", t.digest_mismatches);
+	for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++)
+		metric(b, totals[i].name, totals[i].type, totals[i].help,
+		    *(const uint64_t *)((const char *)&t + totals[i].off));
 
 	for (size_t m = 0; m < sizeof(per_stream) / sizeof(per_stream[0]);
 	    m++) {
