@@ -23,7 +23,6 @@
 #include "control.h"
 #include "ctl_proto.h"
 #include "log.h"
-#include "producer.h"
 #include "url.h"
 #include "wsflowd.h"
 

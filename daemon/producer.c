@@ -19,7 +19,6 @@
 #include "frame.h"
 #include "gen.h"
 #include "log.h"
-#include "producer.h"
 #include "url.h"
 #include "wsflowd.h"
 
@@ -86,18 +85,6 @@ struct producer {
 static void	producer_connect(lws_sorted_usec_list_t *);
 static void	producer_finish(struct producer *, const char *why);
 static void	producer_stop(struct producer *, bool going_away);
-
-struct producer *
-producer_of(struct stream *s)
-{
-	return s->role == ROLE_PRODUCER ? (struct producer *)s : NULL;
-}
-
-const struct producer_conf *
-producer_conf(const struct producer *p)
-{
-	return &p->conf;
-}
 
 /* ---- digests owed by the server ---- */
 

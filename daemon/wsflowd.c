@@ -14,7 +14,6 @@
 
 #include "control.h"
 #include "log.h"
-#include "producer.h"
 #include "sd.h"
 #include "wsflowd.h"
 
