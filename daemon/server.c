@@ -379,8 +379,17 @@ server_tick(struct worker *w, int64_t now_us)
 			continue;
 		c = conn_of(s);
 		stream_sample_rate(s, now_us);
-		/* A paused stream is waiting on its peer, not idle. */
-		if (idle > 0 && !c->paused && !c->closing &&
+		/*
+		 * A paused stream waits for its peer to read its digests:
+		 * not idle, unless the peer has stopped reading for as long.
+		 */
+		if (idle > 0 && c->paused && !c->closing &&
+		    now_us - c->paused_at_us > idle) {
+			log_stream(LOG_INFO, s, "idle-timeout", "peer has read "
+			    "no digest for %u s: closing",
+			    w->params.idle_timeout);
+			server_stream_close(s);
+		} else if (idle > 0 && !c->paused && !c->closing &&
 		    now_us - c->last_rx_us > idle) {
 			log_stream(LOG_INFO, s, "idle-timeout",
 			    "no data for %u s: closing", w->params.idle_timeout);

@@ -207,8 +207,9 @@ class Daemon:
             self.cert = cert
             self.tls_port = free_port()
             listen.append((self.tls_port, cert, key))
+        self.ctl_sock = tmpfile(self.name + '.sock')
         self.conf = tmpfile(self.name + '.conf', config_text(
-            listen, control_path=tmpfile(self.name + '.sock'), **server))
+            listen, control_path=self.ctl_sock, **server))
         self.log = tmpfile(self.name + '.log')
         self.proc = None
         self.returncode = None
@@ -244,6 +245,21 @@ class Daemon:
                         raise CheckFailed('wsflowd not accepting on %d after %gs'
                                           % (port, timeout * SLOW))
                     time.sleep(0.02)
+        # ... and, like READY=1, the control socket accepts too.
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.5)
+                    s.connect(self.ctl_sock)
+                break
+            except OSError:
+                if self.proc.poll() is not None or \
+                        time.monotonic() > deadline:
+                    raise CheckFailed('wsflowd control socket %s not '
+                                      'accepting after %gs:\n%s'
+                                      % (self.ctl_sock, timeout * SLOW,
+                                         self.log_tail()))
+                time.sleep(0.02)
         return self
 
     @classmethod
