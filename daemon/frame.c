@@ -30,6 +30,8 @@ frame_header(uint8_t *payload, uint64_t len, int opcode, bool fin,
 	return n;
 }
 
+/* -O3 (Makefile) and an AVX2 clone: 32 octets a step where it can. */
+__attribute__((target_clones("avx2", "default")))
 void
 frame_mask(uint8_t *p, size_t len, const uint8_t key[4])
 {

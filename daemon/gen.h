@@ -1,5 +1,6 @@
 /*
- * gen.h — a fast generator of random payload (xoshiro256**).
+ * gen.h — a fast generator of random payload: four xoshiro256** streams
+ * side by side, so that the compiler can run them in vector registers.
  *
  * Payload only needs to be incompressible and unpredictable enough that a
  * server cannot guess it; it is not key material.  Seeded from getrandom.
@@ -10,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define GEN_LANES	4
+
 struct gen {
-	uint64_t	s[4];
+	uint64_t	s[4][GEN_LANES];	/* state word, then lane */
 };
 
 int		gen_seed(struct gen *);
