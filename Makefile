@@ -40,7 +40,7 @@ DESTDIR ?=
 DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	libsystemd-dev libssl-dev libjson-c-dev openssl python3 python3-autobahn \
 	python3-twisted procps clang libclang-rt-14-dev prometheus \
-	systemd-container mandoc curl
+	systemd-container mandoc curl valgrind linux-perf
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server listen http gen frame url \
