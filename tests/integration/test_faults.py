@@ -581,7 +581,10 @@ def _():
     diag('reading again: %d digests read in %.1f s (%d wrong); wsflowd read %d -> %d octets'
          % (got, time.monotonic() - t0, bad, st2['bytes'], st3['bytes']))
     check(bad == 0, '%d wrong digests' % bad)
-    check(got > st2['digests'] and st3['bytes'] > st2['bytes'],
+    # Resumed = wsflowd reads again and the digests keep coming right.
+    # (Not "more than st2's digests": those sit in the kernel's send
+    # queue, megabytes of them, and the small window drains it slowly.)
+    check(got > 0 and st3['bytes'] > st2['bytes'],
           'the stream did not resume: %d digests read, %d -> %d octets'
           % (got, st2['bytes'], st3['bytes']))
     stop.set()
