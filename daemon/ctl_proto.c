@@ -30,7 +30,8 @@ type_valid(unsigned type)
 	    (type >= CTL_REP_STATUS && type < CTL_TYPE_MAX);
 }
 
-long
+/* Payload size a type must carry, or -1 for no such type. */
+static long
 ctl_payload_size(unsigned type)
 {
 	return type_valid(type) ? payload_sizes[type] : -1;
@@ -117,7 +118,9 @@ ctl_strlcpy(char *dst, const char *src, size_t size)
 	return 0;
 }
 
-int
+
+/* A received fixed string field is terminated within its size. */
+static int
 ctl_str_ok(const char *field, size_t size)
 {
 	return memchr(field, '\0', size) != NULL;

@@ -160,15 +160,11 @@ int		 ctl_request_decode(const void *buf, size_t avail,
 /* What a complete message looks like: -1 bad, 0 need more, else len. */
 int		 ctl_frame_check(const void *buf, size_t avail,
 		    struct ctl_hdr *hdr, const char **why);
-/* Payload size a type must carry, or -1 for no such type. */
-long		 ctl_payload_size(unsigned type);
 /* Build a message into buf (CTL_MSG_MAX); returns its length. */
 size_t		 ctl_encode(void *buf, unsigned type, uint32_t seq,
 		    const void *payload, size_t len);
 const char	*ctl_result_str(unsigned code);
 /* Copy src into a fixed field, NUL-terminated, reporting truncation. */
 int		 ctl_strlcpy(char *dst, const char *src, size_t size);
-/* A received fixed string field is terminated within its size. */
-int		 ctl_str_ok(const char *field, size_t size);
 
 #endif
