@@ -243,6 +243,23 @@ log_lws_mask(int level)
 	return mask;
 }
 
+/*
+ * The last error or warning lws logged on this thread: lws says why a TLS
+ * handshake failed on a line of its own, before the connection error
+ * that carries no reason.  The producer picks it up for its own line.
+ */
+static _Thread_local char lws_last[300];
+
+const char *
+log_lws_take(void)
+{
+	static _Thread_local char taken[sizeof(lws_last)];
+
+	memcpy(taken, lws_last, sizeof(taken));
+	lws_last[0] = '\0';
+	return taken;
+}
+
 void
 log_lws(int level, const char *line)
 {
@@ -272,6 +289,8 @@ log_lws(int level, const char *line)
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		n--;
 	snprintf(buf, sizeof(buf), "%.*s", (int)n, line);
+	if (level == LLL_ERR || level == LLL_WARN)
+		snprintf(lws_last, sizeof(lws_last), "%s", buf);
 	/* lws's errors are about one connection, not the daemon: demote. */
 	if (prio < LOG_WARNING)
 		prio = LOG_WARNING;

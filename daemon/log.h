@@ -41,6 +41,8 @@ void	log_ratelimited(int prio, const char *, ...)
 
 /* lws's log hook: one line, one LLL_ level bit. */
 void	log_lws(int level, const char *line);
+/* The last lws error/warning on this thread (then forgotten), or "". */
+const char *log_lws_take(void);
 int	log_lws_mask(int level);
 
 #endif

@@ -614,10 +614,15 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (p != NULL && p->wsi == wsi) {
-			char why[160];
+			const char *detail = log_lws_take();
+			char why[480];
 
-			snprintf(why, sizeof(why), "%s", in ? (char *)in :
-			    "connection failed");
+			/* "SSL err 1" alone says nothing: add lws's reason. */
+			if (in == NULL || strstr(in, "SSL") == NULL)
+				detail = "";
+			snprintf(why, sizeof(why), "%s%s%s%s", in ? (char *)in :
+			    "connection failed", *detail ? " (" : "", detail,
+			    *detail ? ")" : "");
 			on_gone(p, wsi, false, why);
 		}
 		return 0;
