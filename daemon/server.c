@@ -201,10 +201,8 @@ conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
 	default:
 		break;
 	}
-	if (lws_is_final_fragment(wsi)) {
+	if (lws_is_final_fragment(wsi))
 		STAT_ADD(c->s.st.messages, 1);
-		STAT_ADD(w->server.messages, 1);
-	}
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
 	if (c->qlen >= QUEUE_HIGH && !c->paused) {

@@ -188,7 +188,6 @@ totals_get(struct wsflowd *wd, struct totals *t)
 		t->connections_total += STAT_GET(w->server.connections_total);
 		t->bytes_received += STAT_GET(w->server.bytes_received);
 		t->digests_sent += STAT_GET(w->server.digests_sent);
-		t->messages += STAT_GET(w->server.messages);
 		t->running += STAT_GET(w->prod.running);
 		t->bytes_sent += STAT_GET(w->prod.bytes_sent);
 		t->digests_received += STAT_GET(w->prod.digests_received);

@@ -54,7 +54,6 @@ struct server_totals {
 	counter_t	 connections_total;
 	counter_t	 bytes_received;
 	counter_t	 digests_sent;
-	counter_t	 messages;
 };
 
 struct producer_totals {
@@ -69,7 +68,7 @@ struct producer_totals {
 struct totals {
 	uint64_t	 sockets, refused;
 	uint64_t	 connections, connections_total, bytes_received,
-			 digests_sent, messages;
+			 digests_sent;
 	uint64_t	 running, bytes_sent, digests_received,
 			 digests_verified, digest_mismatches;
 };
