@@ -216,11 +216,10 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	struct wsflowd *wd = c->wd;
 	struct producer_conf pc;
 	const struct producer_conf *cfg;
-	struct stream *s;
 	struct wsurl u;
 	const char *why;
 	char err[WSFLOW_ERR_MAX];
-	uint64_t id, running;
+	uint64_t id, running = 0;
 
 	if (wd->stopping) {
 		result(c, h->seq, CTL_ERR_STOPPING, 0, NULL);
@@ -262,20 +261,9 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		pc.duration = rq->duration;
 	if (rq->flags & CTL_START_RATE)
 		pc.rate = rq->rate;
-	pthread_mutex_lock(&wd->reg_lock);
-	TAILQ_FOREACH(s, &wd->streams, entry)
-		if (s->role == ROLE_PRODUCER && strcmp(s->name, pc.name) == 0)
-			break;
-	running = s != NULL ? s->id : 0;
-	pthread_mutex_unlock(&wd->reg_lock);
-	if (running != 0) {
-		result(c, h->seq, CTL_ERR_RUNNING, running, "producer '%s' is "
-		    "already running as stream %llu", pc.name,
-		    (unsigned long long)running);
-		return;
-	}
-	if (producer_post_start(wd, &pc, id, err, sizeof(err)) == -1) {
-		result(c, h->seq, CTL_ERR_START, 0, "%s", err);
+	if (producer_launch(wd, &pc, id, &running, err, sizeof(err)) == -1) {
+		result(c, h->seq, running != 0 ? CTL_ERR_RUNNING :
+		    CTL_ERR_START, running, "%s", err);
 		return;
 	}
 	log_notice("producer %s started as stream %llu by uid %u", pc.name,

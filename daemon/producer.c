@@ -704,8 +704,13 @@ producer_free(struct producer *p)
 	free(p);
 }
 
-int
-producer_start(struct worker *w, const struct producer_conf *pc, uint64_t id,
+/*
+ * Everything a producer needs but its worker's lws context; any thread.
+ * Digest and batch size are the daemon's current ones (after a reload,
+ * the new ones).
+ */
+static struct producer *
+producer_new(struct wsflowd *wd, const struct producer_conf *pc,
     char *err, size_t errlen)
 {
 	struct producer *p;
@@ -714,49 +719,116 @@ producer_start(struct worker *w, const struct producer_conf *pc, uint64_t id,
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return NULL;
 	}
-	p->w = w;
 	p->conf = *pc;
 	p->conf.url = strdup(pc->url);
 	p->conf.tls_ca = pc->tls_ca ? strdup(pc->tls_ca) : NULL;
 	p->ecap = EXPECT_INITIAL;
 	p->expect = calloc(p->ecap, sizeof(*p->expect));
 	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
-	batch = pc->batch_size ? pc->batch_size : w->params.batch_size;
+	batch = pc->batch_size ? pc->batch_size : wd->conf.server.batch_size;
 	/* Frame and message modes are cut by hand: no batch completes. */
 	if (pc->mode == MODE_FRAME || pc->mode == MODE_MESSAGE)
 		batch = UINT64_MAX;
 	if (p->conf.url == NULL || (pc->tls_ca && p->conf.tls_ca == NULL) ||
 	    p->expect == NULL || p->buf == NULL ||
-	    batcher_init(&p->b, w->params.md, batch) == -1 ||
+	    batcher_init(&p->b, wd->md, batch) == -1 ||
 	    gen_seed(&p->gen) == -1) {
 		snprintf(err, errlen, "out of memory");
 		producer_free(p);
-		return -1;
+		return NULL;
 	}
 	if (url_parse(pc->url, &p->url, &why) == -1) {
 		snprintf(err, errlen, "bad url '%s': %s", pc->url, why);
 		producer_free(p);
-		return -1;
-	}
-	if ((p->vh = vhost_for_ca(w, p->conf.tls_ca)) == NULL) {
-		snprintf(err, errlen, "cannot set up TLS with CA '%s'",
-		    p->conf.tls_ca);
-		producer_free(p);
-		return -1;
+		return NULL;
 	}
 	snprintf(p->s.name, sizeof(p->s.name), "%s", pc->name);
 	snprintf(p->s.peer, sizeof(p->s.peer), "%s", pc->url);
 	stream_set_state(&p->s, "connecting");
-	stream_register(w, &p->s, id, ROLE_PRODUCER, pc->mode);
+	return p;
+}
+
+/*
+ * Main thread: build a producer, enter it in the registry and hand it to
+ * a worker.  Registered before this returns, so that the caller's answer
+ * is already true (`start` then `show` finds it) and a second start of
+ * the same name, checked under the same lock, is refused.  With
+ * `running` set, a producer of that name already listed is refused and
+ * its id stored there; a reload passes NULL (the old one is stopping).
+ */
+int
+producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
+    uint64_t id, uint64_t *running, char *err, size_t errlen)
+{
+	struct producer *p;
+	struct worker *w;
+	struct wmsg *m;
+	struct stream *s;
+
+	if ((p = producer_new(wd, pc, err, errlen)) == NULL)
+		return -1;
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		producer_free(p);
+		return -1;
+	}
+	m->type = WMSG_START;
+	m->producer = p;
+	w = worker_pick(wd);
+	p->w = w;
+	pthread_mutex_lock(&wd->reg_lock);
+	if (running != NULL) {
+		TAILQ_FOREACH(s, &wd->streams, entry)
+			if (s->role == ROLE_PRODUCER &&
+			    strcmp(s->name, pc->name) == 0)
+				break;
+		if (s != NULL) {
+			*running = s->id;
+			pthread_mutex_unlock(&wd->reg_lock);
+			snprintf(err, errlen, "producer '%s' is already "
+			    "running as stream %llu", pc->name,
+			    (unsigned long long)s->id);
+			free(m);
+			producer_free(p);
+			return -1;
+		}
+	}
+	stream_publish_locked(wd, w, &p->s, id, ROLE_PRODUCER, pc->mode);
+	pthread_mutex_unlock(&wd->reg_lock);
+	atomic_fetch_add(&w->load, 1);
+	/* A stop for it is posted after this: the inbox keeps the order. */
+	return worker_post(w, m);
+}
+
+/* Worker: take over a launched producer and connect it. */
+void
+producer_run(struct worker *w, struct producer *p)
+{
+	stream_attach(w, &p->s);
 	TAILQ_INSERT_TAIL(&w->producers, p, entry);
-	if (pc->duration != 0)
+	if ((p->vh = vhost_for_ca(w, p->conf.tls_ca)) == NULL) {
+		log_stream(LOG_ERR, &p->s, "connect-failed", "cannot set up "
+		    "TLS with CA '%s'", p->conf.tls_ca);
+		producer_finish(p, "not started");
+		return;
+	}
+	if (p->conf.duration != 0)
 		lws_sul_schedule(w->ctx, 0, &p->sul_end, duration_over,
-		    (lws_usec_t)pc->duration * LWS_US_PER_SEC);
+		    (lws_usec_t)p->conf.duration * LWS_US_PER_SEC);
 	lws_sul_schedule(w->ctx, 0, &p->sul_connect, producer_connect,
 	    LWS_US_PER_MS);
-	return 0;
+}
+
+/* A launched producer its worker never ran: the daemon stopped first. */
+void
+producer_discard(struct worker *w, struct producer *p)
+{
+	stream_attach(w, &p->s);
+	stream_unregister(w, &p->s);
+	atomic_fetch_sub(&w->load, 1);
+	producer_free(p);
 }
 
 /* End the message, collect owed digests, close 1000 (1001 on stop). */

@@ -35,12 +35,14 @@ listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
 /*
  * Producers removed from the file stop, changed ones restart, added ones
  * start.  Ad-hoc producers and unchanged entries are left alone.  The
- * workers do the stopping and starting; wd->conf is still the old one.
+ * workers do the stopping and starting; wd->conf is already the new one,
+ * so what starts uses its digest and batch size.
  */
 static void
-producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
+producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
     unsigned *stopped, unsigned *started)
 {
+	const struct wsflow_conf *nc = &wd->conf;
 	char err[WSFLOW_ERR_MAX];
 	struct stream *s;
 
@@ -49,7 +51,7 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
 		const struct producer_conf *old, *new;
 
 		if (s->role != ROLE_PRODUCER ||
-		    (old = conf_find_producer(&wd->conf, s->name)) == NULL)
+		    (old = conf_find_producer(oc, s->name)) == NULL)
 			continue;		/* ad hoc: not the file's */
 		new = conf_find_producer(nc, s->name);
 		if (new != NULL && conf_producer_equal(old, new))
@@ -61,11 +63,11 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
 	for (size_t i = 0; i < nc->nproducers; i++) {
 		const struct producer_conf *new = &nc->producers[i], *old;
 
-		old = conf_find_producer(&wd->conf, new->name);
+		old = conf_find_producer(oc, new->name);
 		if (!new->autostart || (old != NULL &&
 		    conf_producer_equal(old, new)))
 			continue;
-		if (producer_post_start(wd, new, stream_new_id(wd), err,
+		if (producer_launch(wd, new, stream_new_id(wd), NULL, err,
 		    sizeof(err)) == -1)
 			log_err("reload: producer %s: %s", new->name, err);
 		else
@@ -76,7 +78,7 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *nc,
 int
 daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 {
-	struct wsflow_conf nc;
+	struct wsflow_conf nc, oc;
 	unsigned stopped = 0, started = 0;
 
 	if (wd->stopping) {
@@ -95,8 +97,7 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 	if (strcmp(wd->conf.control.path, nc.control.path) != 0)
 		log_warnx("reload: control path changes take effect at "
 		    "restart");
-	producers_reload(wd, &nc, &stopped, &started);
-	conf_free(&wd->conf);
+	oc = wd->conf;
 	wd->conf = nc;
 	wd->md = EVP_get_digestbyname(wd->conf.server.digest);
 	for (unsigned i = 0; i < wd->nworkers; i++) {
@@ -108,6 +109,8 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 		worker_params(wd, &m->params);
 		worker_post(&wd->workers[i], m);
 	}
+	producers_reload(wd, &oc, &stopped, &started);
+	conf_free(&oc);
 	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :
 	    wd->log_floor);
 	lws_set_log_level(log_lws_mask(log_getlevel()), log_lws);

@@ -7,13 +7,18 @@
 
 #include "wsflowd.h"
 
+/*
+ * Enter a stream in the registry; the caller holds reg_lock.  From here
+ * the control socket lists it, and asks `owner` to stop it.
+ */
 void
-stream_register(struct worker *w, struct stream *s, uint64_t id,
-    enum stream_role role, enum wsflow_mode mode)
+stream_publish_locked(struct wsflowd *wd, struct worker *owner,
+    struct stream *s, uint64_t id, enum stream_role role,
+    enum wsflow_mode mode)
 {
-	struct wsflowd *wd = w->wd;
+	struct stream *after;
 
-	s->owner = w;
+	s->owner = owner;
 	s->id = id != 0 ? id : stream_new_id(wd);
 	s->role = role;
 	s->mode = mode;
@@ -21,14 +26,12 @@ stream_register(struct worker *w, struct stream *s, uint64_t id,
 	s->st.rate_at_us = s->started_us;
 	if (stream_state(s) == NULL)
 		stream_set_state(s, "open");
-	TAILQ_INSERT_TAIL(&w->streams, s, wentry);
-	pthread_mutex_lock(&wd->reg_lock);
 	/*
 	 * In id order, so that a listing can resume after the last id it
 	 * sent.  A producer's id is taken when it is asked for and it may
 	 * register after younger streams: look back from the tail.
 	 */
-	struct stream *after = TAILQ_LAST(&wd->streams, stream_list);
+	after = TAILQ_LAST(&wd->streams, stream_list);
 	while (after != NULL && after->id > s->id)
 		after = TAILQ_PREV(after, stream_list, entry);
 	if (after == NULL)
@@ -36,7 +39,26 @@ stream_register(struct worker *w, struct stream *s, uint64_t id,
 	else
 		TAILQ_INSERT_AFTER(&wd->streams, after, s, entry);
 	wd->nstreams++;
+}
+
+/* The owner's side: its own list, walked without a lock. */
+void
+stream_attach(struct worker *w, struct stream *s)
+{
+	TAILQ_INSERT_TAIL(&w->streams, s, wentry);
+}
+
+/* A stream born in a worker (an accepted connection). */
+void
+stream_register(struct worker *w, struct stream *s, uint64_t id,
+    enum stream_role role, enum wsflow_mode mode)
+{
+	struct wsflowd *wd = w->wd;
+
+	pthread_mutex_lock(&wd->reg_lock);
+	stream_publish_locked(wd, w, s, id, role, mode);
 	pthread_mutex_unlock(&wd->reg_lock);
+	stream_attach(w, s);
 }
 
 void

@@ -67,6 +67,10 @@ struct stream {
 
 TAILQ_HEAD(stream_list, stream);
 
+void		 stream_publish_locked(struct wsflowd *, struct worker *owner,
+		    struct stream *, uint64_t id, enum stream_role,
+		    enum wsflow_mode);
+void		 stream_attach(struct worker *, struct stream *);
 void		 stream_register(struct worker *, struct stream *, uint64_t id,
 		    enum stream_role, enum wsflow_mode);
 void		 stream_unregister(struct worker *, struct stream *);

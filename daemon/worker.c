@@ -19,18 +19,9 @@
 #define WORKER_TICK_US	LWS_US_PER_SEC
 
 static void
-wmsg_free(struct wmsg *m)
-{
-	free(m->pc.url);
-	free(m->pc.tls_ca);
-	free(m);
-}
-
-static void
 handle(struct worker *w, struct wmsg *m)
 {
 	struct stream *s;
-	char err[WSFLOW_ERR_MAX];
 
 	switch (m->type) {
 	case WMSG_ADOPT:
@@ -46,10 +37,7 @@ handle(struct worker *w, struct wmsg *m)
 		atomic_fetch_sub(&w->load, 1);
 		break;
 	case WMSG_START:
-		if (producer_start(w, &m->pc, m->id, err, sizeof(err)) == -1) {
-			log_err("producer %s: %s", m->pc.name, err);
-			atomic_fetch_sub(&w->load, 1);
-		}
+		producer_run(w, m->producer);
 		break;
 	case WMSG_STOP:
 		if ((s = stream_by_id(&w->streams, m->id)) == NULL)
@@ -93,7 +81,7 @@ inbox_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	while ((m = TAILQ_FIRST(&todo)) != NULL) {
 		TAILQ_REMOVE(&todo, m, entry);
 		handle(w, m);
-		wmsg_free(m);
+		free(m);
 	}
 	return 0;
 }
@@ -147,32 +135,6 @@ worker_params(struct wsflowd *wd, struct server_params *p)
 	p->md = wd->md;
 	p->idle_timeout = wd->conf.server.idle_timeout;
 	p->metrics = wd->conf.server.metrics;
-}
-
-/* Hand a producer to a worker; its id is known at once. */
-int
-producer_post_start(struct wsflowd *wd, const struct producer_conf *pc,
-    uint64_t id, char *err, size_t errlen)
-{
-	struct worker *w = worker_pick(wd);
-	struct wmsg *m = calloc(1, sizeof(*m));
-
-	if (m == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	m->type = WMSG_START;
-	m->pc = *pc;
-	m->pc.url = strdup(pc->url);
-	m->pc.tls_ca = pc->tls_ca ? strdup(pc->tls_ca) : NULL;
-	if (m->pc.url == NULL || (pc->tls_ca && m->pc.tls_ca == NULL)) {
-		wmsg_free(m);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	m->id = id;
-	atomic_fetch_add(&w->load, 1);
-	return worker_post(w, m);
 }
 
 void
@@ -368,7 +330,9 @@ workers_join(struct wsflowd *wd)
 			TAILQ_REMOVE(&w->inbox, m, entry);
 			if (m->type == WMSG_ADOPT)
 				close(m->fd);
-			wmsg_free(m);
+			else if (m->type == WMSG_START)
+				producer_discard(w, m->producer);
+			free(m);
 		}
 		for (size_t j = 0; j < w->nca_vhosts; j++)
 			free(w->ca_vhosts[j].ca);

@@ -224,8 +224,8 @@ producers_autostart(struct wsflowd *wd)
 	for (size_t i = 0; i < wd->conf.nproducers; i++) {
 		const struct producer_conf *pc = &wd->conf.producers[i];
 
-		if (pc->autostart && producer_post_start(wd, pc,
-		    stream_new_id(wd), err, sizeof(err)) == -1) {
+		if (pc->autostart && producer_launch(wd, pc,
+		    stream_new_id(wd), NULL, err, sizeof(err)) == -1) {
 			log_err("producer %s: %s", pc->name, err);
 			return -1;
 		}

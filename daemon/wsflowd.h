@@ -97,7 +97,7 @@ struct wmsg {
 	size_t		 listener;
 	uint64_t	 id;
 	bool		 going_away;	/* daemon stop: 1001 */
-	struct producer_conf pc;	/* strings owned by the message */
+	struct producer	*producer;	/* START: launched, not yet run */
 	struct server_params params;
 };
 TAILQ_HEAD(wmsg_list, wmsg);
@@ -190,8 +190,6 @@ int	worker_post_simple(struct worker *, enum wmsg_type, uint64_t id,
 	    bool going_away);
 void	worker_params(struct wsflowd *, struct server_params *);
 void	totals_get(struct wsflowd *, struct totals *);
-int	producer_post_start(struct wsflowd *, const struct producer_conf *,
-	    uint64_t id, char *err, size_t errlen);
 
 /* server.c */
 extern const struct lws_protocols server_protocol;
@@ -211,8 +209,10 @@ struct lws_vhost *listener_vhost(struct worker *, const struct listener *,
 
 /* producer.c */
 extern const struct lws_protocols producer_protocol;
-int	producer_start(struct worker *, const struct producer_conf *,
-	    uint64_t id, char *err, size_t errlen);
+int	producer_launch(struct wsflowd *, const struct producer_conf *,
+	    uint64_t id, uint64_t *running, char *err, size_t errlen);
+void	producer_run(struct worker *, struct producer *);
+void	producer_discard(struct worker *, struct producer *);
 void	producer_stop_id(struct worker *, uint64_t id, bool going_away);
 void	producers_stop_all(struct worker *, bool going_away);
 void	producers_tick(struct worker *, int64_t now_us);

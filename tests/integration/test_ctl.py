@@ -1011,6 +1011,31 @@ def t_sighup():
     check(by_name(streams(), 'hup'), 'hup gone after a refused reload')
     write_conf(d, conf_lines(d, std_producers(d, fr=True, added=False, hup=True)))
 
+
+@case('reload changing server.digest and batch_size: a producer it adds hashes with the new ones, 0 mismatches')
+def t_reload_digest():
+    d = new_daemon(lambda d: [('a', d.url('/'), dict(mode='producer', autostart=True))])
+    try:
+        check(wait_for(lambda: (show('a', sock=d.sock) or {}).get('digests_verified', 0) > 0, 5),
+              'a verifies nothing: %s' % show('a', sock=d.sock))
+        lines = conf_lines(d, [('a', d.url('/'), dict(mode='producer', autostart=True)),
+                               ('b', d.url('/'), dict(mode='producer', autostart=True))])
+        i = lines.index('server: {') + 1
+        lines[i:i] = ['  digest = "sha512";', '  batch_size = 65536;']
+        write_conf(d, lines)
+        ctl_ok('reload', sock=d.sock)
+        check(wait_for(lambda: (show('b', sock=d.sock) or {}).get('digests_verified', 0) >= 8, 5),
+              'b verifies nothing: %s\n%s' % (show('b', sock=d.sock), d.log_tail()))
+        b = show('b', sock=d.sock)
+        check(b['digest_mismatches'] == 0, 'b: %s' % b)
+        dg = jctl('digests', b['id'], sock=d.sock)
+        last = [r for r in dg['streams'] if r['id'] == b['id']][0]['last_digest']
+        check(len(last) == 128, 'b\'s last digest is not sha512: %r' % last)
+        st = status(sock=d.sock)
+        check(st['producers']['digest_mismatches'] == 0, 'mismatches: %s' % st['producers'])
+    finally:
+        d.check_clean_stop()
+
 # ============================================================ 6. abuse
 
 
