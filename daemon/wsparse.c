@@ -1,0 +1,328 @@
+/*
+ * wsparse.c — RFC 6455 frames as a server receives them: header, unmask,
+ * UTF-8 of text, the rules of §5 on fragments and control frames.
+ */
+#include <string.h>
+
+#include "frame.h"
+#include "wsparse.h"
+
+void
+utf8_reset(struct utf8_check *u)
+{
+	memset(u, 0, sizeof(*u));
+}
+
+/*
+ * RFC 3629 §4: the second octet's range depends on the first (no
+ * overlongs, no surrogates, nothing past U+10FFFF); later ones are 80..BF.
+ */
+bool
+utf8_feed(struct utf8_check *u, const uint8_t *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t c = p[i];
+
+		if (u->need > 0) {
+			if (c < u->lo || c > u->hi)
+				return false;
+			u->need--;
+			u->lo = 0x80;
+			u->hi = 0xbf;
+			i++;
+			continue;
+		}
+		/* ASCII eight at a time: most text is. */
+		if (c < 0x80) {
+			uint64_t w;
+
+			while (i + 8 <= len) {
+				memcpy(&w, p + i, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+				i += 8;
+			}
+			while (i < len && p[i] < 0x80)
+				i++;
+			continue;
+		}
+		u->lo = 0x80;
+		u->hi = 0xbf;
+		if (c >= 0xc2 && c <= 0xdf)
+			u->need = 1;
+		else if (c >= 0xe0 && c <= 0xef) {
+			u->need = 2;
+			if (c == 0xe0)
+				u->lo = 0xa0;
+			else if (c == 0xed)
+				u->hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			u->need = 3;
+			if (c == 0xf0)
+				u->lo = 0x90;
+			else if (c == 0xf4)
+				u->hi = 0x8f;
+		} else
+			return false;
+		i++;
+	}
+	return true;
+}
+
+bool
+utf8_complete(const struct utf8_check *u)
+{
+	return u->need == 0;
+}
+
+void
+ws_parser_init(struct ws_parser *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->hneed = 2;
+}
+
+bool
+ws_close_code_valid(unsigned code)
+{
+	/* 1004-1006 and 1015 are never sent; 1012-1014 are IANA's since. */
+	return (code >= 1000 && code <= 1003) ||
+	    (code >= 1007 && code <= 1014) ||
+	    (code >= 3000 && code <= 4999);
+}
+
+size_t
+ws_server_header(uint8_t out[WS_SERVER_HEADER_MAX], int opcode, uint64_t len)
+{
+	size_t n = 0;
+
+	out[n++] = (uint8_t)(0x80 | (opcode & 0x0f));
+	if (len < 126)
+		out[n++] = (uint8_t)len;
+	else if (len <= 0xffff) {
+		out[n++] = 126;
+		out[n++] = (uint8_t)(len >> 8);
+		out[n++] = (uint8_t)len;
+	} else {
+		out[n++] = 127;
+		for (int shift = 56; shift >= 0; shift -= 8)
+			out[n++] = (uint8_t)(len >> shift);
+	}
+	return n;
+}
+
+static size_t
+fail(struct ws_parser *p, uint16_t code, const char *why, size_t consumed)
+{
+	p->error = code;
+	p->why = why;
+	return consumed;
+}
+
+/* The first two octets say how long the header is, and most violations. */
+static const char *
+check_start(struct ws_parser *p)
+{
+	uint8_t b0 = p->hdr[0], b1 = p->hdr[1];
+	int op = b0 & 0x0f;
+	unsigned len7 = b1 & 0x7f;
+
+	if (b0 & 0x70)
+		return "reserved bits set (no extension was agreed)";
+	if (!(b1 & 0x80))
+		return "unmasked client frame";
+	switch (op) {
+	case WS_OP_CONTINUATION:
+		if (!p->in_message)
+			return "continuation frame outside a message";
+		break;
+	case WS_OP_TEXT:
+	case WS_OP_BINARY:
+		if (p->in_message)
+			return "new data frame inside a fragmented message";
+		break;
+	case WS_OP_CLOSE:
+	case WS_OP_PING:
+	case WS_OP_PONG:
+		if (!(b0 & 0x80))
+			return "fragmented control frame";
+		if (len7 > WS_CONTROL_MAX)
+			return "control frame longer than 125 octets";
+		break;
+	default:
+		return "reserved opcode";
+	}
+	p->hneed = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+	return NULL;
+}
+
+static const char *
+header_done(struct ws_parser *p)
+{
+	const uint8_t *h = p->hdr;
+	unsigned len7 = h[1] & 0x7f, at = 2;
+	uint64_t len = len7;
+
+	if (len7 == 126) {
+		len = (uint64_t)h[2] << 8 | h[3];
+		at = 4;
+	} else if (len7 == 127) {
+		len = 0;
+		for (unsigned i = 0; i < 8; i++)
+			len = len << 8 | h[2 + i];
+		if (len >> 63)
+			return "frame length with the most significant bit set";
+		at = 10;
+	}
+	memcpy(p->key, h + at, 4);
+	p->phase = 0;
+	p->opcode = h[0] & 0x0f;
+	p->fin = (h[0] & 0x80) != 0;
+	p->left = len;
+	p->in_frame = true;
+	p->hlen = 0;
+	p->hneed = 2;
+	p->ctl_len = 0;
+	if (p->opcode == WS_OP_TEXT || p->opcode == WS_OP_BINARY) {
+		p->in_message = true;
+		p->first = true;
+		p->text = p->opcode == WS_OP_TEXT;
+		utf8_reset(&p->utf8);
+	}
+	return NULL;
+}
+
+/* Unmask in place, starting at the key's octet p->phase. */
+static void
+unmask(struct ws_parser *p, uint8_t *buf, size_t len)
+{
+	uint8_t key[4];
+
+	for (unsigned i = 0; i < 4; i++)
+		key[i] = p->key[(p->phase + i) & 3];
+	frame_mask(buf, len, key);
+	p->phase = (unsigned)((p->phase + len) & 3);
+}
+
+/* A whole control frame: check a close, then tell the handler. */
+static int
+control_done(struct ws_parser *p, const struct ws_handler *h, void *arg)
+{
+	if (p->opcode == WS_OP_CLOSE) {
+		struct utf8_check u;
+
+		if (p->ctl_len == 1) {
+			p->error = WS_CLOSE_PROTOCOL;
+			p->why = "close frame with a 1-octet payload";
+			return -1;
+		}
+		if (p->ctl_len >= 2 &&
+		    !ws_close_code_valid((unsigned)p->ctl[0] << 8 | p->ctl[1])) {
+			p->error = WS_CLOSE_PROTOCOL;
+			p->why = "invalid close code";
+			return -1;
+		}
+		utf8_reset(&u);
+		if (p->ctl_len > 2 && (!utf8_feed(&u, p->ctl + 2,
+		    p->ctl_len - 2) || !utf8_complete(&u))) {
+			p->error = WS_CLOSE_INVALID_DATA;
+			p->why = "close reason is not UTF-8";
+			return -1;
+		}
+		p->closed = true;
+	}
+	return h->control(arg, p->opcode, p->ctl, p->ctl_len);
+}
+
+/* Payload of a data frame: n octets at buf (n may be 0). */
+static int
+data_chunk(struct ws_parser *p, uint8_t *buf, size_t n,
+    const struct ws_handler *h, void *arg)
+{
+	unsigned flags = 0;
+
+	unmask(p, buf, n);
+	p->left -= n;
+	if (p->text && !utf8_feed(&p->utf8, buf, n)) {
+		p->error = WS_CLOSE_INVALID_DATA;
+		p->why = "text message is not UTF-8";
+		return -1;
+	}
+	if (p->first)
+		flags |= WS_CHUNK_FIRST;
+	p->first = false;
+	if (p->left == 0) {
+		flags |= WS_CHUNK_FRAME_END;
+		p->in_frame = false;
+		if (p->fin) {
+			if (p->text && !utf8_complete(&p->utf8)) {
+				p->error = WS_CLOSE_INVALID_DATA;
+				p->why = "text message ends inside a character";
+				return -1;
+			}
+			flags |= WS_CHUNK_MESSAGE_END;
+			p->in_message = false;
+		}
+	}
+	return h->data(arg, buf, n, flags);
+}
+
+size_t
+ws_parse(struct ws_parser *p, uint8_t *buf, size_t len,
+    const struct ws_handler *h, void *arg)
+{
+	size_t at = 0;
+	const char *why;
+	int rc;
+
+	if (p->error != 0 || p->closed)
+		return 0;
+	while (at < len || (p->in_frame && p->left == 0)) {
+		if (!p->in_frame) {
+			size_t take = p->hneed - p->hlen;
+
+			if (take > len - at)
+				take = len - at;
+			memcpy(p->hdr + p->hlen, buf + at, take);
+			p->hlen += (unsigned)take;
+			at += take;
+			if (p->hlen == 2 && p->hneed == 2 &&
+			    (why = check_start(p)) != NULL)
+				return fail(p, WS_CLOSE_PROTOCOL, why, at);
+			if (p->hlen < p->hneed)
+				continue;	/* only when the input ran out */
+			if ((why = header_done(p)) != NULL)
+				return fail(p, WS_CLOSE_PROTOCOL, why, at);
+			continue;
+		}
+		size_t n = len - at;
+
+		if (n > p->left)
+			n = (size_t)p->left;
+		if (p->opcode & 0x8) {
+			unmask(p, buf + at, n);
+			memcpy(p->ctl + p->ctl_len, buf + at, n);
+			p->ctl_len += (unsigned)n;
+			p->left -= n;
+			at += n;
+			if (p->left > 0)
+				continue;
+			p->in_frame = false;
+			rc = control_done(p, h, arg);
+		} else {
+			rc = data_chunk(p, buf + at, n, h, arg);
+			at += n;
+		}
+		if (rc == -1) {
+			if (p->error == 0)
+				return fail(p, WS_CLOSE_INTERNAL,
+				    "cannot hash", at);
+			return at;
+		}
+		if (rc == 1 || p->closed)
+			return at;
+	}
+	return at;
+}
