@@ -43,7 +43,8 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	systemd-container mandoc curl valgrind linux-perf
 
 # Daemon modules shared with the unit tests (everything but main).
-DAEMON_LIB := config log batch stream server listen http gen frame url \
+DAEMON_LIB := config log batch stream server wsserver wsparse upgrade listen \
+	http gen frame url \
 	producer control ctl_proto reload sd worker
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
@@ -54,9 +55,10 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/t
 # libFuzzer targets (clang): make fuzz [FUZZ_SECONDS=60]
 FUZZ_SECONDS ?= 60
 FUZZ_DIR := build/fuzz
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DWSFLOW_NO_CLONES -g -O1 \
 	-fsanitize=fuzzer,address,undefined -Idaemon
-FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_ctl $(FUZZ_DIR)/fuzz_config
+FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_ctl $(FUZZ_DIR)/fuzz_config \
+	$(FUZZ_DIR)/fuzz_wsparse
 
 .PHONY: all deps run check bench clean unit fuzz install
 all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
@@ -108,7 +110,8 @@ bench: deps all
 	@BUILD=$(BUILD) tests/bench/run
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c daemon/ctl_proto.c daemon/config.c \
-    daemon/url.c daemon/ctl_proto.h daemon/config.h
+    daemon/url.c daemon/wsparse.c daemon/frame.c daemon/upgrade.c \
+    daemon/ctl_proto.h daemon/config.h daemon/wsparse.h daemon/upgrade.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) \
 		$(shell $(PKG_CONFIG) --libs libconfig openssl)
@@ -125,7 +128,7 @@ fuzz: deps $(FUZZ_TARGETS)
 			$(FUZZ_DIR)/corpus-$$n tests/fuzz/corpus/$$n \
 			>$(FUZZ_DIR)/$$n.log 2>&1 || \
 			{ tail -40 $(FUZZ_DIR)/$$n.log; exit 1; }; \
-		grep -E 'stat::number_of_executed_units' $(FUZZ_DIR)/$$n.log; \
+		grep -aE 'stat::number_of_executed_units' $(FUZZ_DIR)/$$n.log; \
 	done
 
 # make install [DESTDIR=...] [PREFIX=/usr/local]

@@ -369,6 +369,8 @@ set_metrics(struct parse *p, config_setting_t *s, void *arg)
 	return get_bool(p, s, &((struct wsflow_conf *)arg)->server.metrics);
 }
 
+static int set_framing(struct parse *, config_setting_t *, void *);
+
 static const struct key server_keys[] = {
 	{ "listen", set_listen },
 	{ "batch_size", set_batch_size },
@@ -378,6 +380,7 @@ static const struct key server_keys[] = {
 	{ "idle_timeout", set_idle_timeout },
 	{ "workers", set_workers },
 	{ "metrics", set_metrics },
+	{ "framing", set_framing },
 	{ NULL, NULL }
 };
 
@@ -495,22 +498,35 @@ set_p_batch_size(struct parse *p, config_setting_t *s, void *arg)
 	    &((struct producer_conf *)arg)->batch_size);
 }
 
+/* framing = "wsflow" | "lws", for a producer and for the server. */
 static int
-set_p_framing(struct parse *p, config_setting_t *s, void *arg)
+get_framing(struct parse *p, config_setting_t *s, bool *lws_framing)
 {
-	struct producer_conf *pc = arg;
 	const char *v;
 
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
 		return fail(p, s, "'framing' must be \"wsflow\" or \"lws\"");
 	v = config_setting_get_string(s);
 	if (strcmp(v, "wsflow") == 0)
-		pc->lws_framing = false;
+		*lws_framing = false;
 	else if (strcmp(v, "lws") == 0)
-		pc->lws_framing = true;
+		*lws_framing = true;
 	else
 		return fail(p, s, "'framing' must be \"wsflow\" or \"lws\"");
 	return 0;
+}
+
+static int
+set_framing(struct parse *p, config_setting_t *s, void *arg)
+{
+	return get_framing(p, s,
+	    &((struct wsflow_conf *)arg)->server.lws_framing);
+}
+
+static int
+set_p_framing(struct parse *p, config_setting_t *s, void *arg)
+{
+	return get_framing(p, s, &((struct producer_conf *)arg)->lws_framing);
 }
 
 static int

@@ -66,6 +66,7 @@ struct wsflow_conf {
 		uint32_t idle_timeout;
 		uint32_t workers;	/* 0: one per CPU */
 		bool	 metrics;
+		bool	 lws_framing;	/* "lws": lws parses plain ws too */
 	} server;
 	struct producer_conf *producers;
 	size_t		 nproducers;

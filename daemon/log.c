@@ -260,12 +260,33 @@ log_lws_take(void)
 	return taken;
 }
 
+/*
+ * Lines lws 4.1.6 logs as errors that are not: adopt_socket_readbuf()
+ * says "calling service" each time wsserver.c hands it a request.
+ */
+static bool
+lws_noise(const char *line)
+{
+	static const char *const noise[] = {
+		"adopt_socket_readbuf: calling service",
+		"adopt_socket_readbuf: deferring handling ah",
+	};
+
+	for (size_t i = 0; i < sizeof(noise) / sizeof(noise[0]); i++)
+		if (strncmp(line, noise[i], strlen(noise[i])) == 0)
+			return true;
+	return false;
+}
+
 void
 log_lws(int level, const char *line)
 {
 	char buf[300];
 	size_t n;
 	int prio;
+
+	if (lws_noise(line))
+		return;
 
 	switch (level) {
 	case LLL_ERR:

@@ -1,13 +1,15 @@
 /*
- * server.c — the hashing server: the data path of a server stream.
+ * server.c — the hashing server: what every server stream shares, and the
+ * streams lws frames (TLS listeners, or server.framing = "lws").
  *
- * socket -> lws (unmask, in place) -> batcher (running digest, cut at
- * batch boundaries) -> digest queue -> one text message per WRITEABLE.
+ * payload -> batcher (running digest, cut at batch boundaries) -> digest
+ * queue -> one text message each.  Plain listeners get their payload
+ * from wsserver.c, lws-framed streams from RECEIVE here.
  *
- * Hashing is synchronous in RECEIVE, so TCP backpressure is automatic: lws
- * reads the socket only when we are done with the last chunk.  The only
- * thing that can pile up is digests for a peer that does not read them;
- * reading stops at a high-water mark and resumes when the queue drains.
+ * Hashing is synchronous, so TCP backpressure is automatic: the socket is
+ * read only when we are done with the last chunk.  The only thing that
+ * can pile up is digests for a peer that does not read them; reading
+ * stops at a high-water mark and resumes when the queue drains.
  */
 #include <sys/socket.h>
 
@@ -17,30 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batch.h"
 #include "log.h"
-#include "wsflowd.h"
+#include "server.h"
 
-#define QUEUE_HIGH	8	/* digests queued: stop reading */
-#define QUEUE_LOW	2	/* ... and read again */
-
-struct server_conn {
-	struct stream	 s;		/* first: the registry sees this */
-	struct worker	*w;
-	struct lws	*wsi;
-	struct batcher	 b;
-	uint8_t		*queue;		/* ring of raw digests */
-	unsigned	 qcap, qhead, qlen;
-	int64_t		 last_rx_us;
-	int64_t		 paused_at_us;
-	bool		 open;		/* registered, batcher live */
-	bool		 paused;	/* rx off: peer not reading digests */
-	bool		 closing;	/* send close 1001 when writable */
-	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE];
-};
-
-static int
-path_mode(const char *path, enum wsflow_mode *mode)
+int
+server_path_mode(const char *path, enum wsflow_mode *mode)
 {
 	size_t n = strcspn(path, "?");
 
@@ -73,16 +56,15 @@ upgrade_valid(struct lws *wsi)
 	return lws_b64_decode_string(buf, key, sizeof(key)) == 16;
 }
 
-static void
-peer_name(struct lws *wsi, char *buf, size_t len)
+void
+server_peer_name(int fd, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN];
 
 	buf[0] = '\0';
-	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss,
-	    &sl) == -1)
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
 		return;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -111,30 +93,26 @@ enqueue(void *arg, const uint8_t *md, unsigned len)
 	return 0;
 }
 
-static int
-conn_open(struct server_conn *c, struct lws *wsi)
+int
+server_conn_open(struct server_conn *c, struct worker *w, struct lws *wsi,
+    enum wsflow_mode mode)
 {
-	struct worker *w = lws_context_user(lws_get_context(wsi));
-	char path[128];
-	enum wsflow_mode mode = MODE_STREAMING;
 	uint64_t batch;
 
 	c->w = w;
 	c->wsi = wsi;
-	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
-		(void)path_mode(path, &mode);
 	/* Frame and message modes cut by hand: no batch ever completes. */
 	batch = mode == MODE_STREAMING ? w->params.batch_size : UINT64_MAX;
 	if (batcher_init(&c->b, w->params.md, batch) == -1)
 		return -1;
 	/* Room for what one chunk can produce, plus the high-water mark. */
-	c->qcap = QUEUE_HIGH + (unsigned)batcher_max_boundaries(&c->b,
+	c->qcap = QUEUE_HIGH + 1 + (unsigned)batcher_max_boundaries(&c->b,
 	    WSFLOW_RX_CHUNK);
 	if ((c->queue = malloc((size_t)c->qcap * c->b.md_len)) == NULL) {
 		batcher_free(&c->b);
 		return -1;
 	}
-	peer_name(wsi, c->s.peer, sizeof(c->s.peer));
+	server_peer_name(lws_get_socket_fd(wsi), c->s.peer, sizeof(c->s.peer));
 	stream_set_state(&c->s, "open");
 	stream_register(w, &c->s, 0, ROLE_SERVER, mode);
 	c->open = true;
@@ -143,15 +121,25 @@ conn_open(struct server_conn *c, struct lws *wsi)
 	STAT_ADD(w->server.connections_total, 1);
 	log_stream(LOG_INFO, &c->s, "stream-open", "%s stream from %s",
 	    conf_mode_name(mode), c->s.peer);
-	if (w->wd->stopping) {	/* raced with a stop: say goodbye at once */
-		c->closing = true;
-		lws_callback_on_writable(wsi);
-	}
+	if (w->wd->stopping)	/* raced with a stop: say goodbye at once */
+		server_stream_close(&c->s);
 	return 0;
 }
 
-static void
-conn_close(struct server_conn *c)
+static int
+conn_open(struct server_conn *c, struct lws *wsi)
+{
+	struct worker *w = lws_context_user(lws_get_context(wsi));
+	char path[128];
+	enum wsflow_mode mode = MODE_STREAMING;
+
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
+		(void)server_path_mode(path, &mode);
+	return server_conn_open(c, w, wsi, mode);
+}
+
+void
+server_conn_close(struct server_conn *c)
 {
 	struct worker *w = c->w;
 
@@ -170,14 +158,15 @@ conn_close(struct server_conn *c)
 	c->queue = NULL;
 }
 
-static int
-conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
-    size_t len)
+/* Payload of a message; flags as wsparse.h's WS_CHUNK_*. */
+int
+server_conn_data(struct server_conn *c, const void *in, size_t len,
+    unsigned flags)
 {
 	struct worker *w = c->w;
 	uint8_t md[EVP_MAX_MD_SIZE];
 
-	if (lws_is_first_fragment(wsi) && batcher_begin(&c->b) == -1)
+	if ((flags & WS_CHUNK_FIRST) && batcher_begin(&c->b) == -1)
 		return -1;
 	STAT_ADD(c->s.st.bytes, len);
 	STAT_ADD(w->server.bytes_received, len);
@@ -187,13 +176,13 @@ conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
 	switch (c->s.mode) {
 	case MODE_FRAME:
 		/* The frame ends with this chunk (an empty frame too). */
-		if (lws_remaining_packet_payload(wsi) == 0 &&
+		if ((flags & WS_CHUNK_FRAME_END) &&
 		    (batcher_running(&c->b, md) == -1 ||
 		    enqueue(c, md, c->b.md_len) == -1))
 			return -1;
 		break;
 	case MODE_MESSAGE:
-		if (lws_is_final_fragment(wsi) &&
+		if ((flags & WS_CHUNK_MESSAGE_END) &&
 		    (batcher_final(&c->b, md) == -1 ||
 		    enqueue(c, md, c->b.md_len) == -1))
 			return -1;
@@ -201,16 +190,60 @@ conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
 	default:
 		break;
 	}
-	if (lws_is_final_fragment(wsi))
+	if (flags & WS_CHUNK_MESSAGE_END)
 		STAT_ADD(c->s.st.messages, 1);
+	return 0;
+}
+
+/* The peer is not reading its digests: stop reading its data. */
+void
+server_conn_pause(struct server_conn *c)
+{
+	c->paused = true;
+	c->paused_at_us = lws_now_usecs();
+	STAT_ADD(c->s.st.bp_pauses, 1);
+	stream_set_state(&c->s, "paused");
+}
+
+void
+server_conn_resumed(struct server_conn *c)
+{
+	c->paused = false;
+	STAT_ADD(c->s.st.bp_usec, lws_now_usecs() - c->paused_at_us);
+	stream_set_state(&c->s, c->closing ? "closing" : "open");
+}
+
+/* The oldest queued digest went out as hex. */
+void
+server_conn_digest_sent(struct server_conn *c, const char *hex,
+    unsigned hexlen)
+{
+	stream_set_digest(&c->s, hex, hexlen);
+	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qlen--;
+	STAT_ADD(c->s.st.digests, 1);
+	STAT_ADD(c->w->server.digests_sent, 1);
+}
+
+static int
+conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
+    size_t len)
+{
+	unsigned flags = 0;
+
+	if (lws_is_first_fragment(wsi))
+		flags |= WS_CHUNK_FIRST;
+	if (lws_remaining_packet_payload(wsi) == 0)
+		flags |= WS_CHUNK_FRAME_END;
+	if (lws_is_final_fragment(wsi))
+		flags |= WS_CHUNK_MESSAGE_END;
+	if (server_conn_data(c, in, len, flags) == -1)
+		return -1;
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
 	if (c->qlen >= QUEUE_HIGH && !c->paused) {
 		/* The rest of this read is kept by lws and replayed later. */
-		c->paused = true;
-		c->paused_at_us = lws_now_usecs();
-		STAT_ADD(c->s.st.bp_pauses, 1);
-		stream_set_state(&c->s, "paused");
+		server_conn_pause(c);
 		lws_rx_flow_control(wsi, 0);
 	}
 	return 0;
@@ -227,11 +260,7 @@ send_digest(struct server_conn *c, struct lws *wsi)
 	if (lws_write(wsi, c->tx + LWS_PRE, 2 * len, LWS_WRITE_TEXT) <
 	    (int)(2 * len))
 		return -1;
-	stream_set_digest(&c->s, hex, 2 * len);
-	c->qhead = (c->qhead + 1) % c->qcap;
-	c->qlen--;
-	STAT_ADD(c->s.st.digests, 1);
-	STAT_ADD(c->w->server.digests_sent, 1);
+	server_conn_digest_sent(c, hex, 2 * len);
 	return 0;
 }
 
@@ -250,9 +279,7 @@ conn_writeable(struct server_conn *c, struct lws *wsi)
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
 	if (c->paused && c->qlen <= QUEUE_LOW) {
-		c->paused = false;
-		STAT_ADD(c->s.st.bp_usec, lws_now_usecs() - c->paused_at_us);
-		stream_set_state(&c->s, "open");
+		server_conn_resumed(c);
 		lws_rx_flow_control(wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
 	}
 	return 0;
@@ -275,7 +302,7 @@ server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* Refuse upgrades to paths that name no mode. */
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
-		    0 || path_mode(path, &mode) == -1)
+		    0 || server_path_mode(path, &mode) == -1)
 			return 1;
 		return upgrade_valid(wsi) ? 0 : 1;
 
@@ -301,7 +328,7 @@ server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	case LWS_CALLBACK_CLOSED:
 		if (c != NULL)
-			conn_close(c);
+			server_conn_close(c);
 		return 0;
 
 	/*
@@ -317,7 +344,7 @@ server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (c != NULL)
-			conn_close(c);
+			server_conn_close(c);
 		w = lws_context_user(lws_get_context(wsi));
 		atomic_fetch_sub(&w->wd->sockets, 1);
 		atomic_fetch_sub(&w->load, 1);
@@ -348,6 +375,10 @@ server_stream_close(struct stream *s)
 {
 	struct server_conn *c = conn_of(s);
 
+	if (c->raw) {
+		wsserver_close(c, WS_CLOSE_GOING_AWAY, "shutting down");
+		return;
+	}
 	c->closing = true;
 	stream_set_state(s, "closing");
 	lws_callback_on_writable(c->wsi);
@@ -377,6 +408,8 @@ server_tick(struct worker *w, int64_t now_us)
 			continue;
 		c = conn_of(s);
 		stream_sample_rate(s, now_us);
+		if (c->raw)
+			wsserver_tick(c, now_us);
 		/*
 		 * A paused stream waits for its peer to read its digests:
 		 * not idle, unless the peer has stopped reading for as long.

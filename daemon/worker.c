@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "server.h"
 #include "wsflowd.h"
 
 #define WORKER_TICK_US	LWS_US_PER_SEC
@@ -30,7 +31,10 @@ handle(struct worker *w, struct wmsg *m)
 		 * failure lws has closed the fd: a peer that connects and
 		 * goes (a port check, on a TLS listener) is no news.
 		 */
-		if (lws_adopt_socket_vhost(w->vh[m->listener], m->fd) == NULL)
+		if (!w->wd->listeners[m->listener].tls &&
+		    !w->params.lws_framing ?
+		    wsserver_adopt(w, w->vh[m->listener], m->fd) == -1 :
+		    lws_adopt_socket_vhost(w->vh[m->listener], m->fd) == NULL)
 			log_debug("worker %u: a connection died while adopted",
 			    w->index);
 		atomic_fetch_sub(&w->wd->pending, 1);
@@ -135,6 +139,8 @@ worker_params(struct wsflowd *wd, struct server_params *p)
 	p->md = wd->md;
 	p->idle_timeout = wd->conf.server.idle_timeout;
 	p->metrics = wd->conf.server.metrics;
+	p->handshake_timeout = wd->conf.server.handshake_timeout;
+	p->lws_framing = wd->conf.server.lws_framing;
 }
 
 void
@@ -236,6 +242,9 @@ worker_vhosts(struct wsflowd *wd, struct worker *w)
 		return -1;
 
 	w->server_protocols[0] = server_protocol;
+	w->server_protocols[1] = wsserver_protocol;
+	if ((w->rxbuf = malloc(WSFLOW_RX_CHUNK)) == NULL)
+		return -1;
 	w->vh = calloc(wd->nlisteners, sizeof(*w->vh));
 	w->vh_names = calloc(wd->nlisteners, sizeof(*w->vh_names));
 	if (w->vh == NULL || w->vh_names == NULL)
@@ -338,6 +347,8 @@ workers_join(struct wsflowd *wd)
 			free(w->ca_vhosts[j].ca);
 		free(w->vh);
 		free(w->vh_names);
+		free(w->rxbuf);
+		w->rxbuf = NULL;
 		w->vh = NULL;
 		w->vh_names = NULL;
 		w->nca_vhosts = 0;

@@ -78,7 +78,9 @@ struct server_params {
 	uint64_t	 batch_size;
 	const EVP_MD	*md;
 	uint32_t	 idle_timeout;
+	uint32_t	 handshake_timeout;
 	bool		 metrics;
+	bool		 lws_framing;	/* plain listeners parsed by lws too */
 };
 
 enum wmsg_type {
@@ -115,7 +117,8 @@ struct worker {
 	struct lws_vhost **vh;		/* one per listener */
 	char		(*vh_names)[96];/* lws keeps the name pointers */
 	struct lws_protocols local_protocols[3];
-	struct lws_protocols server_protocols[2];
+	struct lws_protocols server_protocols[3];
+	uint8_t		*rxbuf;		/* wsserver.c reads into it */
 	struct {
 		char	*ca;
 		char	 name[32];

@@ -234,7 +234,7 @@ check_server_defaults(const struct wsflow_conf *c, const char *what)
 	    c->server.max_connections == 1024 &&
 	    c->server.handshake_timeout == 10 &&
 	    c->server.idle_timeout == 60 && c->server.metrics &&
-	    c->nproducers == 0;
+	    !c->server.lws_framing && c->nproducers == 0;
 
 	ok(good, "%s: every default of spec §3 (log_level info, control "
 	    "/run/wsflow/wsflowd.sock 0660 wsflow, listen 127.0.0.1:9000 "
@@ -345,6 +345,7 @@ static const char full[] =
 	"  handshake_timeout = 5;\n"
 	"  idle_timeout = 0;\n"
 	"  metrics = false;\n"
+	"  framing = \"lws\";\n"
 	"};\n"
 	"producers = (\n"
 	"  { name = \"loop\";\n"
@@ -423,6 +424,7 @@ test_full(void)
 	ok(c.server.handshake_timeout == 5, "server.handshake_timeout");
 	ok(c.server.idle_timeout == 0, "server.idle_timeout 0 allowed");
 	ok(!c.server.metrics, "server.metrics false");
+	ok(c.server.lws_framing, "server.framing \"lws\"");
 
 	ok(c.nproducers == 3, "3 producers (got %zu)", c.nproducers);
 	if (c.nproducers != 3) {
@@ -618,6 +620,8 @@ static const struct bad bads[] = {
 	    "batch_size", "batch_size", false },
 	{ "metrics as an int", "server: {\n  metrics = 1;\n};\n", "metrics",
 	    "metrics", false },
+	{ "server.framing unknown", "server: {\n  framing = \"fast\";\n};\n",
+	    "framing", "framing", false },
 	{ "control.mode as an int", "control: {\n  mode = 0660;\n};\n",
 	    "mode", "mode", false },
 	{ "autostart as a string", "producers = (\n  { name = \"a\"; "

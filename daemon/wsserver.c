@@ -1,0 +1,469 @@
+/*
+ * wsserver.c — server streams on plain listeners, framed by wsflowd.
+ *
+ * socket -> read() into the worker's buffer -> wsparse (unmask in place,
+ * wide) -> batcher -> digest queue -> send().  lws still runs the loop:
+ * the socket is adopted as a RAW_FILE descriptor, so lws only polls it
+ * (lws notes §6.1) and times it out.  Anything but a plain upgrade to one
+ * of our paths is handed, with what was read of it, to lws's own HTTP
+ * and ws stack on the same vhost (upgrade.h), where TLS listeners live.
+ *
+ * A stream ends with a close frame and then a lingering close: our FIN,
+ * then reading until the peer's, so that our last frame is never lost to
+ * a reset.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+#define CLOSE_WAIT_SECS		3	/* for the peer's close frame */
+#define LINGER_SECS		2	/* for the peer's FIN */
+#define FLUSH_WAIT_SECS		10	/* for the peer to read our close */
+#define LOWAT_MIN		(16 * 1024)
+#define LOWAT_MAX		WSFLOW_RX_CHUNK
+
+static int	on_data(void *, const uint8_t *, size_t, unsigned);
+static int	on_control(void *, int, const uint8_t *, size_t);
+
+static const struct ws_handler handler = {
+	.data = on_data,
+	.control = on_control,
+};
+
+int
+wsserver_adopt(struct worker *w, struct lws_vhost *vh, int fd)
+{
+	lws_sock_file_fd_type desc;
+
+	(void)w;
+	desc.filefd = fd;
+	/* On failure lws has closed fd. */
+	return lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, desc,
+	    wsserver_protocol.name, NULL) == NULL ? -1 : 0;
+}
+
+static void
+raw_free(struct server_conn *c)
+{
+	free(c->r.head);
+	c->r.head = NULL;
+	free(c->r.held);
+	c->r.held = NULL;
+}
+
+static void
+rx_enable(struct server_conn *c, bool on)
+{
+	if (c->r.reading == on)
+		return;
+	c->r.reading = on;
+	lws_rx_flow_control(c->wsi, on ? 1 : 0);
+}
+
+/* Queue a close frame after the digests owed; nothing is read after it. */
+static void
+queue_close(struct server_conn *c, uint16_t code, const uint8_t *payload,
+    size_t len)
+{
+	if (c->r.close_code != 0 || c->r.close_sent)
+		return;
+	c->r.close_code = code;
+	c->r.close_len = 0;
+	if (payload != NULL) {
+		memcpy(c->r.close_payload, payload, len);
+		c->r.close_len = (unsigned)len;
+	} else if (code != 0) {
+		c->r.close_payload[0] = (uint8_t)(code >> 8);
+		c->r.close_payload[1] = (uint8_t)code;
+		c->r.close_len = 2;
+	}
+}
+
+/* Server-initiated: stop, idle, daemon stop (1001), protocol errors. */
+void
+wsserver_close(struct server_conn *c, uint16_t code, const char *why)
+{
+	uint8_t payload[2 + 64];
+	size_t n = strlen(why);
+
+	if (c->r.close_code != 0 || c->r.close_sent)
+		return;
+	if (n > sizeof(payload) - 2)
+		n = sizeof(payload) - 2;
+	payload[0] = (uint8_t)(code >> 8);
+	payload[1] = (uint8_t)code;
+	memcpy(payload + 2, why, n);
+	queue_close(c, code, payload, 2 + n);
+	c->closing = true;
+	stream_set_state(&c->s, "closing");
+	lws_callback_on_writable(c->wsi);
+}
+
+static bool
+append(struct server_conn *c, int opcode, const void *payload, size_t len)
+{
+	struct ws_raw *r = &c->r;
+
+	if (r->out_len + WS_SERVER_HEADER_MAX + len > sizeof(r->out))
+		return false;
+	r->out_len += (unsigned)ws_server_header(r->out + r->out_len, opcode,
+	    len);
+	memcpy(r->out + r->out_len, payload, len);
+	r->out_len += (unsigned)len;
+	return true;
+}
+
+/*
+ * Send what is due, in order: a pong, the digests owed, then our close.
+ * Returns -1 when the socket is to be closed now.
+ */
+static int
+flush(struct server_conn *c)
+{
+	struct ws_raw *r = &c->r;
+	char hex[2 * EVP_MAX_MD_SIZE];
+
+	for (;;) {
+		if (r->out_off < r->out_len) {
+			ssize_t n = send(r->fd, r->out + r->out_off,
+			    r->out_len - r->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+			if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+				lws_callback_on_writable(c->wsi);
+				return 0;
+			}
+			if (n == -1)
+				return -1;	/* the peer is gone */
+			r->out_off += (unsigned)n;
+			continue;
+		}
+		r->out_off = r->out_len = 0;
+		if (r->close_sent)
+			break;
+		if (r->pong_due && append(c, WS_OP_PONG, r->pong, r->pong_len))
+			r->pong_due = false;
+		while (c->open && c->qlen > 0) {
+			unsigned len = c->b.md_len;
+
+			digest_hex(c->queue + (size_t)c->qhead * len, len, hex);
+			if (!append(c, WS_OP_TEXT, hex, 2 * len))
+				break;
+			server_conn_digest_sent(c, hex, 2 * len);
+		}
+		if (r->out_len == 0 && r->close_code != 0) {
+			append(c, WS_OP_CLOSE, r->close_payload, r->close_len);
+			r->close_sent = true;
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+			    r->hangup ? FLUSH_WAIT_SECS : CLOSE_WAIT_SECS);
+		}
+		if (r->out_len == 0)
+			break;
+	}
+	if (r->close_sent && r->hangup && r->out_len == 0 && !r->lingering) {
+		/* Our last frame is out: FIN, then wait for theirs. */
+		shutdown(r->fd, SHUT_WR);
+		r->lingering = true;
+		rx_enable(c, true);
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
+	}
+	return 0;
+}
+
+/* Octets consumed; all of them once the stream is over. */
+static size_t
+parse(struct server_conn *c, uint8_t *buf, size_t len)
+{
+	struct ws_raw *r = &c->r;
+	size_t used = ws_parse(&r->parser, buf, len, &handler, c);
+
+	if (r->parser.error != 0) {
+		log_stream(LOG_INFO, &c->s, "protocol-error",
+		    "closing with %u: %s", r->parser.error, r->parser.why);
+		wsserver_close(c, r->parser.error, r->parser.why);
+		r->hangup = true;
+		return len;
+	}
+	return r->parser.closed ? len : used;
+}
+
+/* Go on with what a pause left over. */
+static void
+feed_held(struct server_conn *c)
+{
+	struct ws_raw *r = &c->r;
+
+	r->held_off += parse(c, r->held + r->held_off,
+	    r->held_len - r->held_off);
+	if (r->held_off < r->held_len)
+		return;
+	free(r->held);
+	r->held = NULL;
+	r->held_len = r->held_off = 0;
+}
+
+static int
+on_data(void *arg, const uint8_t *p, size_t len, unsigned flags)
+{
+	struct server_conn *c = arg;
+
+	if (c->closing)
+		return 0;	/* after our close: RFC 6455 §5.5.1, discard */
+	if (server_conn_data(c, p, len, flags) == -1)
+		return -1;
+	return c->qlen >= QUEUE_HIGH ? 1 : 0;
+}
+
+static int
+on_control(void *arg, int opcode, const uint8_t *p, size_t len)
+{
+	struct server_conn *c = arg;
+	struct ws_raw *r = &c->r;
+
+	switch (opcode) {
+	case WS_OP_PING:
+		/* Only the latest needs an answer (RFC 6455 §5.5.3). */
+		memcpy(r->pong, p, len);
+		r->pong_len = (unsigned)len;
+		r->pong_due = !c->closing;
+		break;
+	case WS_OP_CLOSE:
+		/* Theirs: echo it after the digests owed (§5.5.1), or it
+		 * answers ours.  Either way the stream is over. */
+		if (!r->close_sent)
+			queue_close(c, len >= 2 ? (uint16_t)(p[0] << 8 | p[1]) :
+			    WS_CLOSE_NORMAL, p, len);
+		r->hangup = true;
+		break;
+	default:
+		break;		/* an unsolicited pong */
+	}
+	return 0;
+}
+
+/*
+ * Parse what was read (the worker's buffer or the handshake's); keep what
+ * a pause leaves over in r->held.
+ */
+static void
+feed(struct server_conn *c, uint8_t *buf, size_t len)
+{
+	struct ws_raw *r = &c->r;
+	size_t used = parse(c, buf, len);
+
+	if (used == len)
+		return;
+	/* Paused with input left: rare (a peer that reads no digests). */
+	if ((r->held = malloc(len - used)) == NULL) {
+		wsserver_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		r->hangup = true;
+		return;
+	}
+	memcpy(r->held, buf + used, len - used);
+	r->held_len = len - used;
+	r->held_off = 0;
+}
+
+/*
+ * Wake up for a read only when it is worth one (SO_RCVLOWAT): a stream
+ * mid-frame is read in chunks of up to LOWAT_MAX instead of whatever
+ * the last segment brought, a quarter of the server's kernel time.  Never
+ * more than the frame still holds, nor, at /stream, than is due before
+ * the next digest: a peer may wait for it (one batch in flight).
+ */
+static void
+set_lowat(struct server_conn *c)
+{
+	const struct ws_parser *p = &c->r.parser;
+	uint64_t want = 1;
+
+	if (p->in_frame && !c->closing && !c->r.lingering) {
+		want = p->left;
+		if (c->s.mode == MODE_STREAMING &&
+		    want > c->b.batch_size - c->b.fill)
+			want = c->b.batch_size - c->b.fill;
+		if (want > LOWAT_MAX)
+			want = LOWAT_MAX;
+		if (want < LOWAT_MIN)
+			want = 1;
+	}
+	if ((int)want == c->r.lowat || (want == 1 && c->r.lowat == 0))
+		return;
+	c->r.lowat = (int)want;
+	(void)setsockopt(c->r.fd, SOL_SOCKET, SO_RCVLOWAT, &c->r.lowat,
+	    sizeof(c->r.lowat));
+}
+
+/*
+ * Once a second: a peer that trickles (slower than LOWAT_MIN a second)
+ * is read as it comes, so that it is not taken for idle.
+ */
+void
+wsserver_tick(struct server_conn *c, int64_t now_us)
+{
+	if (c->r.lowat > 1 && now_us - c->last_rx_us > LWS_US_PER_SEC) {
+		c->r.lowat = 1;
+		(void)setsockopt(c->r.fd, SOL_SOCKET, SO_RCVLOWAT,
+		    &c->r.lowat, sizeof(c->r.lowat));
+	}
+}
+
+/* Parse and send until paused, ended or out of input. */
+static int
+progress(struct server_conn *c)
+{
+	struct ws_raw *r = &c->r;
+
+	for (;;) {
+		if (flush(c) == -1)
+			return -1;
+		if (c->paused && c->qlen <= QUEUE_LOW)
+			server_conn_resumed(c);
+		if (c->paused || r->held == NULL || r->close_sent ||
+		    r->hangup || r->parser.error || r->parser.closed)
+			break;
+		feed_held(c);
+		if (c->qlen >= QUEUE_HIGH)
+			server_conn_pause(c);
+	}
+	/* Read more when nothing is held, nothing paused and not ended. */
+	rx_enable(c, r->lingering || (!c->paused && r->held == NULL &&
+	    !r->hangup && !r->parser.closed && !r->parser.error) ||
+	    (r->close_sent && !r->hangup));
+	if (c->open)
+		set_lowat(c);
+	return 0;
+}
+
+/* A request that is not ours: lws answers it, from what we read of it. */
+static int
+hand_to_lws(struct server_conn *c)
+{
+	struct ws_raw *r = &c->r;
+	int fd = dup(r->fd);
+
+	if (fd == -1) {
+		log_warn("cannot hand a connection to lws: dup");
+		return -1;
+	}
+	/* lws closes fd if this fails; we close ours either way. */
+	(void)lws_adopt_socket_vhost_readbuf(lws_get_vhost(c->wsi), fd,
+	    r->head, r->head_len);
+	return -1;
+}
+
+static int
+handshake_rx(struct server_conn *c)
+{
+	struct ws_raw *r = &c->r;
+	struct upgrade u;
+	enum wsflow_mode mode;
+	char reply[UPGRADE_REPLY_MAX];
+	size_t n, rest;
+	ssize_t got;
+
+	got = read(r->fd, r->head + r->head_len, UPGRADE_HEAD_MAX - r->head_len);
+	if (got == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (got <= 0)
+		return -1;	/* gone before a request: not a stream */
+	r->head_len += (size_t)got;
+	switch (upgrade_parse(r->head, r->head_len, &u)) {
+	case UPGRADE_MORE:
+		return 0;
+	case UPGRADE_LWS:
+		return hand_to_lws(c);
+	case UPGRADE_OURS:
+		break;
+	}
+	if (server_path_mode(u.path, &mode) == -1 ||
+	    (n = upgrade_reply(&u, reply, sizeof(reply))) == 0)
+		return hand_to_lws(c);
+	memcpy(r->out, reply, n);
+	r->out_len = (unsigned)n;
+	r->upgraded = true;
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	ws_parser_init(&r->parser);
+	if (server_conn_open(c, c->w, c->wsi, mode) == -1)
+		return -1;
+	/* Frames sent right behind the request. */
+	rest = r->head_len - u.head_len;
+	if (rest > 0 && !c->closing)
+		feed(c, (uint8_t *)r->head + u.head_len, rest);
+	free(r->head);
+	r->head = NULL;
+	if (c->qlen >= QUEUE_HIGH)
+		server_conn_pause(c);
+	return progress(c);
+}
+
+static int
+data_rx(struct server_conn *c)
+{
+	struct ws_raw *r = &c->r;
+	uint8_t *buf = c->w->rxbuf;
+	ssize_t got;
+
+	got = read(r->fd, buf, WSFLOW_RX_CHUNK);
+	if (got == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (got <= 0)
+		return -1;	/* FIN or reset: a TCP drop is a normal end */
+	if (r->lingering)
+		return 0;	/* waiting for their FIN: discard */
+	feed(c, buf, (size_t)got);
+	if (c->qlen >= QUEUE_HIGH && !c->paused)
+		server_conn_pause(c);
+	return progress(c);
+}
+
+static int
+wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct server_conn *c = user;
+	struct worker *w;
+
+	(void)in;
+	(void)len;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT_FILE:
+		w = lws_context_user(lws_get_context(wsi));
+		c->w = w;
+		c->wsi = wsi;
+		c->raw = true;
+		c->r.fd = lws_get_socket_fd(wsi);
+		c->r.reading = true;
+		if ((c->r.head = malloc(UPGRADE_HEAD_MAX)) == NULL)
+			return -1;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_HOLDING_AH,
+		    (int)w->params.handshake_timeout);
+		return 0;
+
+	case LWS_CALLBACK_RAW_RX_FILE:
+		return c->r.upgraded ? data_rx(c) : handshake_rx(c);
+
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		return progress(c);
+
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		server_conn_close(c);
+		raw_free(c);
+		return 0;
+
+	default:
+		break;
+	}
+	return 0;
+}
+
+const struct lws_protocols wsserver_protocol = {
+	.name = "wsflow-raw",
+	.callback = wsserver_callback,
+	.per_session_data_size = sizeof(struct server_conn),
+};
