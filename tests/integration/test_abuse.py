@@ -594,15 +594,16 @@ def _(d):
 # ---------------------------------------------------------------- masking §5.1, §5.3
 
 
-@abuse('mask', 'unmasked client frame → accepted, digests correct '
-       '(lws 4.1.6 deviation from RFC 6455 §5.1 "MUST close")')
+@abuse('mask', 'unmasked client frame → close 1002 (RFC 6455 §5.1 "MUST close"), '
+       'no digest')
 def _(d):
-    # lws 4.1.6 accepts unmasked client frames and exposes no mask bit to
-    # the protocol callback (testing.md §3.3): wsflowd cannot refuse them.
+    # wsflowd parses frames itself on plain listeners (daemon/wsparse.c).
+    # lws 4.1.6, which frames TLS listeners, accepts them (testing.md §3.3).
     r = ws(d)
     data = os.urandom(2 * KiB)
     r.send(frame(data, masked=False))
-    check_digests(r.digests(2), running(data), 'unmasked')
+    expect_end(r, (1002,), 'unmasked frame')
+    no_data(r, 'unmasked frame')
 
 
 @abuse('mask', 'all-zero mask key → valid, digests correct')
@@ -1112,11 +1113,11 @@ def _(d):
     expect_end(r, (None, 1000), 'empty close')
 
 
-@abuse('7.3.2', 'close with a 1-octet payload → empty close '
-       '(lws 4.1.6; RFC 6455 §5.5.1 / Autobahn want 1002)')
+@abuse('7.3.2', 'close with a 1-octet payload → 1002 (RFC 6455 §5.5.1, Autobahn), '
+       'or an empty close (lws 4.1.6)')
 def _(d):
-    # lws 4.1.6 answers a 1-octet close payload with an empty close
-    # (testing.md §3.3) before wsflowd sees it: expected.  1002 also passes.
+    # wsflowd's own parser says 1002; lws 4.1.6 (TLS listeners, framing =
+    # "lws") answers with an empty close (testing.md §3.3).
     r = ws(d)
     r.send(frame(b'\x03', opcode=8))
     o = expect_end(r, (None, 1002, DROP), 'close of length 1')
@@ -1164,10 +1165,11 @@ for _i, _c in enumerate((0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999)):
     close_code_case('7.9.%d' % (_i + 1), _c, 1002)
 
 
-@abuse('7.x', 'IANA-registered close codes 1012, 1013, 1014 → close 1002 (lws 4.1.6)')
+@abuse('7.x', 'IANA-registered close codes 1012, 1013, 1014 → echoed, or close 1002 (lws 4.1.6)')
 def _(d):
-    # lws 4.1.6 (ops-ws.c) maps 1012-1015 to 1002 before wsflowd sees the
-    # close; Autobahn lists them as neither valid (7.7) nor invalid (7.9).
+    # wsflowd's parser takes the IANA registry's 1012-1014; lws 4.1.6
+    # (ops-ws.c) maps them to 1002.  Autobahn lists them as neither valid
+    # (7.7) nor invalid (7.9).
     for code in (1012, 1013, 1014):
         r = ws(d)
         r.send(frame(close_payload(code), opcode=8))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # timeout: 300
-# The libFuzzer targets (control-request decoder, configuration loader),
+# The libFuzzer targets (control-request decoder, configuration loader,
+# a plain listener's handshake and frame parser),
 # each for FUZZ_SECONDS (default 15 here; `make fuzz` alone runs 60).
 set -u
 cd "${SRCDIR:-.}"
@@ -10,7 +11,7 @@ if ! command -v clang >/dev/null; then
 	exit 0
 fi
 if make -s fuzz FUZZ_SECONDS="$secs" >build/fuzz-run.log 2>&1; then
-	for t in ctl config; do
+	for t in ctl config wsparse; do
 		n=$(sed -n "/fuzzing $t/,/executed_units/s/.*executed_units: *//p" \
 		    build/fuzz-run.log)
 		echo "ok - fuzz_$t: ${secs}s, ${n:-?} inputs, nothing found"

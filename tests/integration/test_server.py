@@ -146,6 +146,43 @@ def _():
     check_peer(rc, r, 'client_producer wss', verified=16, mismatched=0)
 
 
+def unmasked_frame_answer(d):
+    """What an unmasked 1-octet frame gets: 'digests' or a close code."""
+    c = WSClient(d.port, '/message')
+    try:
+        c.sock.sendall(bytes([0x82, 0x01]) + b'x')
+        try:
+            c.recv_digests(1)
+            return 'digests'
+        except Closed as e:
+            return e.code
+    finally:
+        c.close()
+
+
+@case('server.framing: "wsflow" (default) parses plain ws itself (an unmasked frame gets '
+      '1002); "lws" hands it to lws (accepted), and the four tutorial clients are served '
+      'right by both')
+def _():
+    check(unmasked_frame_answer(shared()) == 1002, 'default framing: an unmasked frame '
+          'was not refused with 1002: wsflowd\'s own parser is not in use')
+    d = Daemon(framing='lws').start()
+    try:
+        check(unmasked_frame_answer(d) == 'digests',
+              'framing = "lws": an unmasked frame was not accepted (lws 4.1.6 accepts it)')
+        for peer, path, args, want in (
+                ('client_producer.py', '/', ('--bytes', 16 * MiB), dict(verified=16)),
+                ('client_streaming.py', '/stream', ('--batches', 4), dict(verified=4)),
+                ('client_frame.py', '/frame', ('--frames', 3, '--frame-size', MiB),
+                 dict(verified=4, close_code=1000)),
+                ('client_message.py', '/message', ('--messages', 3, '--message-size', MiB),
+                 dict(verified=3, close_code=1000))):
+            rc, r = run_peer(peer, d.url(path), *args, '--seconds', 60 * SLOW)
+            check_peer(rc, r, peer + ' (framing = "lws")', mismatched=0, **want)
+    finally:
+        d.stop()
+
+
 @case('two producer clients at once at /, 32 MiB each, both verified')
 def _():
     d = shared()
