@@ -77,9 +77,13 @@ upgrade_parse(const char *buf, size_t len, struct upgrade *u)
 	    version = false, key = false;
 
 	memset(u, 0, sizeof(*u));
-	if ((end = memmem(buf, scan, "\r\n\r\n", 4)) == NULL)
-		return len < UPGRADE_HEAD_MAX && memchr(buf, '\0', len) ==
-		    NULL ? UPGRADE_MORE : UPGRADE_LWS;
+	if ((end = memmem(buf, scan, "\r\n\r\n", 4)) == NULL) {
+		/* Bare LF lines (RFC 7230 §3.5) are lws's to judge. */
+		if (len >= UPGRADE_HEAD_MAX || memchr(buf, '\0', len) != NULL ||
+		    memmem(buf, scan, "\n\n", 2) != NULL)
+			return UPGRADE_LWS;
+		return UPGRADE_MORE;
+	}
 	u->head_len = (size_t)(end - buf) + 4;
 	if (memchr(buf, '\0', u->head_len) != NULL)
 		return UPGRADE_LWS;
