@@ -52,7 +52,7 @@ struct server_conn {
 	bool		 closing;	/* send close 1001 */
 	bool		 raw;		/* framed by wsserver.c */
 	struct ws_raw	 r;
-	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE];
+	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE + 1];	/* + NUL */
 };
 
 int	server_path_mode(const char *path, enum wsflow_mode *);

@@ -127,7 +127,7 @@ static int
 flush(struct server_conn *c)
 {
 	struct ws_raw *r = &c->r;
-	char hex[2 * EVP_MAX_MD_SIZE];
+	char hex[2 * EVP_MAX_MD_SIZE + 1];	/* digest_hex ends it with NUL */
 
 	for (;;) {
 		if (r->out_off < r->out_len) {
@@ -409,6 +409,12 @@ data_rx(struct server_conn *c)
 	uint8_t *buf = c->w->rxbuf;
 	ssize_t got;
 
+	/*
+	 * Input held back by a pause goes first; a POLLIN reported with the
+	 * POLLOUT that paused us again waits for the rx flow to reopen.
+	 */
+	if (!r->lingering && (r->held != NULL || c->paused))
+		return 0;
 	got = read(r->fd, buf, WSFLOW_RX_CHUNK);
 	if (got == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
