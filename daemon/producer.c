@@ -491,8 +491,11 @@ schedule_connect(struct producer *p, const char *why)
 
 	if (p->attempt < 6 && (BACKOFF_MIN_MS << p->attempt) < BACKOFF_MAX_MS)
 		ms = BACKOFF_MIN_MS << p->attempt;
-	/* +-25 % so that many producers do not retry in step. */
-	jitter = gen_next(&p->gen) % (ms / 2 + 1);
+	/*
+	 * +-25 % so that many producers do not retry in step: the same
+	 * quarter both ways (250 ms: 188..312, never 313).
+	 */
+	jitter = gen_next(&p->gen) % (2 * (ms / 4) + 1);
 	ms = ms - ms / 4 + (unsigned)jitter;
 	p->attempt++;
 	stream_set_state(&p->s, "backoff");
