@@ -19,30 +19,13 @@
 
 #include "batch.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define MDMAX	EVP_MAX_MD_SIZE
 #define WHYLEN	768
 #define MIB	((size_t)1 << 20)
 
 /* ---- helpers ---- */
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-
-static uint64_t
-rnd(void)				/* xorshift64* */
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform enough in [lo, hi]. */
-static uint64_t
-rnd_range(uint64_t lo, uint64_t hi)
-{
-	return hi <= lo ? lo : lo + rnd() % (hi - lo + 1);
-}
 
 static void
 fill_random(uint8_t *p, size_t n)
@@ -56,18 +39,6 @@ fill_random(uint8_t *p, size_t n)
 	}
 	for (; i < n; i++)
 		p[i] = (uint8_t)(rnd() >> 56);
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (p == NULL) {
-		fprintf(stderr, "out of memory\n");
-		exit(2);
-	}
-	return p;
 }
 
 static const EVP_MD *
@@ -989,12 +960,9 @@ test_algorithms(void)
 int
 main(void)
 {
-	const char *seed = getenv("TEST_SEED");
 	const EVP_MD *sha256 = md_named("sha256");
 
-	if (seed != NULL && *seed != '\0')
-		rng_state = strtoull(seed, NULL, 0) | 1;
-	diag("seed %#" PRIx64 " (TEST_SEED to change)", rng_state);
+	rng_seed(0x2545f4914f6cdd1dULL);
 
 	test_hex();
 

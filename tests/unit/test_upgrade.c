@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "tap.h"
+#include "testutil.h"
 #include "upgrade.h"
 
 #define REQMAX		16384
@@ -32,29 +33,6 @@
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* ---- helpers ---- */
-
-static uint64_t rng_state = 0x51afd7ed558ccd5dULL;
-
-static uint64_t
-rnd(void)				/* xorshift64* */
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (p == NULL) {
-		fprintf(stderr, "out of memory\n");
-		exit(2);
-	}
-	return p;
-}
 
 static const char *
 verdict_name(enum upgrade_verdict v)
@@ -798,11 +776,8 @@ test_mutations(void)
 int
 main(void)
 {
-	const char *seed = getenv("TEST_SEED");
 
-	if (seed != NULL && *seed != '\0')
-		rng_state = strtoull(seed, NULL, 0) | 1;
-	diag("seed %#" PRIx64 " (TEST_SEED to change)", rng_state);
+	rng_seed(0x51afd7ed558ccd5dULL);
 
 	test_rfc_example();
 	test_paths();

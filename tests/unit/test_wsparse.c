@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "tap.h"
+#include "testutil.h"
 #include "wsparse.h"
 
 #define WHYLEN		1024
@@ -29,51 +30,11 @@
 
 /* ---- helpers ---- */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t
-rnd(void)				/* xorshift64* */
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform enough in [lo, hi]. */
-static uint64_t
-rnd_range(uint64_t lo, uint64_t hi)
-{
-	return hi <= lo ? lo : lo + rnd() % (hi - lo + 1);
-}
-
 static void
 fill_random(uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		p[i] = (uint8_t)(rnd() >> 56);
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (p == NULL) {
-		fprintf(stderr, "out of memory\n");
-		exit(2);
-	}
-	return p;
-}
-
-static void *
-xrealloc(void *p, size_t n)
-{
-	if ((p = realloc(p, n ? n : 1)) == NULL) {
-		fprintf(stderr, "out of memory\n");
-		exit(2);
-	}
-	return p;
 }
 
 /* A growable octet buffer. */
@@ -2090,11 +2051,8 @@ test_handler_fail(void)
 int
 main(void)
 {
-	const char *seed = getenv("TEST_SEED");
 
-	if (seed != NULL && *seed != '\0')
-		rng_state = strtoull(seed, NULL, 0) | 1;
-	diag("seed %#" PRIx64 " (TEST_SEED to change)", rng_state);
+	rng_seed(0x9e3779b97f4a7c15ULL);
 
 	test_utf8();
 	test_close_codes();
