@@ -16,6 +16,7 @@ struct output {
 	void	(*result)(enum action, const struct ctl_result *);
 	void	(*error)(const char *msg);
 	void	(*tail)(enum action);
+	void	(*commands)(void);	/* help */
 };
 
 extern const struct output text_output;

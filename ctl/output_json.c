@@ -154,7 +154,29 @@ json_tail(enum action a)
 	doc = NULL;
 }
 
+/* {"commands": [{"name", "args", "help"}, ...]} */
+static void
+json_commands(void)
+{
+	struct json_object *o = json_object_new_object(),
+	    *a = json_object_new_array();
+	const char *name, *args, *help;
+
+	for (size_t i = 0; command_info(i, &name, &args, &help) == 0; i++) {
+		struct json_object *c = json_object_new_object();
+
+		add_str(c, "name", name);
+		add_str(c, "args", args);
+		add_str(c, "help", help);
+		json_object_array_add(a, c);
+	}
+	json_object_object_add(o, "commands", a);
+	printf("%s\n", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
 const struct output json_output = {
 	json_head, json_status, json_listener, json_stream, json_result,
-	json_error, json_tail
+	json_error, json_tail, json_commands
 };

@@ -175,7 +175,13 @@ text_tail(enum action a)
 		printf("no streams\n");
 }
 
+static void
+text_commands(void)
+{
+	print_commands(stdout);
+}
+
 const struct output text_output = {
 	text_head, text_status, text_listener, text_stream, text_result,
-	text_error, text_tail
+	text_error, text_tail, text_commands
 };

@@ -28,6 +28,19 @@ static const struct command {
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
+/* The i-th command's name, arguments and one line of help; -1 past the end. */
+int
+command_info(size_t i, const char **name, const char **args,
+    const char **help)
+{
+	if (i >= NCOMMANDS)
+		return -1;
+	*name = commands[i].name;
+	*args = commands[i].args;
+	*help = commands[i].help;
+	return 0;
+}
+
 void
 print_commands(FILE *f)
 {

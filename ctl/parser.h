@@ -29,5 +29,7 @@ struct parse_result {
 int	parse(int argc, char *argv[], struct parse_result *, char *err,
 	    size_t errlen);
 void	print_commands(FILE *);
+int	command_info(size_t i, const char **name, const char **args,
+	    const char **help);
 
 #endif

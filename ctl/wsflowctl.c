@@ -260,7 +260,7 @@ main(int argc, char *argv[])
 
 	switch (res.action) {
 	case ACT_HELP:
-		print_commands(stdout);
+		out->commands();
 		return EXIT_SUCCESS;
 	case ACT_STATUS:
 		type = CTL_REQ_STATUS;
