@@ -32,7 +32,8 @@ import time
 
 from wsflowtest import (BUILD, SANITIZE, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon,
                         WSClient, case, check, diag, frame_header, hexdigest,
-                        run_cases, run_wsflowd, tmpdir, tmpfile, wait_for)
+                        run_cases, run_wsflowd, tmpdir, tmpfile, wait_for,
+                        wait_value)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -115,16 +116,7 @@ def producer(d, name):
 
 
 def wait_producer(d, name, cond, timeout, what):
-    r = [None]
-
-    def ok():
-        check(d.alive(), 'producer wsflowd died (exit %s):\n%s' % (d.proc.poll(), d.log_tail()))
-        r[0] = producer(d, name)
-        return r[0] is not None and cond(r[0])
-    if not wait_for(ok, timeout, 0.1):
-        raise CheckFailed('%s: %s not reached after %gs; last: %r'
-                          % (name, what, timeout * SLOW, r[0]))
-    return r[0]
+    return wait_value(d, lambda: producer(d, name), cond, timeout, what, name)
 
 
 def retries(d, name):

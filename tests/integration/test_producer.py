@@ -15,7 +15,7 @@ import urllib.request
 
 from wsflowtest import (SANITIZE, SLOW, BUILD, SRCDIR, CheckFailed, Daemon,
                         case, check, diag, run_cases, start_peer, tmpdir,
-                        wait_for, wait_peer, free_port)
+                        wait_for, wait_peer, wait_value, free_port)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -158,16 +158,7 @@ def check_finished(f, name, nbytes=None, verified=None, mismatched=0):
 
 def wait_stream(d, name, cond, timeout, what):
     """Poll `show NAME` until cond(stream); returns the stream."""
-    r = [None]
-
-    def ok():
-        check(d.alive(), 'wsflowd died (exit %s):\n%s' % (d.proc.poll(), d.log_tail()))
-        r[0] = show(d, name)
-        return r[0] is not None and cond(r[0])
-    if not wait_for(ok, timeout, 0.1):
-        raise CheckFailed('%s: %s not reached after %gs; last show: %r'
-                          % (name, what, timeout * SLOW, r[0]))
-    return r[0]
+    return wait_value(d, lambda: show(d, name), cond, timeout, what, name)
 
 
 def log_lines(d, pattern):

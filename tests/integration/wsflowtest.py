@@ -544,6 +544,21 @@ def wait_for(cond, timeout, step=0.02):
     return True
 
 
+def wait_value(d, fetch, cond, timeout, what, name):
+    """Poll fetch() until cond(value) holds, the daemon d alive all along;
+    returns the value, or fails naming what was awaited and the last one."""
+    last = [None]
+
+    def ok():
+        check(d.alive(), 'wsflowd died (exit %s):\n%s' % (d.proc.poll(), d.log_tail()))
+        last[0] = fetch()
+        return last[0] is not None and cond(last[0])
+    if not wait_for(ok, timeout, 0.1):
+        raise CheckFailed('%s: %s not reached after %gs; last: %r'
+                          % (name, what, timeout * SLOW, last[0]))
+    return last[0]
+
+
 def hexdigest(data, name='sha256'):
     return hashlib.new(name, data).hexdigest()
 
