@@ -67,7 +67,8 @@ import sys
 import threading
 import time
 
-from wsflowtest import (CheckFailed, Daemon, case, check, diag, run_cases, SANITIZE, SLOW)
+from wsflowtest import (CheckFailed, Daemon, case, check, diag, run_cases, wait_for,
+                        SANITIZE, SLOW)
 
 try:
     sys.stdout.reconfigure(encoding='utf-8')    # the arrows in case names
@@ -693,7 +694,7 @@ def _(d):
     r.send(frame(length=ENDLESS, fin=False, key=b'\0\0\0\0') + data)
     check_digests(r.digests(4), running(data), 'endless frame')
     r.close()
-    check(_wait(lambda: metric(d.port, 'wsflow_server_connections') == 0, 2),
+    check(wait_for(lambda: metric(d.port, 'wsflow_server_connections') == 0, 2),
           'server connections did not return to 0 after the TCP close')
 
 
@@ -924,16 +925,6 @@ def _(d):
     r.send(frame(b'second start', opcode=2, fin=False))
     expect_end(r, (1002,), 'new data frame mid-message')
     no_data(r, 'new data frame mid-message')
-
-
-def _wait(cond, seconds, step=0.02):
-    deadline = time.monotonic() + seconds * SLOW
-    while True:
-        if cond():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
 
 
 def rss_kib(pid):
@@ -1322,7 +1313,7 @@ def _(d):
             r.abort()
         Raw.opened.remove(r)
     diag('churn: %.2fs' % (time.monotonic() - t0))
-    check(_wait(lambda: metric(d.port, 'wsflow_server_connections') == 0, 2),
+    check(wait_for(lambda: metric(d.port, 'wsflow_server_connections') == 0, 2),
           'connections gauge is %d, not 0, 2 s after the churn'
           % metric(d.port, 'wsflow_server_connections'))
 

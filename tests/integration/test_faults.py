@@ -33,7 +33,7 @@ import time
 from wsflowtest import (BUILD, SANITIZE, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon,
                         WSClient, case, check, diag, frame_header, hexdigest,
                         run_cases, run_wsflowd, tmpdir, tmpfile, wait_for,
-                        wait_value)
+                        wait_value, lc_value, unix_accepts)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -41,19 +41,6 @@ CLK_TCK = os.sysconf('SC_CLK_TCK')
 RETRY = r'\[producer \d+ %s\] .*retry (\d+) in (\d+) ms'
 
 # ------------------------------------------------------------ helpers
-
-
-def lc_value(v):
-    """A Python value as libconfig text."""
-    if isinstance(v, bool):
-        return 'true' if v else 'false'
-    if isinstance(v, int):
-        return '%dL' % v if not -2**31 <= v < 2**31 else str(v)
-    if isinstance(v, str):
-        return '"%s"' % v.replace('\\', '\\\\').replace('"', '\\"')
-    if isinstance(v, dict):
-        return '{ %s }' % ' '.join('%s = %s;' % (k, lc_value(x)) for k, x in v.items())
-    raise TypeError(v)
 
 
 def producer_daemon(producers, **server):
@@ -81,15 +68,6 @@ def start(d):
     check(wait_for(lambda: unix_accepts(sock_of(d)), 10),
           'control socket %s does not accept:\n%s' % (sock_of(d), d.log_tail()))
     return d
-
-
-def unix_accepts(path):
-    with socket.socket(socket.AF_UNIX) as u:
-        try:
-            u.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 def ctl_run(d, *args, user=None, timeout=10, ctl=WSFLOWCTL):

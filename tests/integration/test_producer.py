@@ -15,7 +15,7 @@ import urllib.request
 
 from wsflowtest import (SANITIZE, SLOW, BUILD, SRCDIR, CheckFailed, Daemon,
                         case, check, diag, run_cases, start_peer, tmpdir,
-                        wait_for, wait_peer, wait_value, free_port)
+                        wait_for, wait_peer, wait_value, free_port, lc_value)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -37,19 +37,6 @@ class Described(str):
         return other + str.__str__(self) + self.figures
 
 # ------------------------------------------------------------ config
-
-
-def lc_value(v):
-    """A Python value as libconfig text (64-bit integers get their L)."""
-    if isinstance(v, bool):
-        return 'true' if v else 'false'
-    if isinstance(v, int):
-        return '%dL' % v if not -2**31 <= v < 2**31 else str(v)
-    if isinstance(v, str):
-        return '"%s"' % v.replace('\\', '\\\\').replace('"', '\\"')
-    if isinstance(v, dict):
-        return '{ %s }' % ' '.join('%s = %s;' % (k, lc_value(x)) for k, x in v.items())
-    raise TypeError(v)
 
 
 def producer_entry(name, url, **keys):

@@ -41,7 +41,7 @@ import traceback
 
 from wsflowtest import (BUILD, SANITIZE, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon,
                         Skip, case, check, diag, frame_header, run_cases, tmpfile,
-                        wait_for)
+                        unix_accepts, wait_for)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 SOAK_SECONDS = float(os.environ.get('SOAK_SECONDS', '60'))
@@ -448,15 +448,6 @@ def ctl_status(d):
                        stdin=subprocess.DEVNULL)
     check(r.returncode == 0, 'wsflowctl -j status: exit %d %s' % (r.returncode, r.stderr))
     return json.loads(r.stdout)
-
-
-def unix_accepts(path):
-    with socket.socket(socket.AF_UNIX) as u:
-        try:
-            u.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 def nfds(d):

@@ -36,7 +36,7 @@ import traceback
 import wsflowtest
 from wsflowtest import (BUILD, PEERS, PYTHON, SANITIZE, SLOW, SRCDIR, CheckFailed, Skip,
                         WSClient, batch_digests, check, diag, frame_header, ok, skip,
-                        tmpdir)
+                        tmpdir, wait_for)
 
 MiB = 1 << 20
 SYSROOT = os.path.join(SRCDIR, BUILD, 'sysroot')
@@ -382,13 +382,8 @@ atexit.register(_teardown_all)
 
 
 def wait_until(cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout * SLOW
-    while True:
-        if cond():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
+    """wsflowtest.wait_for, polling the container at a gentler pace."""
+    return wait_for(cond, timeout, step)
 
 # ---------------------------------------------------------------- config
 

@@ -559,6 +559,29 @@ def wait_value(d, fetch, cond, timeout, what, name):
     return last[0]
 
 
+def lc_value(v):
+    """A Python value as libconfig text (64-bit integers get their L)."""
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, int):
+        return '%dL' % v if not -2**31 <= v < 2**31 else str(v)
+    if isinstance(v, str):
+        return '"%s"' % v.replace('\\', '\\\\').replace('"', '\\"')
+    if isinstance(v, dict):
+        return '{ %s }' % ' '.join('%s = %s;' % (k, lc_value(x)) for k, x in v.items())
+    raise TypeError(v)
+
+
+def unix_accepts(path):
+    """Something listens on the Unix socket path."""
+    with socket.socket(socket.AF_UNIX) as u:
+        try:
+            u.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def hexdigest(data, name='sha256'):
     return hashlib.new(name, data).hexdigest()
 
