@@ -69,7 +69,7 @@ void	server_conn_digest_sent(struct server_conn *, const char *hex,
 
 /* wsserver.c */
 extern const struct lws_protocols wsserver_protocol;
-int	wsserver_adopt(struct worker *, struct lws_vhost *, int fd);
+int	wsserver_adopt(struct lws_vhost *, int fd);
 void	wsserver_close(struct server_conn *, uint16_t code, const char *why);
 void	wsserver_tick(struct server_conn *, int64_t now_us);
 

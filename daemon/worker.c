@@ -33,7 +33,7 @@ handle(struct worker *w, struct wmsg *m)
 		 */
 		if (!w->wd->listeners[m->listener].tls &&
 		    !w->params.lws_framing ?
-		    wsserver_adopt(w, w->vh[m->listener], m->fd) == -1 :
+		    wsserver_adopt(w->vh[m->listener], m->fd) == -1 :
 		    lws_adopt_socket_vhost(w->vh[m->listener], m->fd) == NULL)
 			log_debug("worker %u: a connection died while adopted",
 			    w->index);

@@ -37,11 +37,10 @@ static const struct ws_handler handler = {
 };
 
 int
-wsserver_adopt(struct worker *w, struct lws_vhost *vh, int fd)
+wsserver_adopt(struct lws_vhost *vh, int fd)
 {
 	lws_sock_file_fd_type desc;
 
-	(void)w;
 	desc.filefd = fd;
 	/* On failure lws has closed fd. */
 	return lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, desc,
@@ -175,13 +174,18 @@ flush(struct server_conn *c)
 	return 0;
 }
 
-/* Octets consumed; all of them once the stream is over. */
+/*
+ * Octets consumed; all of them once the stream is over.  Too many
+ * digests owed (on_data stopped the parser): pause reading.
+ */
 static size_t
 parse(struct server_conn *c, uint8_t *buf, size_t len)
 {
 	struct ws_raw *r = &c->r;
 	size_t used = ws_parse(&r->parser, buf, len, &handler, c);
 
+	if (c->qlen >= QUEUE_HIGH && !c->paused)
+		server_conn_pause(c);
 	if (r->parser.error != 0) {
 		log_stream(LOG_INFO, &c->s, "protocol-error",
 		    "closing with %u: %s", r->parser.error, r->parser.why);
@@ -328,8 +332,6 @@ progress(struct server_conn *c)
 		    r->hangup || r->parser.error || r->parser.closed)
 			break;
 		feed_held(c);
-		if (c->qlen >= QUEUE_HIGH)
-			server_conn_pause(c);
 	}
 	/* Read more when nothing is held, nothing paused and not ended. */
 	rx_enable(c, r->lingering || (!c->paused && r->held == NULL &&
@@ -397,8 +399,6 @@ handshake_rx(struct server_conn *c)
 		feed(c, (uint8_t *)r->head + u.head_len, rest);
 	free(r->head);
 	r->head = NULL;
-	if (c->qlen >= QUEUE_HIGH)
-		server_conn_pause(c);
 	return progress(c);
 }
 
@@ -423,8 +423,6 @@ data_rx(struct server_conn *c)
 	if (r->lingering)
 		return 0;	/* waiting for their FIN: discard */
 	feed(c, buf, (size_t)got);
-	if (c->qlen >= QUEUE_HIGH && !c->paused)
-		server_conn_pause(c);
 	return progress(c);
 }
 
