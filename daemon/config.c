@@ -316,6 +316,16 @@ set_batch_size(struct parse *p, config_setting_t *s, void *arg)
 	    &((struct wsflow_conf *)arg)->server.batch_size);
 }
 
+static bool
+digest_usable(const EVP_MD *md)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, md, NULL) == 1;
+
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
 static int
 set_digest(struct parse *p, config_setting_t *s, void *arg)
 {
@@ -332,6 +342,11 @@ set_digest(struct parse *p, config_setting_t *s, void *arg)
 	if (EVP_MD_get_size(md) <= 0)	/* XOFs like shake need a length */
 		return fail(p, s, "digest '%s' has no fixed length",
 		    c->server.digest);
+	/* A name OpenSSL knows may still have no provider (md4, whirlpool
+	 * live in the legacy one): every upgrade would fail. */
+	if (!digest_usable(md))
+		return fail(p, s, "digest '%s' cannot be used: no loaded "
+		    "OpenSSL provider implements it", c->server.digest);
 	return 0;
 }
 
@@ -428,7 +443,7 @@ set_p_url(struct parse *p, config_setting_t *s, void *arg)
 	if (get_str(p, s, false, &pc->url) == -1)
 		return -1;
 	if (url_parse(pc->url, &u, &why) == -1)
-		return fail(p, s, "bad url '%s': %s", pc->url, why);
+		return fail(p, s, "bad url: %s", why);
 	return 0;
 }
 

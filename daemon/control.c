@@ -12,6 +12,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -235,8 +236,7 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		id = stream_new_id(wd);
 	} else {
 		if (url_parse(rq->url, &u, &why) == -1) {
-			result(c, h->seq, CTL_ERR_START, 0, "bad url '%s': %s",
-			    rq->url, why);
+			result(c, h->seq, CTL_ERR_START, 0, "bad url: %s", why);
 			return;
 		}
 		id = stream_new_id(wd);
@@ -475,6 +475,17 @@ const struct lws_protocols ctl_protocol = {
 
 /* ---- the listening socket ---- */
 
+static void
+ctl_accept_resume(lws_sorted_usec_list_t *sul)
+{
+	struct wsflowd *wd = lws_container_of(sul, struct wsflowd,
+	    sul_ctl_resume);
+
+	if (wd->ctl_wsi != NULL)
+		lws_rx_flow_control(wd->ctl_wsi, 1 |
+		    LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+}
+
 static int
 ctl_accept_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
@@ -485,8 +496,10 @@ ctl_accept_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	(void)in;
 	(void)len;
 	if (reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
-		if (wd->ctl_wsi == wsi)
+		if (wd->ctl_wsi == wsi) {
+			lws_sul_cancel(&wd->sul_ctl_resume);
 			wd->ctl_wsi = NULL;
+		}
 		return 0;
 	}
 	if (reason != LWS_CALLBACK_RAW_RX_FILE)
@@ -496,8 +509,15 @@ ctl_accept_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 		fd.sockfd = accept4(lws_get_socket_fd(wsi), NULL, NULL,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd.sockfd == -1)
+		if (fd.sockfd == -1) {
+			if (accept_out_of_room(errno)) {
+				log_ratelimited(LOG_WARNING, "control socket: "
+				    "accept: %s", strerror(errno));
+				accept_pause(wd->ctx, wsi, &wd->sul_ctl_resume,
+				    ctl_accept_resume);
+			}
 			break;
+		}
 		/* On failure (a client refused) lws has closed the fd. */
 		(void)lws_adopt_descriptor_vhost(wd->local_vh,
 		    LWS_ADOPT_SOCKET, fd, ctl_protocol.name, NULL);
@@ -527,14 +547,98 @@ socket_in_use(const char *path)
 	return rc == 0;
 }
 
+/*
+ * The directory that holds the socket must be the daemon's own: owned by
+ * it or root and writable by nobody else.  Otherwise a local user could
+ * swap the fresh socket for a link before its owner and mode are set, or
+ * plant something for us to remove.
+ */
+static int
+ctl_dir_safe(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat st;
+
+	ctl_strlcpy(dir, path, sizeof(dir));
+	ctl_strlcpy(dir, dirname(dir), sizeof(dir));
+	if (stat(dir, &st) == -1 && (errno != ENOENT ||
+	    mkdir(dir, 0755) == -1 || stat(dir, &st) == -1)) {
+		log_err("control socket directory %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err("control socket directory %s is not a directory: "
+		    "refusing to use it", dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		log_err("control socket directory %s belongs to uid %u, not "
+		    "to wsflowd (uid %u) or root: refusing to use it", dir,
+		    (unsigned)st.st_uid, (unsigned)geteuid());
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		log_err("control socket directory %s is writable by group or "
+		    "others (mode %04o): refusing to use it", dir,
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+/* A stale socket of ours may go; anything else at path stays. */
+static int
+ctl_path_free(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == -1)
+		return errno == ENOENT ? 0 : (log_err("control socket %s: %s",
+		    path, strerror(errno)), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("control.path %s exists and is not a socket: refusing "
+		    "to remove it", path);
+		return -1;
+	}
+	if (socket_in_use(path) == 1) {
+		log_err("control socket %s is in use: is another wsflowd "
+		    "running?", path);
+		return -1;
+	}
+	if (unlink(path) == -1 && errno != ENOENT) {
+		log_err("control socket %s: cannot remove the stale one: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Group and mode, set on the socket itself: never through a link. */
+static void
+ctl_path_perms(struct wsflowd *wd, const char *path)
+{
+	const char *group = wd->conf.control.group;
+	struct group *gr;
+
+	if (group != NULL && group[0] != '\0') {
+		if ((gr = getgrnam(group)) == NULL)
+			log_warnx("control group '%s' does not exist: only "
+			    "root may change things", group);
+		else if (lchown(path, (uid_t)-1, gr->gr_gid) == -1)
+			log_warn("control socket: chown to group %s", group);
+	}
+	if (fchmodat(AT_FDCWD, path, wd->conf.control.mode,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		log_warn("control socket: chmod %s", path);
+}
+
 int
 control_open(struct wsflowd *wd, int inherited_fd)
 {
 	const char *path = wd->conf.control.path;
 	struct sockaddr_un sun;
 	lws_sock_file_fd_type fd;
-	struct group *gr;
-	char dir[sizeof(sun.sun_path)];
 	mode_t old;
 
 	if (inherited_fd >= 0) {
@@ -542,14 +646,8 @@ control_open(struct wsflowd *wd, int inherited_fd)
 		wd->ctl_inherited = true;
 		goto adopt;
 	}
-	if (socket_in_use(path) == 1) {
-		log_err("control socket %s is in use: is another wsflowd "
-		    "running?", path);
+	if (ctl_dir_safe(path) == -1 || ctl_path_free(path) == -1)
 		return -1;
-	}
-	ctl_strlcpy(dir, path, sizeof(dir));
-	(void)mkdir(dirname(dir), 0755);	/* /run/wsflow by hand */
-	(void)unlink(path);			/* stale: nobody answered */
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	ctl_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));
@@ -568,17 +666,7 @@ control_open(struct wsflowd *wd, int inherited_fd)
 	umask(old);
 	wd->ctl_bound = true;
 	ctl_strlcpy(wd->ctl_path, path, sizeof(wd->ctl_path));
-	if (wd->conf.control.group != NULL &&
-	    wd->conf.control.group[0] != '\0') {
-		if ((gr = getgrnam(wd->conf.control.group)) == NULL)
-			log_warnx("control group '%s' does not exist: only "
-			    "root may change things", wd->conf.control.group);
-		else if (chown(path, (uid_t)-1, gr->gr_gid) == -1)
-			log_warn("control socket: chown to group %s",
-			    wd->conf.control.group);
-	}
-	if (chmod(path, wd->conf.control.mode) == -1)
-		log_warn("control socket: chmod %s", path);
+	ctl_path_perms(wd, path);
 	if (listen(fd.filefd, SOMAXCONN) == -1) {
 		log_err("control socket %s: listen: %s", path,
 		    strerror(errno));

@@ -1,8 +1,12 @@
 /*
- * http.c — plain HTTP on the WebSocket listeners: /healthz and /metrics.
+ * http.c — plain HTTP on the WebSocket listeners: /healthz, /metrics and
+ * every refusal of a handshake.
  *
- * Off the data path: built on request, sent in one write, connection
- * closed or kept per HTTP/1.1 rules by lws.
+ * Off the data path: an answer is built whole on request.  On listeners
+ * wsflowd reads itself (wsserver.c) it is one buffer, Connection: close,
+ * and the connection ends after it: a request body is never read, so it
+ * can never be taken for a second request.  Listeners lws frames (TLS,
+ * framing = "lws") answer the same resources through lws.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wsflowd.h"
+#include "server.h"
 
 #define METRICS_MAX_STREAMS	256	/* per-stream series beyond: summed */
 
@@ -165,23 +169,139 @@ metrics_body(struct wsflowd *wd, struct body *b)
 	}
 }
 
+/* The answer to a GET of path, whoever carries it: status, type, body. */
+struct resource {
+	unsigned	 status;
+	const char	*type;
+	char		*body;		/* malloc'd */
+	size_t		 len;
+};
+
 static int
-respond(struct lws *wsi, unsigned status, const char *type, const char *body,
-    size_t len)
+text_body(struct resource *r, unsigned status, const char *text)
+{
+	r->status = status;
+	r->type = "text/plain";
+	r->len = strlen(text);
+	return (r->body = strdup(text)) == NULL ? -1 : 0;
+}
+
+static int
+resource_get(struct worker *w, const char *path, struct resource *r)
+{
+	struct wsflowd *wd = w->wd;
+	size_t n = strcspn(path, "?");
+	struct body b = { NULL, 0, 4096, false };
+
+	memset(r, 0, sizeof(*r));
+	if (w->params.metrics && n == 8 && strncmp(path, "/healthz", 8) == 0) {
+		if (wd->stopping)
+			return text_body(r, 503, "stopping\n");
+		if (worker_stalled(wd, NULL) != -1)
+			return text_body(r, 503, "a worker is stalled\n");
+		return text_body(r, 200, "ok\n");
+	}
+	if (!w->params.metrics || n != 8 || strncmp(path, "/metrics", 8) != 0)
+		return text_body(r, 404, "not found\n");
+	if ((b.buf = malloc(b.cap)) == NULL)
+		return -1;
+	metrics_body(wd, &b);
+	if (b.failed) {
+		free(b.buf);
+		return -1;
+	}
+	r->status = 200;
+	r->type = "text/plain; version=0.0.4";
+	r->body = b.buf;
+	r->len = b.len;
+	return 0;
+}
+
+static const char *
+reason_phrase(unsigned status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 414: return "URI Too Long";
+	case 426: return "Upgrade Required";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+/*
+ * The whole answer to a request read on our own path (status as
+ * upgrade_status gave it, not 101), in a malloc'd buffer.
+ */
+int
+http_answer(struct worker *w, const struct upgrade *u, unsigned status,
+    const char *why, char **out, size_t *outlen)
+{
+	struct resource r;
+	struct body a = { NULL, 0, 512, false };
+	const char *extra = "";
+
+	if (status == 200) {
+		if (resource_get(w, u->path, &r) == -1)
+			return -1;
+	} else {
+		char text[128];
+
+		snprintf(text, sizeof(text), "%s\n", why);
+		if (text_body(&r, status, text) == -1)
+			return -1;
+	}
+	if (r.status == 405)
+		extra = "Allow: GET, HEAD\r\n";
+	else if (r.status == 426)
+		extra = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+	if ((a.buf = malloc(a.cap + r.len)) == NULL) {
+		free(r.body);
+		return -1;
+	}
+	a.cap += r.len;
+	body_add(&a, "HTTP/1.1 %u %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\n%sConnection: close\r\n\r\n", r.status,
+	    reason_phrase(r.status), r.type, r.len, extra);
+	if (!a.failed && u->method != METHOD_HEAD) {
+		memcpy(a.buf + a.len, r.body, r.len);
+		a.len += r.len;
+	}
+	free(r.body);
+	if (a.failed) {
+		free(a.buf);
+		return -1;
+	}
+	*out = a.buf;
+	*outlen = a.len;
+	return 0;
+}
+
+/* ---- listeners lws frames (TLS, framing = "lws") ---- */
+
+static int
+respond(struct lws *wsi, const struct resource *r, bool head)
 {
 	uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
 	    *end = hdr + sizeof(hdr) - 1;
 	uint8_t *out;
 	int rc = -1;
 
-	if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
-	    lws_finalize_write_http_header(wsi, start, &p, end))
+	if (lws_add_http_common_headers(wsi, r->status, r->type, r->len, &p,
+	    end) || lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
-	if ((out = malloc(LWS_PRE + len + 1)) == NULL)
+	if (head)
+		return lws_http_transaction_completed(wsi) ? -1 : 0;
+	if ((out = malloc(LWS_PRE + r->len + 1)) == NULL)
 		return -1;
-	memcpy(out + LWS_PRE, body, len);
-	if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) ==
-	    (int)len)
+	memcpy(out + LWS_PRE, r->body, r->len);
+	if (lws_write(wsi, out + LWS_PRE, r->len, LWS_WRITE_HTTP_FINAL) ==
+	    (int)r->len)
 		rc = 0;
 	free(out);
 	if (rc == 0 && lws_http_transaction_completed(wsi))
@@ -189,34 +309,43 @@ respond(struct lws *wsi, unsigned status, const char *type, const char *body,
 	return rc;
 }
 
+/* A refusal through lws: status, a short body, and the connection ends. */
+static int
+refuse_lws(struct lws *wsi, unsigned status, const char *extra_name,
+    const char *extra_value)
+{
+	uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
+	    *end = hdr + sizeof(hdr) - 1;
+
+	if (lws_add_http_header_status(wsi, status, &p, end) ||
+	    (extra_name != NULL && lws_add_http_header_by_name(wsi,
+	    (const unsigned char *)extra_name,
+	    (const unsigned char *)extra_value, (int)strlen(extra_value),
+	    &p, end)) ||
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+	    (const unsigned char *)"close", 5, &p, end) ||
+	    lws_add_http_header_content_length(wsi, 0, &p, end) ||
+	    lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	return -1;	/* done: close, never read a body */
+}
+
 int
 http_serve(struct worker *w, struct lws *wsi, const char *path)
 {
-	struct wsflowd *wd = w->wd;
-	struct body b = { NULL, 0, 4096, false };
+	struct resource r;
+	bool head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
 	int rc;
 
-	if (path == NULL)
-		path = "";
-	if (!w->params.metrics) {
-		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-		return lws_http_transaction_completed(wsi) ? -1 : 0;
-	}
-	if (strcmp(path, "/healthz") == 0) {
-		if (wd->stopping)
-			return respond(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
-			    "text/plain", "stopping\n", 9);
-		return respond(wsi, HTTP_STATUS_OK, "text/plain", "ok\n", 3);
-	}
-	if (strcmp(path, "/metrics") != 0) {
-		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-		return lws_http_transaction_completed(wsi) ? -1 : 0;
-	}
-	if ((b.buf = malloc(b.cap)) == NULL)
+	if (!head && lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+		return refuse_lws(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED,
+		    "Allow:", "GET, HEAD");
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
+	    lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+		return refuse_lws(wsi, HTTP_STATUS_BAD_REQUEST, NULL, NULL);
+	if (resource_get(w, path != NULL ? path : "", &r) == -1)
 		return -1;
-	metrics_body(wd, &b);
-	rc = b.failed ? -1 : respond(wsi, HTTP_STATUS_OK,
-	    "text/plain; version=0.0.4", b.buf, b.len);
-	free(b.buf);
+	rc = respond(wsi, &r, head);
+	free(r.body);
 	return rc;
 }

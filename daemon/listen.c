@@ -7,6 +7,7 @@
  * cannot take an existing listening fd, so this one path serves socket
  * activation and self-bound sockets alike (lws notes §6.2).
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
@@ -24,6 +25,40 @@
 
 #define ACCEPT_BURST	16	/* accepts per wakeup: others get a turn */
 #define ACCEPT_PAUSE_US	(200 * LWS_US_PER_MS)
+#define FD_SPARE	64	/* listeners, control, signals, journal */
+
+/*
+ * Every connection is an fd: make room for max_connections plus
+ * producers, control and spare, or lower max_connections to fit.  At
+ * start and at every reload (the file's value would return otherwise).
+ * Returns the size for each lws context's fd tables, 0 for lws's own.
+ */
+unsigned
+listen_fit_fds(struct wsflow_conf *conf)
+{
+	struct rlimit rl;
+	rlim_t want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return 0;
+	want = (rlim_t)conf->server.max_connections + conf->nproducers +
+	    FD_SPARE;
+	if (rl.rlim_cur < want && rl.rlim_max > rl.rlim_cur) {
+		rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < want) {
+		uint32_t fit = rl.rlim_cur > FD_SPARE * 2 + conf->nproducers ?
+		    (uint32_t)(rl.rlim_cur - FD_SPARE - conf->nproducers) : 16;
+
+		log_warnx("max_connections %u does not fit in %llu file "
+		    "descriptors: using %u", conf->server.max_connections,
+		    (unsigned long long)rl.rlim_cur, fit);
+		conf->server.max_connections = fit;
+	}
+	/* lws sizes its tables by the limit: keep those sane. */
+	return rl.rlim_cur > 65536 ? 65536 : 0;
+}
 
 static int
 bind_socket(const struct listener *l)
@@ -93,6 +128,26 @@ listener_vhost(struct worker *w, const struct listener *l, const char *name)
 	return lws_create_vhost(w->ctx, &info);
 }
 
+/*
+ * Out of descriptors (or memory) the listening socket stays readable and
+ * the loop would spin on it: stop polling it for a while.  The control
+ * socket's acceptor uses this too.
+ */
+void
+accept_pause(struct lws_context *ctx, struct lws *wsi,
+    lws_sorted_usec_list_t *sul, sul_cb_t resume)
+{
+	lws_rx_flow_control(wsi, 0 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+	lws_sul_schedule(ctx, 0, sul, resume, ACCEPT_PAUSE_US);
+}
+
+bool
+accept_out_of_room(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM;
+}
+
 static void
 acceptor_resume(lws_sorted_usec_list_t *sul)
 {
@@ -155,15 +210,12 @@ accept_some(struct listener *l)
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				/* Still readable: stop polling for a while. */
-				log_warn("accept on %s:%d", l->address,
-				    l->port);
-				lws_rx_flow_control(l->wsi, 0 |
-				    LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
-				lws_sul_schedule(wd->ctx, 0, &l->sul_resume,
-				    acceptor_resume, ACCEPT_PAUSE_US);
+			if (accept_out_of_room(errno)) {
+				log_ratelimited(LOG_WARNING, "accept on %s:%d: "
+				    "%s", l->address, l->port,
+				    strerror(errno));
+				accept_pause(wd->ctx, l->wsi, &l->sul_resume,
+				    acceptor_resume);
 			}
 			return;
 		}

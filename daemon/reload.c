@@ -92,6 +92,7 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 		sd_ready(wd);
 		return -1;
 	}
+	(void)listen_fit_fds(&nc);	/* as at start: fit the fd limit */
 	if (listeners_differ(&wd->conf, &nc))
 		log_warnx("reload: listener changes take effect at restart");
 	if (strcmp(wd->conf.control.path, nc.control.path) != 0)

@@ -61,8 +61,12 @@ watchdog_ping(lws_sorted_usec_list_t *sul)
 	struct wsflowd *wd = lws_container_of(sul, struct wsflowd,
 	    sul_watchdog);
 
-	/* Runs on the loop: a stuck loop stops the pings, as it should. */
-	sd_notify(0, "WATCHDOG=1");
+	/*
+	 * Runs on the main loop: a stuck main loop stops the pings, and so
+	 * does a stuck worker (its streams are lost until a restart).
+	 */
+	if (worker_stalled(wd, NULL) == -1)
+		sd_notify(0, "WATCHDOG=1");
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_watchdog, watchdog_ping,
 	    (lws_usec_t)wd->watchdog_usec / 2);
 }
@@ -81,6 +85,8 @@ sd_watchdog_start(struct wsflowd *wd)
 
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2 * LWS_US_PER_MS) {
 		wd->watchdog_usec = usec;
+		if ((int64_t)usec / 2 > wd->stall_us)
+			wd->stall_us = (int64_t)usec / 2;
 		log_info("watchdog: pinging every %llu ms",
 		    (unsigned long long)(usec / 2000));
 		lws_sul_schedule(wd->ctx, 0, &wd->sul_watchdog, watchdog_ping,

@@ -85,7 +85,7 @@ enqueue(void *arg, const uint8_t *md, unsigned len)
 {
 	struct server_conn *c = arg;
 
-	if (c->qlen == c->qcap)		/* cannot happen: sized per chunk */
+	if (c->qlen == c->qcap)		/* cannot happen: see allowance */
 		return -1;
 	memcpy(c->queue + (size_t)((c->qhead + c->qlen) % c->qcap) * len, md,
 	    len);
@@ -105,9 +105,9 @@ server_conn_open(struct server_conn *c, struct worker *w, struct lws *wsi,
 	batch = mode == MODE_STREAMING ? w->params.batch_size : UINT64_MAX;
 	if (batcher_init(&c->b, w->params.md, batch) == -1)
 		return -1;
-	/* Room for what one chunk can produce, plus the high-water mark. */
-	c->qcap = QUEUE_HIGH + 1 + (unsigned)batcher_max_boundaries(&c->b,
-	    WSFLOW_RX_CHUNK);
+	/* Bounded in octets, whatever the batch size: chunks are cut to
+	 * fit (server_conn_allowance). */
+	c->qcap = QUEUE_CAP;
 	if ((c->queue = malloc((size_t)c->qcap * c->b.md_len)) == NULL) {
 		batcher_free(&c->b);
 		return -1;
@@ -156,6 +156,28 @@ server_conn_close(struct server_conn *c)
 	batcher_free(&c->b);
 	free(c->queue);
 	c->queue = NULL;
+	free(c->rest.buf);
+	c->rest.buf = NULL;
+}
+
+/*
+ * How many of len payload octets may be fed now without overflowing the
+ * digest queue: a chunk crosses a batch boundary every batch_size octets
+ * (at batch_size = 1, one per octet), and frame and message modes give
+ * at most one digest a chunk.
+ */
+size_t
+server_conn_allowance(const struct server_conn *c, size_t len)
+{
+	uint64_t batch = c->b.batch_size, room = c->qcap - c->qlen, allow;
+
+	if (room == 0)
+		return 0;
+	if (c->s.mode != MODE_STREAMING || batch >= len)
+		return len;		/* one boundary at most */
+	/* floor((fill + allow) / batch) boundaries, at most room. */
+	allow = room * batch - c->b.fill;
+	return allow < len ? (size_t)allow : len;
 }
 
 /* Payload of a message; flags as wsparse.h's WS_CHUNK_*. */
@@ -225,6 +247,44 @@ server_conn_digest_sent(struct server_conn *c, const char *hex,
 	STAT_ADD(c->w->server.digests_sent, 1);
 }
 
+/*
+ * Feed what lws gave, as much as the digest queue has room for; the rest
+ * waits in c->rest (one read at most) until digests have gone out.
+ */
+static int
+feed_lws(struct server_conn *c, const uint8_t *in, size_t len, unsigned flags)
+{
+	size_t n = server_conn_allowance(c, len);
+	bool from_rest = c->rest.buf != NULL && in == c->rest.buf + c->rest.off;
+
+	if ((n > 0 || len == 0) && server_conn_data(c, in, n,
+	    n < len ? flags & WS_CHUNK_FIRST : flags) == -1)
+		return -1;
+	if (n == len) {
+		if (from_rest) {
+			free(c->rest.buf);
+			c->rest.buf = NULL;
+		}
+		return 0;
+	}
+	if (n > 0)
+		flags &= ~WS_CHUNK_FIRST;
+	if (from_rest) {
+		c->rest.off += n;
+		c->rest.flags = flags;
+		return 0;
+	}
+	if (c->rest.buf != NULL)	/* cannot happen: rx is off meanwhile */
+		return -1;
+	if ((c->rest.buf = malloc(len - n)) == NULL)
+		return -1;
+	memcpy(c->rest.buf, in + n, len - n);
+	c->rest.len = len - n;
+	c->rest.off = 0;
+	c->rest.flags = flags;
+	return 0;
+}
+
 static int
 conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
     size_t len)
@@ -237,11 +297,11 @@ conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
 		flags |= WS_CHUNK_FRAME_END;
 	if (lws_is_final_fragment(wsi))
 		flags |= WS_CHUNK_MESSAGE_END;
-	if (server_conn_data(c, in, len, flags) == -1)
+	if (feed_lws(c, in, len, flags) == -1)
 		return -1;
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
-	if (c->qlen >= QUEUE_HIGH && !c->paused) {
+	if ((c->qlen >= QUEUE_HIGH || c->rest.buf != NULL) && !c->paused) {
 		/* The rest of this read is kept by lws and replayed later. */
 		server_conn_pause(c);
 		lws_rx_flow_control(wsi, 0);
@@ -276,9 +336,12 @@ conn_writeable(struct server_conn *c, struct lws *wsi)
 		return 0;
 	if (send_digest(c, wsi) == -1)
 		return -1;
+	if (c->rest.buf != NULL && feed_lws(c, c->rest.buf + c->rest.off,
+	    c->rest.len - c->rest.off, c->rest.flags) == -1)
+		return -1;
 	if (c->qlen > 0)
 		lws_callback_on_writable(wsi);
-	if (c->paused && c->qlen <= QUEUE_LOW) {
+	if (c->paused && c->rest.buf == NULL && c->qlen <= QUEUE_LOW) {
 		server_conn_resumed(c);
 		lws_rx_flow_control(wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
 	}
@@ -381,6 +444,9 @@ server_stream_close(struct stream *s)
 	}
 	c->closing = true;
 	stream_set_state(s, "closing");
+	/* Every close has a deadline, read or not by the peer. */
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+	    WSFLOW_CLOSE_DEADLINE_SECS);
 	lws_callback_on_writable(c->wsi);
 }
 

@@ -13,6 +13,10 @@
 
 #define QUEUE_HIGH	8	/* digests queued: stop reading */
 #define QUEUE_LOW	2	/* ... and read again */
+/* A close we start ends the connection within this, whatever the peer. */
+#define WSFLOW_CLOSE_DEADLINE_SECS	5
+#define QUEUE_CAP	(2 * QUEUE_HIGH)	/* server_conn_allowance keeps
+						 * every chunk within it */
 
 /* What wsserver.c needs of a connection it frames itself. */
 struct ws_raw {
@@ -22,6 +26,8 @@ struct ws_raw {
 	struct ws_parser parser;
 	uint8_t		*held;		/* input not parsed while paused */
 	size_t		 held_len, held_off;
+	char		*answer;	/* an HTTP answer (not a 101) */
+	size_t		 answer_len, answer_off;
 	uint8_t		 out[4 * (WS_SERVER_HEADER_MAX + 2 * EVP_MAX_MD_SIZE)];
 	unsigned	 out_len, out_off;
 	uint8_t		 pong[WS_CONTROL_MAX];
@@ -52,6 +58,11 @@ struct server_conn {
 	bool		 closing;	/* send close 1001 */
 	bool		 raw;		/* framed by wsserver.c */
 	struct ws_raw	 r;
+	struct {			/* framed by lws: payload not yet fed */
+		uint8_t	*buf;
+		size_t	 len, off;
+		unsigned flags;		/* of its last octet */
+	}		 rest;
 	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE + 1];	/* + NUL */
 };
 
@@ -60,12 +71,17 @@ void	server_peer_name(int fd, char *buf, size_t len);
 int	server_conn_open(struct server_conn *, struct worker *, struct lws *,
 	    enum wsflow_mode);
 void	server_conn_close(struct server_conn *);
+size_t	server_conn_allowance(const struct server_conn *, size_t len);
 int	server_conn_data(struct server_conn *, const void *, size_t,
 	    unsigned ws_chunk_flags);
 void	server_conn_pause(struct server_conn *);
 void	server_conn_resumed(struct server_conn *);
 void	server_conn_digest_sent(struct server_conn *, const char *hex,
 	    unsigned hexlen);
+
+/* http.c */
+int	http_answer(struct worker *, const struct upgrade *, unsigned status,
+	    const char *why, char **out, size_t *outlen);
 
 /* wsserver.c */
 extern const struct lws_protocols wsserver_protocol;

@@ -13,6 +13,13 @@ url_parse(const char *url, struct wsurl *u, const char **why)
 	size_t hlen;
 
 	memset(u, 0, sizeof(*u));
+	/* It goes into a request line and a Host header: nothing that
+	 * could end or split them (RFC 3986 has no raw spaces either). */
+	for (p = url; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+			*why = "URL contains control characters or spaces";
+			return -1;
+		}
 	if (strncmp(url, "ws://", 5) == 0) {
 		p = url + 5;
 		u->port = 80;

@@ -143,6 +143,28 @@ worker_params(struct wsflowd *wd, struct server_params *p)
 	p->lws_framing = wd->conf.server.lws_framing;
 }
 
+/*
+ * The first worker whose loop has not turned for wd->stall_us, or -1.
+ * A stuck worker stops every stream it runs while the main thread goes
+ * on: the watchdog and /healthz must see it.
+ */
+int
+worker_stalled(struct wsflowd *wd, int64_t *late_us)
+{
+	int64_t now = lws_now_usecs();
+
+	for (unsigned i = 0; i < wd->nworkers; i++) {
+		int64_t late = now - atomic_load(&wd->workers[i].beat_us);
+
+		if (wd->workers[i].running && late > wd->stall_us) {
+			if (late_us != NULL)
+				*late_us = late;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
 void
 totals_get(struct wsflowd *wd, struct totals *t)
 {
@@ -170,6 +192,7 @@ worker_tick(lws_sorted_usec_list_t *sul)
 	struct worker *w = lws_container_of(sul, struct worker, sul_tick);
 	int64_t now = lws_now_usecs();
 
+	atomic_store(&w->beat_us, now);
 	server_tick(w, now);
 	producers_tick(w, now);
 	lws_sul_schedule(w->ctx, 0, &w->sul_tick, worker_tick, WORKER_TICK_US);
@@ -179,7 +202,10 @@ static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
+	char name[16];
 
+	snprintf(name, sizeof(name), "wsflowd-w%u", w->index);
+	(void)pthread_setname_np(pthread_self(), name);	/* for ps, tests */
 	lws_sul_schedule(w->ctx, 0, &w->sul_tick, worker_tick, WORKER_TICK_US);
 	while (!w->done)
 		if (lws_service(w->ctx, 0) < 0)
@@ -293,9 +319,11 @@ workers_start(struct wsflowd *wd)
 			log_err("worker %u: cannot set up its vhosts", i);
 			return -1;
 		}
+	wd->stall_us = WSFLOW_STALL_MIN_US;
 	for (unsigned i = 0; i < n; i++) {
 		struct worker *w = &wd->workers[i];
 
+		atomic_store(&w->beat_us, lws_now_usecs());
 		if ((errno = pthread_create(&w->thread, NULL, worker_main,
 		    w)) != 0) {
 			log_err("worker %u: %s", i, strerror(errno));

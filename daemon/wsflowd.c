@@ -3,7 +3,6 @@
  * the loop, and a graceful stop.
  */
 #include <sys/signalfd.h>
-#include <sys/resource.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -19,7 +18,6 @@
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
 #define TICK_US		LWS_US_PER_SEC
-#define FD_SPARE	64	/* listeners, control, signals, journal */
 
 static void __attribute__((noreturn))
 usage(void)
@@ -102,7 +100,14 @@ static void
 tick(lws_sorted_usec_list_t *sul)
 {
 	struct wsflowd *wd = lws_container_of(sul, struct wsflowd, sul_tick);
+	int64_t late;
+	int stuck;
 
+	if ((stuck = worker_stalled(wd, &late)) != -1)
+		log_ratelimited(LOG_ERR, "worker %d has not turned its loop "
+		    "for %lld s: its streams are stuck%s", stuck,
+		    (long long)(late / LWS_US_PER_SEC), wd->watchdog_usec ?
+		    "; the watchdog is no longer pinged" : "");
 	sd_status(wd);
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_tick, tick, TICK_US);
 }
@@ -160,37 +165,8 @@ static int
 context_create(struct wsflowd *wd)
 {
 	struct lws_context_creation_info info;
-	struct rlimit rl;
 
-	/*
-	 * Every connection is an fd: make room for max_connections plus
-	 * producers, control and spare, or lower max_connections to fit.
-	 * lws sizes its fd tables by the limit: keep those sane too.
-	 */
-	wd->fd_limit = 0;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rlim_t want = (rlim_t)wd->conf.server.max_connections +
-		    wd->conf.nproducers + FD_SPARE;
-
-		if (rl.rlim_cur < want && rl.rlim_max > rl.rlim_cur) {
-			rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-			(void)setrlimit(RLIMIT_NOFILE, &rl);
-		}
-		if (rl.rlim_cur < want) {
-			uint32_t fit = rl.rlim_cur > FD_SPARE * 2 ?
-			    (uint32_t)(rl.rlim_cur - FD_SPARE -
-			    wd->conf.nproducers) : 16;
-
-			log_warnx("max_connections %u does not fit in %llu "
-			    "file descriptors: using %u",
-			    wd->conf.server.max_connections,
-			    (unsigned long long)rl.rlim_cur, fit);
-			wd->conf.server.max_connections = fit;
-		}
-		if (rl.rlim_cur > 65536)
-			wd->fd_limit = 65536;
-	}
-
+	wd->fd_limit = listen_fit_fds(&wd->conf);
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.fd_limit_per_thread = wd->fd_limit;

@@ -34,6 +34,9 @@
 #define WSFLOW_PT_BUF		(WSFLOW_RX_CHUNK + 4096)
 #define WSFLOW_STOP_GRACE_US	(3 * LWS_US_PER_SEC)
 #define WSFLOW_WORKERS_MAX	64
+/* A worker whose loop has not turned for this long is stuck (at least;
+ * half the watchdog interval when that is longer). */
+#define WSFLOW_STALL_MIN_US	(4 * LWS_US_PER_SEC)
 
 struct listener {
 	struct wsflowd	*wd;
@@ -134,6 +137,7 @@ struct worker {
 	struct server_totals server;
 	struct producer_totals prod;
 	lws_sorted_usec_list_t sul_tick;
+	atomic_int_fast64_t beat_us;	/* its last tick: it is turning */
 	bool		 done;
 };
 
@@ -163,8 +167,10 @@ struct wsflowd {
 	lws_sorted_usec_list_t sul_stop;	/* graceful stop deadline */
 	lws_sorted_usec_list_t sul_watchdog;
 	uint64_t	 watchdog_usec;
+	int64_t		 stall_us;	/* a worker this late is stuck */
 	int64_t		 stop_deadline_us;
 	struct lws	*ctl_wsi;	/* listening control socket */
+	lws_sorted_usec_list_t sul_ctl_resume;	/* after EMFILE */
 	char		 ctl_path[108];	/* what we bound, to unlink */
 	bool		 ctl_bound;
 	bool		 ctl_inherited;
@@ -192,6 +198,7 @@ int	worker_post(struct worker *, struct wmsg *);
 int	worker_post_simple(struct worker *, enum wmsg_type, uint64_t id,
 	    bool going_away);
 void	worker_params(struct wsflowd *, struct server_params *);
+int	worker_stalled(struct wsflowd *, int64_t *late_us);
 void	totals_get(struct wsflowd *, struct totals *);
 
 /* server.c */
@@ -205,6 +212,10 @@ int	http_serve(struct worker *, struct lws *, const char *path);
 
 /* listen.c */
 extern const struct lws_protocols acceptor_protocol;
+unsigned listen_fit_fds(struct wsflow_conf *);
+bool	accept_out_of_room(int err);
+void	accept_pause(struct lws_context *, struct lws *,
+	    lws_sorted_usec_list_t *, sul_cb_t resume);
 int	listeners_open(struct wsflowd *, const int *inherited, size_t n);
 void	listeners_close(struct wsflowd *);
 struct lws_vhost *listener_vhost(struct worker *, const struct listener *,

@@ -4,13 +4,15 @@
  * socket -> read() into the worker's buffer -> wsparse (unmask in place,
  * wide) -> batcher -> digest queue -> send().  lws still runs the loop:
  * the socket is adopted as a RAW_FILE descriptor, so lws only polls it
- * (lws notes §6.1) and times it out.  Anything but a plain upgrade to one
- * of our paths is handed, with what was read of it, to lws's own HTTP
- * and ws stack on the same vhost (upgrade.h), where TLS listeners live.
+ * (lws notes §6.1) and times it out.  Every request is answered here:
+ * a 101, or an HTTP answer (http.c) after which the connection ends; a
+ * request body is never read (upgrade.h).
  *
  * A stream ends with a close frame and then a lingering close: our FIN,
  * then reading until the peer's, so that our last frame is never lost to
- * a reset.
+ * a reset.  Every close has a deadline (WSFLOW_CLOSE_DEADLINE_SECS), and
+ * so does every HTTP answer: a peer that does not read cannot hold its
+ * slot.
  */
 #include <sys/socket.h>
 
@@ -54,6 +56,8 @@ raw_free(struct server_conn *c)
 	c->r.head = NULL;
 	free(c->r.held);
 	c->r.held = NULL;
+	free(c->r.answer);
+	c->r.answer = NULL;
 }
 
 static void
@@ -101,6 +105,8 @@ wsserver_close(struct server_conn *c, uint16_t code, const char *why)
 	queue_close(c, code, payload, 2 + n);
 	c->closing = true;
 	stream_set_state(&c->s, "closing");
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+	    WSFLOW_CLOSE_DEADLINE_SECS);
 	lws_callback_on_writable(c->wsi);
 }
 
@@ -176,14 +182,25 @@ flush(struct server_conn *c)
 
 /*
  * Octets consumed; all of them once the stream is over.  Too many
- * digests owed (on_data stopped the parser): pause reading.
+ * digests owed (on_data stopped the parser): pause reading.  The input
+ * goes to the parser in slices the digest queue has room for (at a
+ * small batch_size every octet can owe a digest).
  */
 static size_t
 parse(struct server_conn *c, uint8_t *buf, size_t len)
 {
 	struct ws_raw *r = &c->r;
-	size_t used = ws_parse(&r->parser, buf, len, &handler, c);
+	size_t used = 0;
 
+	while (used < len && c->qlen < QUEUE_HIGH && r->parser.error == 0 &&
+	    !r->parser.closed) {
+		size_t slice = server_conn_allowance(c, len - used);
+		size_t n = ws_parse(&r->parser, buf + used, slice, &handler, c);
+
+		used += n;
+		if (n < slice)
+			break;		/* a handler said stop */
+	}
 	if (c->qlen >= QUEUE_HIGH && !c->paused)
 		server_conn_pause(c);
 	if (r->parser.error != 0) {
@@ -342,21 +359,58 @@ progress(struct server_conn *c)
 	return 0;
 }
 
-/* A request that is not ours: lws answers it, from what we read of it. */
+/*
+ * Send the HTTP answer; once it is out, FIN and read until the peer's
+ * (discarding whatever body it sends), within the deadline.
+ */
 static int
-hand_to_lws(struct server_conn *c)
+answer_flush(struct server_conn *c)
 {
 	struct ws_raw *r = &c->r;
-	int fd = dup(r->fd);
 
-	if (fd == -1) {
-		log_warn("cannot hand a connection to lws: dup");
-		return -1;
+	while (r->answer_off < r->answer_len) {
+		ssize_t n = send(r->fd, r->answer + r->answer_off,
+		    r->answer_len - r->answer_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+			lws_callback_on_writable(c->wsi);
+			return 0;
+		}
+		if (n == -1)
+			return -1;
+		r->answer_off += (size_t)n;
 	}
-	/* lws closes fd if this fails; we close ours either way. */
-	(void)lws_adopt_socket_vhost_readbuf(lws_get_vhost(c->wsi), fd,
-	    r->head, r->head_len);
-	return -1;
+	if (!r->lingering) {
+		shutdown(r->fd, SHUT_WR);
+		r->lingering = true;
+		rx_enable(c, true);
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
+	}
+	return 0;
+}
+
+/* Anything but an upgrade: an HTTP answer, then the connection ends. */
+static int
+answer(struct server_conn *c, const struct upgrade *u, unsigned status,
+    const char *why)
+{
+	struct ws_raw *r = &c->r;
+
+	if (status != 200 && u->websocket) {
+		char peer[sizeof(c->s.peer)];
+
+		server_peer_name(r->fd, peer, sizeof(peer));
+		log_ratelimited(LOG_INFO, "refused an upgrade from %s to %.64s: "
+		    "%u %s", peer, u->path, status, why);
+	}
+	if (http_answer(c->w, u, status, why, &r->answer, &r->answer_len) ==
+	    -1)
+		return -1;
+	r->answer_off = 0;
+	/* Nothing more is read until the answer is out: no body. */
+	rx_enable(c, false);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, FLUSH_WAIT_SECS);
+	return answer_flush(c);
 }
 
 static int
@@ -364,8 +418,11 @@ handshake_rx(struct server_conn *c)
 {
 	struct ws_raw *r = &c->r;
 	struct upgrade u;
+	enum upgrade_verdict v;
 	enum wsflow_mode mode;
 	char reply[UPGRADE_REPLY_MAX];
+	const char *why;
+	unsigned status;
 	size_t n, rest;
 	ssize_t got;
 
@@ -375,17 +432,14 @@ handshake_rx(struct server_conn *c)
 	if (got <= 0)
 		return -1;	/* gone before a request: not a stream */
 	r->head_len += (size_t)got;
-	switch (upgrade_parse(r->head, r->head_len, &u)) {
-	case UPGRADE_MORE:
+	if ((v = upgrade_parse(r->head, r->head_len, &u)) == UPGRADE_MORE)
 		return 0;
-	case UPGRADE_LWS:
-		return hand_to_lws(c);
-	case UPGRADE_OURS:
-		break;
-	}
-	if (server_path_mode(u.path, &mode) == -1 ||
-	    (n = upgrade_reply(&u, reply, sizeof(reply))) == 0)
-		return hand_to_lws(c);
+	status = upgrade_status(&u, v, server_path_mode(u.path, &mode) == 0,
+	    &why);
+	if (status != 101)
+		return answer(c, &u, status, why);
+	if ((n = upgrade_reply(&u, reply, sizeof(reply))) == 0)
+		return -1;
 	memcpy(r->out, reply, n);
 	r->out_len = (unsigned)n;
 	r->upgraded = true;
@@ -426,6 +480,17 @@ data_rx(struct server_conn *c)
 	return progress(c);
 }
 
+/* After an HTTP answer: discard until the peer's FIN (or the timeout). */
+static int
+linger_rx(struct server_conn *c)
+{
+	ssize_t got = read(c->r.fd, c->w->rxbuf, WSFLOW_RX_CHUNK);
+
+	if (got == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	return got <= 0 ? -1 : 0;
+}
+
 static int
 wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
@@ -450,9 +515,13 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 
 	case LWS_CALLBACK_RAW_RX_FILE:
+		if (c->r.answer != NULL)
+			return linger_rx(c);
 		return c->r.upgraded ? data_rx(c) : handshake_rx(c);
 
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		if (c->r.answer != NULL)
+			return answer_flush(c);
 		return progress(c);
 
 	case LWS_CALLBACK_RAW_CLOSE_FILE:

@@ -4,9 +4,10 @@
  *
  * upgrade_parse must call UPGRADE_OURS only what is plainly a valid
  * version-13 upgrade (§4.2.1), UPGRADE_MORE only an unfinished header
- * block that could still become one, and leave everything else to lws
- * (UPGRADE_LWS).  upgrade_reply must give the 101 of §4.2.2 with the
- * accept value of §1.3 / §4.2.2 item 5.4.
+ * block that could still become one, and everything else UPGRADE_HTTP
+ * (answered with an HTTP status).  upgrade_status must give each request
+ * the status of spec §1; upgrade_reply the 101 of §4.2.2 with the accept
+ * value of §1.3 / §4.2.2 item 5.4.
  *
  * Every input is passed in a buffer of exactly its length (no NUL after
  * it), so a sanitizer build catches a read past the end.
@@ -38,7 +39,7 @@ static const char *
 verdict_name(enum upgrade_verdict v)
 {
 	return v == UPGRADE_MORE ? "MORE" : v == UPGRADE_OURS ? "OURS" :
-	    v == UPGRADE_LWS ? "LWS" : "(bad verdict)";
+	    v == UPGRADE_HTTP ? "HTTP" : "(bad verdict)";
 }
 
 /* upgrade_parse on an exact-size copy of s[0..n). */
@@ -305,8 +306,8 @@ test_paths(void)
 		snprintf(line, sizeof(line), "GET %s HTTP/1.1", path);
 		n = request(req, L_REQ, line, NULL);
 		v = parse(req, n, &u);
-		ok(v == UPGRADE_LWS, "a path of %zu octets (cannot be held in "
-		    "u.path): LWS (got %s)", sizeof(path) - 1,
+		ok(v == UPGRADE_HTTP, "a path of %zu octets (cannot be held in "
+		    "u.path): HTTP (got %s)", sizeof(path) - 1,
 		    verdict_name(v));
 	}
 }
@@ -507,16 +508,17 @@ test_not_ours(void)
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		n = request(req, v[i].at, v[i].with, NULL);
 		r = parse(req, n, &u);
-		ok(r == UPGRADE_LWS, "%s: LWS (got %s)", v[i].what,
+		ok(r == UPGRADE_HTTP, "%s: HTTP (got %s)", v[i].what,
 		    verdict_name(r));
 	}
+	/* Spec §1: offered subprotocols do not refuse; none is selected. */
 	n = request(req, -1, NULL, proto);
 	r = parse(req, n, &u);
-	ok(r == UPGRADE_LWS, "Sec-WebSocket-Protocol asked for: LWS (got %s)",
+	ok(r == UPGRADE_OURS, "Sec-WebSocket-Protocol offered: OURS (got %s)",
 	    verdict_name(r));
 	n = request(req, -1, NULL, folded);
 	r = parse(req, n, &u);
-	ok(r == UPGRADE_LWS, "an obsolete folded header line: LWS (got %s)",
+	ok(r == UPGRADE_HTTP, "an obsolete folded header line: HTTP (got %s)",
 	    verdict_name(r));
 
 	{
@@ -525,25 +527,25 @@ test_not_ours(void)
 		    "Accept: */*\r\n\r\n";
 
 		r = parse(s, sizeof(s) - 1, &u);
-		ok(r == UPGRADE_LWS, "plain GET /healthz: LWS (got %s)",
+		ok(r == UPGRADE_HTTP, "plain GET /healthz: HTTP (got %s)",
 		    verdict_name(r));
 	}
 	{
 		static const char s[] = "GET /metrics HTTP/1.1\r\n\r\n";
 
 		r = parse(s, sizeof(s) - 1, &u);
-		ok(r == UPGRADE_LWS, "bare GET /metrics: LWS (got %s)",
+		ok(r == UPGRADE_HTTP, "bare GET /metrics: HTTP (got %s)",
 		    verdict_name(r));
 	}
 	{
-		/* Bare LF lines: lws judges them, nobody waits for a timeout. */
+		/* Bare LF lines: refused at once, nobody waits for a timeout. */
 		static const char s[] = "GET / HTTP/1.1\nHost: h\n"
 		    "Upgrade: websocket\nConnection: Upgrade\n"
 		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n"
 		    "Sec-WebSocket-Version: 13\n\n";
 
 		r = parse(s, sizeof(s) - 1, &u);
-		ok(r == UPGRADE_LWS, "an upgrade with bare LF lines: LWS "
+		ok(r == UPGRADE_HTTP, "an upgrade with bare LF lines: HTTP "
 		    "(got %s)", verdict_name(r));
 	}
 }
@@ -566,8 +568,8 @@ test_limits(void)
 		n += (size_t)snprintf(req + n, REQMAX - n, "X-Pad: ");
 		memset(req + n, 'a', over[i] - n);
 		r = parse(req, over[i], &u);
-		ok(r == UPGRADE_LWS, "%zu octets of header without the blank "
-		    "line (more than UPGRADE_HEAD_MAX): LWS, not MORE (got %s)",
+		ok(r == UPGRADE_HTTP, "%zu octets of header without the blank "
+		    "line (more than UPGRADE_HEAD_MAX): HTTP, not MORE (got %s)",
 		    over[i], verdict_name(r));
 	}
 
@@ -594,8 +596,8 @@ test_limits(void)
 			    "request of exactly UPGRADE_HEAD_MAX (%zu) octets: "
 			    "OURS (got %s)", n, verdict_name(r));
 		else
-			ok(r == UPGRADE_LWS, "a valid request of "
-			    "UPGRADE_HEAD_MAX + 1 (%zu) octets: LWS (got %s)", n,
+			ok(r == UPGRADE_HTTP, "a valid request of "
+			    "UPGRADE_HEAD_MAX + 1 (%zu) octets: HTTP (got %s)", n,
 			    verdict_name(r));
 	}
 
@@ -608,19 +610,19 @@ test_limits(void)
 		n = request(req, L_ORIGIN, line, NULL);
 		*(char *)memchr(req, '~', n) = '\0';
 		r = parse(req, n, &u);
-		ok(r == UPGRADE_LWS, "a NUL inside a header value: LWS (got %s)",
+		ok(r == UPGRADE_HTTP, "a NUL inside a header value: HTTP (got %s)",
 		    verdict_name(r));
 
 		n = request(req, L_REQ, "GET /str~eam HTTP/1.1", NULL);
 		*(char *)memchr(req, '~', n) = '\0';
 		r = parse(req, n, &u);
-		ok(r == UPGRADE_LWS, "a NUL inside the path: LWS (got %s)",
+		ok(r == UPGRADE_HTTP, "a NUL inside the path: HTTP (got %s)",
 		    verdict_name(r));
 
 		n = request(req, L_ORIGIN, "X-Nul: a", NULL);
 		memcpy(strstr(req, "X-Nul"), "\0-Nul", 5);
 		r = parse(req, n, &u);
-		ok(r == UPGRADE_LWS, "a NUL starting a header line: LWS (got %s)",
+		ok(r == UPGRADE_HTTP, "a NUL starting a header line: HTTP (got %s)",
 		    verdict_name(r));
 
 		/* Unfinished and already holding a NUL: can never be ours. */
@@ -639,10 +641,10 @@ test_limits(void)
 		    0x01, 0x00, 0x00, 0xf4, 0x03, 0x03, 0x5a, 0x11, 0x8e, 0x20,
 		    0x00, 0x00, 0x3e, 0x13, 0x02, 0x13, 0x03 };
 		char g[600];
-		size_t lws = 0, ours = 0, more = 0;
+		size_t http = 0, ours = 0, more = 0;
 
 		r = parse((const char *)hello, sizeof(hello), &u);
-		ok(r == UPGRADE_LWS, "the start of a TLS ClientHello: LWS (got "
+		ok(r == UPGRADE_HTTP, "the start of a TLS ClientHello: HTTP (got "
 		    "%s)", verdict_name(r));
 		for (int t = 0; t < 2000; t++) {
 			size_t n = 16 + rnd() % 500;
@@ -651,12 +653,12 @@ test_limits(void)
 				g[i] = (char)(rnd() >> 56);
 			memcpy(g + n, "\r\n\r\n", 4);
 			r = parse(g, n + 4, &u);
-			lws += r == UPGRADE_LWS;
+			http += r == UPGRADE_HTTP;
 			ours += r == UPGRADE_OURS;
 			more += r == UPGRADE_MORE;
 		}
-		ok(lws == 2000, "2000 random binary blocks ending in a blank "
-		    "line: LWS (%zu MORE, %zu OURS)", more, ours);
+		ok(http == 2000, "2000 random binary blocks ending in a blank "
+		    "line: HTTP (%zu MORE, %zu OURS)", more, ours);
 
 		ours = more = 0;
 		for (int t = 0; t < 2000; t++) {
@@ -773,6 +775,135 @@ test_mutations(void)
 		diag("%zu odd; first: %s", odd, first);
 }
 
+/* ---- the answer each request gets (spec §1, RFC 7231) ---- */
+
+static void
+test_status(void)
+{
+#define UPG	"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+#define KEY	"Sec-WebSocket-Key: " RFC_KEY "\r\n"
+#define V13	"Sec-WebSocket-Version: 13\r\n"
+	static const struct {
+		const char	*req;
+		bool		 ws_path;
+		unsigned	 status;
+		const char	*what;
+	} v[] = {
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY V13 "\r\n",
+		    true, 101, "a valid upgrade" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY V13
+		    "Sec-WebSocket-Protocol: foo, bar\r\n\r\n", true, 101,
+		    "subprotocols offered: upgraded, none selected" },
+		{ "GET /nope HTTP/1.1\r\nHost: h\r\n" UPG KEY V13 "\r\n",
+		    false, 404, "an upgrade to an unknown path" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY
+		    "Sec-WebSocket-Version: 8\r\n\r\n", true, 426,
+		    "version 8" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY V13 V13 "\r\n",
+		    true, 426, "two version headers" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n" UPG V13 "\r\n",
+		    true, 400, "no key" },
+		{ "GET /stream HTTP/1.1\r\n" UPG KEY V13 "\r\n", true, 400,
+		    "no Host" },
+		{ "GET /stream HTTP/1.0\r\nHost: h\r\n" UPG KEY V13 "\r\n",
+		    true, 400, "an HTTP/1.0 upgrade" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+		    KEY V13 "\r\n", true, 400, "no Connection: Upgrade" },
+		{ "POST /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY V13 "\r\n",
+		    true, 405, "a POST upgrade" },
+		{ "HEAD /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY V13 "\r\n",
+		    true, 400, "a HEAD upgrade" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n\r\n", true, 426,
+		    "a plain GET of a WebSocket path" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 200,
+		    "GET /healthz" },
+		{ "HEAD /metrics HTTP/1.1\r\nHost: h\r\n\r\n", false, 200,
+		    "HEAD /metrics" },
+		{ "GET /healthz HTTP/1.0\r\n\r\n", false, 200,
+		    "HTTP/1.0 without Host" },
+		{ "GET /healthz HTTP/1.1\r\n\r\n", false, 400,
+		    "HTTP/1.1 without Host" },
+		{ "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		    false, 400, "two Host headers" },
+		{ "POST /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n",
+		    false, 405, "POST with a body" },
+		{ "PUT /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 405, "PUT" },
+		{ "DELETE /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 405,
+		    "DELETE" },
+		{ "OPTIONS /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 405,
+		    "OPTIONS" },
+		{ "PATCH /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 405,
+		    "PATCH" },
+		{ "get /healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 405,
+		    "lowercase get" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
+		    false, 400, "GET with a body" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		    false, 200, "GET with Content-Length: 0" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\n",
+		    false, 400, "a Content-Length that is no number" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"
+		    "Content-Length: 2\r\n\r\n", false, 400,
+		    "two Content-Lengths that differ" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n", false, 400,
+		    "Transfer-Encoding: chunked" },
+		{ "GET /stream HTTP/1.1\r\nHost: h\r\n" UPG KEY V13
+		    "Transfer-Encoding: chunked\r\n\r\n", true, 400,
+		    "an upgrade with a body" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, "
+		    "HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk"
+		    "\r\n\r\n", false, 200, "Upgrade: h2c is ignored" },
+		{ "GET /healthz HTTP/2.0\r\nHost: h\r\n\r\n", false, 400,
+		    "HTTP/2.0 request line" },
+		{ "GET healthz HTTP/1.1\r\nHost: h\r\n\r\n", false, 400,
+		    "a target not starting with /" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nX: a\x01" "b\r\n\r\n",
+		    false, 400, "a control character in a header" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n",
+		    false, 400, "a space in a header name" },
+		{ "GET /healthz HTTP/1.1\r\nHost: h\r\nX: a\r\n folded\r\n\r\n",
+		    false, 400, "obsolete folding" },
+	};
+	char buf[512];
+	struct upgrade u;
+	const char *why;
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t n = strlen(v[i].req);
+		enum upgrade_verdict r;
+		unsigned st;
+
+		memcpy(buf, v[i].req, n);
+		r = parse(buf, n, &u);
+		st = r == UPGRADE_MORE ? 0 : upgrade_status(&u, r, v[i].ws_path,
+		    &why);
+		ok(st == v[i].status && (st == 101 || st == 200 ||
+		    why[0] != '\0'), "%s: %u (got %u%s%s)", v[i].what,
+		    v[i].status, st, st == 101 || st == 200 ? "" : ", ",
+		    st == 101 || st == 200 ? "" : why);
+	}
+	{
+		/* A header block that never ends: 431, not a wait. */
+		char *big = xmalloc(UPGRADE_HEAD_MAX + 10);
+
+		memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+		memset(big + 19, 'a', UPGRADE_HEAD_MAX + 10 - 19);
+		{
+			enum upgrade_verdict r = parse(big, UPGRADE_HEAD_MAX + 10,
+			    &u);
+			unsigned st = upgrade_status(&u, r, true, &why);
+
+			ok(r == UPGRADE_HTTP && st == 431, "an endless header "
+			    "block: 431 (got %u)", st);
+		}
+		free(big);
+	}
+#undef UPG
+#undef KEY
+#undef V13
+}
+
 int
 main(void)
 {
@@ -788,5 +919,6 @@ main(void)
 	test_limits();
 	test_pipelined();
 	test_mutations();
+	test_status();
 	return done();
 }
