@@ -6,7 +6,7 @@ installed by `make install DESTDIR=$BUILD/sysroot PREFIX=/usr/local` and
 that tree's /usr/local bound into the container (interface.md §2, §5).
 
 Container A (wsflow.service and wsflow.socket disabled by preset: the daemon
-binds its own sockets) runs cases 1-5 and 7; container B (wsflow.socket
+binds its own sockets) runs cases 1-5, 7 and 8; container B (wsflow.socket
 enabled by preset: listening from boot) runs case 6.
 
 Commands run inside with `nsenter -t INIT -a`; the test's own WebSocket
@@ -17,6 +17,7 @@ then its cgroups are removed.  nspawn runs in a cgroup of its own
 (wsflowtest.PID.NAME under the name=systemd and unified hierarchies) so
 that the cleanup touches nothing but ours."""
 import atexit
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -775,8 +776,10 @@ DROPIN_DIR = '/etc/systemd/system/wsflow.service.d'
 WATCHDOG_DROPIN = DROPIN_DIR + '/50-test-watchdog.conf'
 
 
-def case5(c):
-    """SIGSTOP of the main pid: watchdog kill and restart."""
+@contextlib.contextmanager
+def watchdog_service(c):
+    """wsflow.service started with the drop-in WatchdogSec=3s (removed
+    after, the service stopped): yields (MainPID, NRestarts)."""
     c.write_file(WATCHDOG_DROPIN, '[Service]\nWatchdogSec=3s\n')
     try:
         c.ok_sh(['systemctl', 'daemon-reload'])
@@ -784,33 +787,7 @@ def case5(c):
         p = c.show('WatchdogUSec', 'MainPID', 'NRestarts')
         check(p.get('WatchdogUSec') == '3s', 'drop-in not applied: WatchdogUSec=%s'
               % p.get('WatchdogUSec'))
-        pid0, n0 = int(p['MainPID']), int(p['NRestarts'])
-        # pings keep it alive past WatchdogSec
-        time.sleep(4)
-        q = c.show('MainPID', 'NRestarts', 'ActiveState')
-        check(q == dict(MainPID=str(pid0), NRestarts=str(n0), ActiveState='active'),
-              'killed while running normally (no WATCHDOG=1 pings?): %s -> %s\n%s'
-              % (p, q, c.journal_text()))
-        since = now_us()
-        c.ok_sh(['kill', '-STOP', pid0])
-        t0 = time.monotonic()
-        last = {}
-
-        def restarted():
-            last.update(c.show('MainPID', 'NRestarts', 'ActiveState'))
-            return int(last.get('NRestarts') or 0) > n0 and \
-                last.get('MainPID') not in ('0', str(pid0)) and last.get('ActiveState') == 'active'
-        check(wait_until(restarted, 3 + 1 + 4, step=0.1),
-              'not restarted within %gs of SIGSTOP: %s\n%s' % ((3 + 1 + 4) * SLOW, last,
-                                                              c.journal_text()))
-        took = time.monotonic() - t0
-        msgs = [e.get('MESSAGE', '') for e in c.journal(since)]
-        check(any('Watchdog timeout' in m for m in msgs),
-              'systemd logged no watchdog timeout:\n%s' % '\n'.join(msgs[-10:]))
-        diag('case 5: restarted %.1f s after SIGSTOP (WatchdogSec=3s, RestartSec=1s); '
-             'MainPID %d -> %s, NRestarts %d -> %s' % (took, pid0, last['MainPID'], n0,
-                                                      last['NRestarts']))
-        check(took < 3 + 1 + 3, 'restart took %.1f s' % took)
+        yield int(p['MainPID']), int(p['NRestarts'])
     finally:
         try:
             os.unlink(c.path(WATCHDOG_DROPIN))
@@ -819,6 +796,168 @@ def case5(c):
         c.sh(['systemctl', 'daemon-reload'])
         c.systemctl('stop', 'wsflow.service')
         c.systemctl('reset-failed', 'wsflow.service')
+
+
+def restarted(c, pid0, n0, last):
+    """wsflow.service runs again: NRestarts up, a new MainPID (last: the
+    properties seen)."""
+    last.update(c.show('MainPID', 'NRestarts', 'ActiveState', 'Result'))
+    return int(last.get('NRestarts') or 0) > n0 and \
+        last.get('MainPID') not in ('0', str(pid0)) and last.get('ActiveState') == 'active'
+
+
+def watchdog_logged(c, since):
+    msgs = [e.get('MESSAGE', '') for e in c.journal(since)]
+    check(any('Watchdog timeout' in m for m in msgs),
+          'systemd logged no watchdog timeout:\n%s' % '\n'.join(msgs[-10:]))
+
+
+def case5(c):
+    """SIGSTOP of the main pid: watchdog kill and restart."""
+    with watchdog_service(c) as (pid0, n0):
+        # pings keep it alive past WatchdogSec
+        time.sleep(4)
+        q = c.show('MainPID', 'NRestarts', 'ActiveState')
+        check(q == dict(MainPID=str(pid0), NRestarts=str(n0), ActiveState='active'),
+              'killed while running normally (no WATCHDOG=1 pings?): %s -> %s\n%s'
+              % ((pid0, n0), q, c.journal_text()))
+        since = now_us()
+        c.ok_sh(['kill', '-STOP', pid0])
+        t0 = time.monotonic()
+        last = {}
+        check(wait_until(lambda: restarted(c, pid0, n0, last), 3 + 1 + 4, step=0.1),
+              'not restarted within %gs of SIGSTOP: %s\n%s' % ((3 + 1 + 4) * SLOW, last,
+                                                              c.journal_text()))
+        took = time.monotonic() - t0
+        watchdog_logged(c, since)
+        diag('case 5: restarted %.1f s after SIGSTOP (WatchdogSec=3s, RestartSec=1s); '
+             'MainPID %d -> %s, NRestarts %d -> %s' % (took, pid0, last['MainPID'], n0,
+                                                      last['NRestarts']))
+        check(took < 3 + 1 + 3, 'restart took %.1f s' % took)
+
+
+# Run on the host as root: freezes one thread of another process with
+# PTRACE_SEIZE + PTRACE_INTERRUPT (the other threads run on) and holds it
+# until it dies with its process (reaped here, so the process can finish
+# dying), stdin closes or argv[2] seconds pass; then PTRACE_DETACH.  Its
+# exit detaches too.  Prints "stopped" once the thread is.
+TRACER = r"""
+import ctypes, os, select, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.restype = ctypes.c_long
+libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+SEIZE, INTERRUPT, DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+tid, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+
+def ptrace(req):
+    if libc.ptrace(req, tid, None, None) == -1:
+        sys.exit('ptrace(%#x, %d): %s' % (req, tid, os.strerror(ctypes.get_errno())))
+
+ptrace(SEIZE)
+try:
+    ptrace(INTERRUPT)
+    said = False
+    while time.monotonic() < end and not select.select([sys.stdin], [], [], 0.05)[0]:
+        pid, st = os.waitpid(tid, os.WNOHANG | WALL)
+        if pid and not os.WIFSTOPPED(st):
+            print('exited', flush=True)
+            break
+        if pid and not said:
+            print('stopped', flush=True)
+            said = True
+finally:
+    libc.ptrace(DETACH, tid, None, None)
+"""
+
+
+def host_pid(c, pid):
+    """The host pid of the container's process pid (NSpid: in the host's
+    /proc of the processes in the container's pid namespace)."""
+    ns = os.readlink('/proc/%d/ns/pid' % c.init)
+    for p in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            if os.readlink('/proc/%s/ns/pid' % p) != ns:
+                continue
+            with open('/proc/%s/status' % p) as f:
+                nspid = [l.split()[1:] for l in f if l.startswith('NSpid:')]
+        except OSError:
+            continue
+        if nspid and nspid[0][-1] == str(pid):
+            return int(p)
+    return None
+
+
+def threads(hpid):
+    """{tid: (comm, state)} of the host process hpid."""
+    out = {}
+    for t in os.listdir('/proc/%d/task' % hpid):
+        try:
+            with open('/proc/%d/task/%s/stat' % (hpid, t)) as f:
+                st = f.read()
+        except OSError:
+            continue
+        out[int(t)] = (st[st.index('(') + 1:st.rindex(')')], st[st.rindex(')') + 2])
+    return out
+
+
+def case8(c):
+    """A worker thread frozen by ptrace: the watchdog pings stop, restart."""
+    wd_sec, restart_sec = 3, 1
+    with watchdog_service(c) as (pid0, n0):
+        hpid = host_pid(c, pid0)
+        check(hpid, 'MainPID %d not found in the host /proc' % pid0)
+        ths = threads(hpid)
+        w0 = [t for t, (name, _) in ths.items() if name == 'wsflowd-w0']
+        check(w0, 'MainPID %d (host pid %d) has no thread wsflowd-w0: %s'
+              % (pid0, hpid, sorted(ths.values())))
+        tid = w0[0]
+        # idle workers turn their loops too: no kill for 2 x WatchdogSec
+        last = {}
+
+        def changed():
+            last.update(c.show('MainPID', 'NRestarts', 'ActiveState'))
+            return last != dict(MainPID=str(pid0), NRestarts=str(n0), ActiveState='active')
+        check(not wait_until(changed, 2 * wd_sec),
+              'killed while idle: %s -> %s\n%s' % ((pid0, n0), last, c.journal_text()))
+        since = now_us()
+        budget = 2 * wd_sec + restart_sec + 5
+        tracer = subprocess.Popen([PYTHON, '-c', TRACER, str(tid), str((budget + 20) * SLOW)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            line = read_line(tracer.stdout, 10)
+            check(line == 'stopped', 'wsflowd-w0 (tid %d) not frozen: %r, tracer exit %s'
+                  % (tid, line, tracer.poll()))
+            states = {t: s for t, (_, s) in threads(hpid).items()}
+            check(states.get(tid) == 't' and states.get(hpid) != 't',
+                  'thread states after PTRACE_INTERRUPT of %d: %s' % (tid, states))
+            t0 = time.monotonic()
+            last = {}
+            check(wait_until(lambda: restarted(c, pid0, n0, last) or
+                             last.get('Result') == 'watchdog', budget),
+                  'no watchdog kill within %gs of freezing wsflowd-w0 only (the main thread '
+                  'still pinging?): %s\n%s' % (budget * SLOW, last, c.journal_text()))
+            killed = time.monotonic() - t0
+            watchdog_logged(c, since)
+            check(wait_until(lambda: restarted(c, pid0, n0, last),
+                             max(1, budget - killed / SLOW)),
+                  'not restarted within %gs of freezing wsflowd-w0: %s\n%s'
+                  % (budget * SLOW, last, c.journal_text()))
+            diag('case 8: watchdog kill %.1f s, restart %.1f s after freezing wsflowd-w0 '
+                 '(WatchdogSec=%ds, RestartSec=%ds): MainPID %d -> %s, NRestarts %d -> %s'
+                 % (killed, time.monotonic() - t0, wd_sec, restart_sec, pid0, last['MainPID'],
+                    n0, last['NRestarts']))
+            # the frozen thread died with its process: reaped, the tracer is done
+            check(wait_until(lambda: tracer.poll() is not None, 10),
+                  'thread %d of the killed wsflowd still there after %gs' % (tid, 10 * SLOW))
+        finally:
+            try:
+                _, err = tracer.communicate('', timeout=5 * SLOW)   # closes its stdin
+            except subprocess.TimeoutExpired:
+                tracer.kill()
+                _, err = tracer.communicate()
+            if err.strip():
+                diag('tracer: %s' % err.strip()[-500:])
 
 
 def case7(c):
@@ -966,6 +1105,10 @@ CASES_A = [
     ('7. off-line: systemd-analyze verify of the installed units prints nothing on stderr; '
      'systemd-analyze security --offline=yes exposure <= 2.0; mandoc -Tlint -Wwarning clean on '
      'wsflowd.8, wsflowctl.8, wsflow.conf.5', case7),
+    ('8. watchdog and workers (drop-in WatchdogSec=3s): worker thread wsflowd-w0 alone frozen '
+     'from the host (PTRACE_SEIZE + PTRACE_INTERRUPT) while the main thread runs on -> the '
+     'WATCHDOG=1 pings stop, systemd kills and restarts it (Result=watchdog or NRestarts+1, '
+     'new MainPID) within 2 x WatchdogSec+RestartSec+5 s; no kill while idle', case8),
 ]
 CASES_B = [
     ('6. socket activation (wsflow.socket enabled from boot): a client connecting every 10 ms '
