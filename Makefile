@@ -28,7 +28,7 @@ WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	-Wsign-compare -Wformat=2 -Wundef -Wvla -Wimplicit-fallthrough
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(DAEMON_PKGS) 2>/dev/null)
-CTL_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl json-c 2>/dev/null)
+CTL_LIBS = $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null)
 ALL_CFLAGS = -std=c11 -pthread -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) \
 	-Idaemon -MMD -MP $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
@@ -43,14 +43,22 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	systemd-container mandoc curl valgrind linux-perf
 
 # Daemon modules shared with the unit tests (everything but main).
-DAEMON_LIB := config log batch stream server wsserver wsparse upgrade listen \
-	http gen frame url \
-	producer control ctl_proto reload sd worker
+DAEMON_LIB := config log batch stream server wsserver serverlws ws upgrade \
+	listen http gen url producer control ctl_proto reload sd worker
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
+# wsflowctl shares only the control protocol with the daemon.
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
 	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \
-	$(BUILD)/daemon/ctl_proto.o $(BUILD)/daemon/config.o $(BUILD)/daemon/url.o
+	$(BUILD)/daemon/ctl_proto.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+# Each unit test links only the pure modules it tests: nothing proves a
+# module pure like a link that would fail if it reached for more.
+UNIT_OBJS_batch := batch
+UNIT_OBJS_config := config ctl_proto url
+UNIT_OBJS_frame := ws gen url
+UNIT_OBJS_upgrade := upgrade
+UNIT_OBJS_wsparse := ws
+UNIT_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl 2>/dev/null)
 
 # libFuzzer targets (clang): make fuzz [FUZZ_SECONDS=60]
 FUZZ_SECONDS ?= 60
@@ -63,9 +71,9 @@ FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_ctl $(FUZZ_DIR)/fuzz_config \
 .PHONY: all deps run check bench clean unit fuzz install
 all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
 
-# The generator and the mask are the producer's hot loops: let the
+# The generator and the mask are the data path's hot loops: let the
 # compiler vectorise them (both carry an AVX2 clone).
-$(BUILD)/daemon/gen.o $(BUILD)/daemon/frame.o: OPT = -O3 -g
+$(BUILD)/daemon/gen.o $(BUILD)/daemon/ws.o: OPT = -O3 -g
 
 $(BUILD)/daemon/%.o: daemon/%.c
 	@mkdir -p $(@D)
@@ -85,8 +93,10 @@ $(BUILD)/wsflowd: $(BUILD)/daemon/wsflowd.o $(DAEMON_OBJS)
 $(BUILD)/wsflowctl: $(CTL_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(DAEMON_OBJS)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o \
+    $$(addprefix $(BUILD)/daemon/,$$(addsuffix .o,$$(UNIT_OBJS_$$*)))
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(UNIT_LIBS)
 
 unit: $(UNIT_TESTS)
 
@@ -110,8 +120,8 @@ bench: deps all
 	@BUILD=$(BUILD) tests/bench/run
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c daemon/ctl_proto.c daemon/config.c \
-    daemon/url.c daemon/wsparse.c daemon/frame.c daemon/upgrade.c \
-    daemon/ctl_proto.h daemon/config.h daemon/wsparse.h daemon/upgrade.h
+    daemon/url.c daemon/ws.c daemon/upgrade.c \
+    daemon/ctl_proto.h daemon/config.h daemon/ws.h daemon/upgrade.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) \
 		$(shell $(PKG_CONFIG) --libs libconfig openssl)

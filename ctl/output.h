@@ -22,7 +22,4 @@ struct output {
 extern const struct output text_output;
 extern const struct output json_output;
 
-const char	*role_name(uint32_t role);
-const char	*mode_name(uint32_t mode);
-
 #endif

@@ -83,16 +83,16 @@ json_stream(enum action a, const struct ctl_stream *s)
 
 	add_u64(o, "id", s->id);
 	add_str(o, "name", s->name);
-	add_str(o, "role", role_name(s->role));
+	add_str(o, "role", stream_role_name(s->role));
 	if (a == ACT_DIGESTS) {
-		add_u64(o, "digests_sent", s->role == 0 ? s->digests : 0);
-		add_u64(o, "digests_received", s->role == 0 ? 0 : s->digests);
+		add_u64(o, "digests_sent", s->role == ROLE_SERVER ? s->digests : 0);
+		add_u64(o, "digests_received", s->role == ROLE_SERVER ? 0 : s->digests);
 		add_u64(o, "digests_verified", s->digests_verified);
 		add_u64(o, "digest_mismatches", s->digest_mismatches);
 		add_str(o, "last_digest", s->last_digest);
 	} else {
 		add_str(o, "peer", s->peer);
-		add_str(o, "mode", mode_name(s->mode));
+		add_str(o, "mode", wsflow_mode_name(s->mode));
 		add_str(o, "state", s->state);
 		add_u64(o, "age_sec", s->age_sec);
 		add_u64(o, "bytes", s->bytes);
@@ -177,6 +177,12 @@ json_commands(void)
 }
 
 const struct output json_output = {
-	json_head, json_status, json_listener, json_stream, json_result,
-	json_error, json_tail, json_commands
+	.head = json_head,
+	.status = json_status,
+	.listener = json_listener,
+	.stream = json_stream,
+	.result = json_result,
+	.error = json_error,
+	.tail = json_tail,
+	.commands = json_commands,
 };

@@ -89,19 +89,19 @@ text_stream(enum action a, const struct ctl_stream *s)
 
 	if (a == ACT_SHOW) {
 		printf("%-20s %" PRIu64 "\n", "ID:", s->id);
-		printf("%-20s %s\n", "Role:", role_name(s->role));
+		printf("%-20s %s\n", "Role:", stream_role_name(s->role));
 		printf("%-20s %s\n", "Name:", s->name[0] ? s->name : "-");
 		printf("%-20s %s\n", "Peer:", s->peer);
-		printf("%-20s %s\n", "Mode:", mode_name(s->mode));
+		printf("%-20s %s\n", "Mode:", wsflow_mode_name(s->mode));
 		printf("%-20s %s\n", "State:", s->state);
 		printf("%-20s %s\n", "Age:", human_secs(s->age_sec, b1,
 		    sizeof(b1)));
 		printf("%-20s %" PRIu64 " (%s)\n", "Bytes:", s->bytes,
 		    human_bytes(s->bytes, b1, sizeof(b1)));
 		printf("%-20s %" PRIu64 "\n", "Messages:", s->messages);
-		printf("%-20s %" PRIu64 "\n", s->role == 0 ? "Digests sent:" :
+		printf("%-20s %" PRIu64 "\n", s->role == ROLE_SERVER ? "Digests sent:" :
 		    "Digests received:", s->digests);
-		if (s->role != 0) {
+		if (s->role != ROLE_SERVER) {
 			printf("%-20s %" PRIu64 "\n", "Digests verified:",
 			    s->digests_verified);
 			printf("%-20s %" PRIu64 "\n", "Digest mismatches:",
@@ -113,7 +113,7 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %" PRIu64 " pauses, %.3f s paused\n",
 		    "Backpressure:", s->backpressure_pauses,
 		    s->backpressure_usec / 1e6);
-		if (s->role != 0)
+		if (s->role != ROLE_SERVER)
 			printf("%-20s %.3f ms last, %.3f ms max\n",
 			    "Digest latency:", s->latency_last_us / 1e3,
 			    s->latency_max_us / 1e3);
@@ -128,9 +128,9 @@ text_stream(enum action a, const struct ctl_stream *s)
 			    "VERIFIED", "MISMATCH", "LAST DIGEST");
 		printf("%-6" PRIu64 " %-16.16s %-8s %10" PRIu64 " %10" PRIu64
 		    " %10" PRIu64 " %10" PRIu64 "  %.16s%s\n", s->id,
-		    s->name[0] ? s->name : "-", role_name(s->role),
-		    s->role == 0 ? s->digests : 0,
-		    s->role == 0 ? 0 : s->digests, s->digests_verified,
+		    s->name[0] ? s->name : "-", stream_role_name(s->role),
+		    s->role == ROLE_SERVER ? s->digests : 0,
+		    s->role == ROLE_SERVER ? 0 : s->digests, s->digests_verified,
 		    s->digest_mismatches, s->last_digest[0] ? s->last_digest :
 		    "-", s->last_digest[0] ? "..." : "");
 		return;
@@ -140,8 +140,8 @@ text_stream(enum action a, const struct ctl_stream *s)
 		    "ID", "ROLE", "NAME", "MODE", "STATE", "BYTES", "DIGESTS",
 		    "VERIFIED", "MISMATCH", "RATE", "PEER");
 	printf("%-6" PRIu64 " %-8s %-16.16s %-9s %-9s %10s %9" PRIu64 " %9"
-	    PRIu64 " %8" PRIu64 " %9s/s  %s\n", s->id, role_name(s->role),
-	    s->name[0] ? s->name : "-", mode_name(s->mode), s->state,
+	    PRIu64 " %8" PRIu64 " %9s/s  %s\n", s->id, stream_role_name(s->role),
+	    s->name[0] ? s->name : "-", wsflow_mode_name(s->mode), s->state,
 	    human_bytes(s->bytes, b1, sizeof(b1)), s->digests,
 	    s->digests_verified, s->digest_mismatches,
 	    human_bytes(s->bytes_per_sec, b2, sizeof(b2)), s->peer);
@@ -182,6 +182,12 @@ text_commands(void)
 }
 
 const struct output text_output = {
-	text_head, text_status, text_listener, text_stream, text_result,
-	text_error, text_tail, text_commands
+	.head = text_head,
+	.status = text_status,
+	.listener = text_listener,
+	.stream = text_stream,
+	.result = text_result,
+	.error = text_error,
+	.tail = text_tail,
+	.commands = text_commands,
 };

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "ctl_proto.h"
 #include "parser.h"
 
 static const struct command {
@@ -142,7 +142,7 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			return -1;
 		}
 		if (strcmp(opt, "--mode") == 0) {
-			if (conf_mode_parse(val, &mode) == -1) {
+			if (wsflow_mode_parse(val, &mode) == -1) {
 				snprintf(err, errlen, "--mode: producer, "
 				    "streaming, frame or message");
 				return -1;

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "ctl_proto.h"
 #include "output.h"
 #include "parser.h"
@@ -27,20 +26,6 @@
 #define EXIT_NODAEMON	3
 #define EXIT_DENIED	4
 #define REPLY_TIMEOUT_MS 15000
-#define DEFAULT_SOCKET	"/run/wsflow/wsflowd.sock"
-
-const char *
-role_name(uint32_t role)
-{
-	return role == 0 ? "server" : "producer";
-}
-
-const char *
-mode_name(uint32_t mode)
-{
-	return mode <= MODE_MESSAGE ? conf_mode_name((enum wsflow_mode)mode) :
-	    "?";
-}
 
 static void __attribute__((noreturn))
 usage(const struct output *out, const char *msg)
@@ -218,7 +203,7 @@ main(int argc, char *argv[])
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct output *out = &text_output;
-	const char *path = DEFAULT_SOCKET;
+	const char *path = WSFLOW_CTL_PATH;
 	struct parse_result res;
 	char err[256], msg[CTL_MSG_MAX];
 	const void *payload = NULL;

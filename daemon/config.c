@@ -1,11 +1,14 @@
 /*
  * config.c — read wsflow.conf with libconfig and check every key.
  *
- * Each group is described by a table of keys; anything not in a table is
- * an error, so a typo never silently becomes a default.  Errors carry the
- * file and line of the offending setting.
+ * Each group is described by a table of keys (name, kind, place, limits,
+ * default) read by one setter; anything not in a table is an error, so a
+ * typo never silently becomes a default.  Errors carry the file and line
+ * of the offending setting.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <grp.h>
 #include <libconfig.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +37,55 @@ struct parse {
 	size_t		 errlen;
 };
 
-/* One key of a group: its name and the function that stores it. */
+/*
+ * One key of a group: its kind, where its value lives in the struct the
+ * group fills, its limits and its default.  Every limit and default of
+ * wsflow.conf(5) is in the tables below, and nowhere else.
+ */
+enum key_kind {
+	KEY_INT,		/* int, min..max */
+	KEY_U32,		/* uint32_t, min..max */
+	KEY_U64,		/* uint64_t, min..max */
+	KEY_BOOL,		/* bool */
+	KEY_STR,		/* char *, not empty */
+	KEY_STR_EMPTY,		/* char *, may be empty */
+	KEY_WORD,		/* int: values[i] for words[i] */
+	KEY_GROUP,		/* { ... } of keys, into the same struct */
+	KEY_CUSTOM,		/* check() parses it alone */
+};
+
 struct key {
 	const char	*name;
-	int		(*set)(struct parse *, config_setting_t *, void *);
+	enum key_kind	 kind;
+	size_t		 off;		/* of the value in the group's struct */
+	uint64_t	 min, max;	/* integers */
+	uint64_t	 def;		/* integers, booleans, words: a value */
+	const char	*sdef;		/* strings (NULL: none) */
+	const char *const *words;	/* KEY_WORD, NULL-terminated */
+	const int	*values;
+	const struct key *group;	/* KEY_GROUP */
+	/* Once stored: further checks; KEY_CUSTOM: the whole parse. */
+	int		(*check)(struct parse *, config_setting_t *, void *obj);
 };
+
+#define INT_KEY(k, T, f, lo, hi, d)	{ .name = (k), .kind = KEY_INT,	\
+	.off = offsetof(T, f), .min = (lo), .max = (hi), .def = (d) }
+#define U32_KEY(k, T, f, lo, hi, d)	{ .name = (k), .kind = KEY_U32,	\
+	.off = offsetof(T, f), .min = (lo), .max = (hi), .def = (d) }
+#define U64_KEY(k, T, f, lo, hi, d)	{ .name = (k), .kind = KEY_U64,	\
+	.off = offsetof(T, f), .min = (lo), .max = (hi), .def = (d) }
+#define BOOL_KEY(k, T, f, d)		{ .name = (k), .kind = KEY_BOOL,	\
+	.off = offsetof(T, f), .def = (d) }
+#define STR_KEY(k, T, f, d, chk)	{ .name = (k), .kind = KEY_STR,	\
+	.off = offsetof(T, f), .sdef = (d), .check = (chk) }
+#define WORD_KEY(k, T, f, w, v, d)	{ .name = (k), .kind = KEY_WORD,	\
+	.off = offsetof(T, f), .words = (w), .values = (v), .def = (d) }
+#define GROUP_KEY(k, g, chk)		{ .name = (k), .kind = KEY_GROUP,	\
+	.group = (g), .check = (chk) }	/* fills the same struct */
+#define CUSTOM_KEY(k, fn)		{ .name = (k), .kind = KEY_CUSTOM,	\
+	.check = (fn) }
+
+#define SIZE_MAX_KEY	((uint64_t)1 << 40)	/* keeps counts sane */
 
 static int	parse_group(struct parse *, config_setting_t *,
 		    const struct key *, void *);
@@ -59,9 +107,10 @@ fail(struct parse *p, const config_setting_t *s, const char *fmt, ...)
 	return -1;
 }
 
-/* Integer of either libconfig width, within [min, max]. */
+/* ---- the one setter ---- */
+
 static int
-get_uint(struct parse *p, config_setting_t *s, uint64_t min, uint64_t max,
+get_int(struct parse *p, config_setting_t *s, const struct key *k,
     uint64_t *out)
 {
 	long long v;
@@ -74,103 +123,153 @@ get_uint(struct parse *p, config_setting_t *s, uint64_t min, uint64_t max,
 		v = config_setting_get_int64(s);
 		break;
 	default:
-		return fail(p, s, "'%s' must be an integer",
-		    config_setting_name(s));
+		return fail(p, s, "'%s' must be an integer", k->name);
 	}
-	if (v < 0 || (uint64_t)v < min || (uint64_t)v > max)
+	if (v < 0 || (uint64_t)v < k->min || (uint64_t)v > k->max)
 		return fail(p, s, "'%s' = %lld is out of range (%llu..%llu)",
-		    config_setting_name(s), v, (unsigned long long)min,
-		    (unsigned long long)max);
+		    k->name, v, (unsigned long long)k->min,
+		    (unsigned long long)k->max);
 	*out = (uint64_t)v;
 	return 0;
 }
 
 static int
-get_u32(struct parse *p, config_setting_t *s, uint64_t min, uint64_t max,
-    uint32_t *out)
+set_str(struct parse *p, config_setting_t *s, char **field, const char *v)
 {
-	uint64_t v = 0;
+	char *copy;
 
-	if (get_uint(p, s, min, max, &v) == -1)
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-static int
-get_bool(struct parse *p, config_setting_t *s, bool *out)
-{
-	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-		return fail(p, s, "'%s' must be true or false",
-		    config_setting_name(s));
-	*out = config_setting_get_bool(s) != 0;
-	return 0;
-}
-
-/* A string, copied; empty strings allowed only when allow_empty. */
-static int
-get_str(struct parse *p, config_setting_t *s, bool allow_empty, char **out)
-{
-	const char *v;
-
-	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(p, s, "'%s' must be a string",
-		    config_setting_name(s));
-	v = config_setting_get_string(s);
-	if (!allow_empty && *v == '\0')
-		return fail(p, s, "'%s' must not be empty",
-		    config_setting_name(s));
-	free(*out);
-	if ((*out = strdup(v)) == NULL)
+	if ((copy = strdup(v)) == NULL)
 		return fail(p, s, "out of memory");
+	free(*field);
+	*field = copy;
 	return 0;
 }
 
-/* ---- top level ---- */
-
 static int
-set_log_level(struct parse *p, config_setting_t *s, void *arg)
+set_word(struct parse *p, config_setting_t *s, const struct key *k,
+    int *field)
 {
-	static const struct { const char *name; int level; } levels[] = {
-		{ "err", LOG_ERR }, { "warning", LOG_WARNING },
-		{ "notice", LOG_NOTICE }, { "info", LOG_INFO },
-		{ "debug", LOG_DEBUG },
-	};
-	struct wsflow_conf *c = arg;
-	const char *v;
+	const char *v = config_setting_type(s) == CONFIG_TYPE_STRING ?
+	    config_setting_get_string(s) : NULL;
+	char list[128] = "";
 
-	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(p, s, "'log_level' must be a string");
-	v = config_setting_get_string(s);
-	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
-		if (strcmp(v, levels[i].name) == 0) {
-			c->log_level = levels[i].level;
+	for (size_t i = 0; k->words[i] != NULL; i++) {
+		if (v != NULL && strcmp(v, k->words[i]) == 0) {
+			*field = k->values[i];
 			return 0;
 		}
-	return fail(p, s, "unknown log_level '%s' (err, warning, notice, "
-	    "info, debug)", v);
+		snprintf(list + strlen(list), sizeof(list) - strlen(list),
+		    "%s\"%s\"", i ? ", " : "", k->words[i]);
+	}
+	if (v == NULL)
+		return fail(p, s, "'%s' must be one of %s", k->name, list);
+	return fail(p, s, "'%s' = \"%s\" is not one of %s", k->name, v, list);
 }
 
-/* ---- control ---- */
+static int
+set_key(struct parse *p, config_setting_t *s, const struct key *k,
+    void *obj)
+{
+	void *field = (char *)obj + k->off;
+	uint64_t v = 0;
+	int rc = 0;
+
+	switch (k->kind) {
+	case KEY_INT:
+	case KEY_U32:
+	case KEY_U64:
+		if (get_int(p, s, k, &v) == -1)
+			return -1;
+		if (k->kind == KEY_INT)
+			*(int *)field = (int)v;
+		else if (k->kind == KEY_U32)
+			*(uint32_t *)field = (uint32_t)v;
+		else
+			*(uint64_t *)field = v;
+		break;
+	case KEY_BOOL:
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			return fail(p, s, "'%s' must be true or false",
+			    k->name);
+		*(bool *)field = config_setting_get_bool(s) != 0;
+		break;
+	case KEY_STR:
+	case KEY_STR_EMPTY:
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			return fail(p, s, "'%s' must be a string", k->name);
+		if (k->kind == KEY_STR && *config_setting_get_string(s) == '\0')
+			return fail(p, s, "'%s' must not be empty", k->name);
+		rc = set_str(p, s, field, config_setting_get_string(s));
+		break;
+	case KEY_WORD:
+		rc = set_word(p, s, k, field);
+		break;
+	case KEY_GROUP:
+		rc = parse_group(p, s, k->group, obj);
+		break;
+	case KEY_CUSTOM:
+		return k->check(p, s, obj);
+	}
+	if (rc == 0 && k->check != NULL)
+		rc = k->check(p, s, obj);
+	return rc;
+}
+
+/* Every key's default, into obj (strings copied). */
+static int
+set_defaults(const struct key *keys, void *obj)
+{
+	for (const struct key *k = keys; k->name != NULL; k++) {
+		void *field = (char *)obj + k->off;
+
+		switch (k->kind) {
+		case KEY_INT:
+		case KEY_WORD:
+			*(int *)field = (int)k->def;
+			break;
+		case KEY_U32:
+			*(uint32_t *)field = (uint32_t)k->def;
+			break;
+		case KEY_U64:
+			*(uint64_t *)field = k->def;
+			break;
+		case KEY_BOOL:
+			*(bool *)field = k->def != 0;
+			break;
+		case KEY_STR:
+		case KEY_STR_EMPTY:
+			if (k->sdef != NULL &&
+			    (*(char **)field = strdup(k->sdef)) == NULL)
+				return -1;
+			break;
+		case KEY_GROUP:
+			if (set_defaults(k->group, obj) == -1)
+				return -1;
+			break;
+		case KEY_CUSTOM:
+			break;
+		}
+	}
+	return 0;
+}
+
+/* ---- checks beyond kind and range ---- */
 
 static int
-set_control_path(struct parse *p, config_setting_t *s, void *arg)
+check_control_path(struct parse *p, config_setting_t *s, void *obj)
 {
-	struct wsflow_conf *c = arg;
+	const char *path = ((struct wsflow_conf *)obj)->control.path;
 
-	if (get_str(p, s, false, &c->control.path) == -1)
-		return -1;
-	if (c->control.path[0] != '/')
+	if (path[0] != '/')
 		return fail(p, s, "control path must be absolute");
-	if (strlen(c->control.path) >= 108)	/* sun_path */
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return fail(p, s, "control path is too long");
 	return 0;
 }
 
 static int
-set_control_mode(struct parse *p, config_setting_t *s, void *arg)
+set_control_mode(struct parse *p, config_setting_t *s, void *obj)
 {
-	struct wsflow_conf *c = arg;
 	const char *v;
 	char *end;
 	unsigned long m;
@@ -182,138 +281,8 @@ set_control_mode(struct parse *p, config_setting_t *s, void *arg)
 	m = strtoul(v, &end, 8);
 	if (*v == '\0' || *end != '\0' || errno || m > 0777)
 		return fail(p, s, "'mode' must be an octal string like \"0660\"");
-	c->control.mode = (mode_t)m;
+	((struct wsflow_conf *)obj)->control.mode = (mode_t)m;
 	return 0;
-}
-
-static int
-set_control_group(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_str(p, s, true, &((struct wsflow_conf *)arg)->control.group);
-}
-
-static const struct key control_keys[] = {
-	{ "path", set_control_path },
-	{ "mode", set_control_mode },
-	{ "group", set_control_group },
-	{ NULL, NULL }
-};
-
-static int
-set_control(struct parse *p, config_setting_t *s, void *arg)
-{
-	return parse_group(p, s, control_keys, arg);
-}
-
-/* ---- server.listen ---- */
-
-static void
-free_listen(struct wsflow_conf *c)
-{
-	for (size_t i = 0; i < c->server.nlisten; i++) {
-		free(c->server.listen[i].address);
-		free(c->server.listen[i].tls_cert);
-		free(c->server.listen[i].tls_key);
-	}
-	free(c->server.listen);
-	c->server.listen = NULL;
-	c->server.nlisten = 0;
-}
-
-static int
-set_tls_cert(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_str(p, s, false, &((struct listen_conf *)arg)->tls_cert);
-}
-
-static int
-set_tls_key(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_str(p, s, false, &((struct listen_conf *)arg)->tls_key);
-}
-
-static const struct key listen_tls_keys[] = {
-	{ "cert", set_tls_cert },
-	{ "key", set_tls_key },
-	{ NULL, NULL }
-};
-
-static int
-set_listen_address(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_str(p, s, false, &((struct listen_conf *)arg)->address);
-}
-
-static int
-set_listen_port(struct parse *p, config_setting_t *s, void *arg)
-{
-	uint64_t v = 0;
-
-	if (get_uint(p, s, 1, 65535, &v) == -1)
-		return -1;
-	((struct listen_conf *)arg)->port = (int)v;
-	return 0;
-}
-
-static int
-set_listen_tls(struct parse *p, config_setting_t *s, void *arg)
-{
-	struct listen_conf *l = arg;
-
-	if (parse_group(p, s, listen_tls_keys, l) == -1)
-		return -1;
-	if (l->tls_cert == NULL || l->tls_key == NULL)
-		return fail(p, s, "tls needs both 'cert' and 'key'");
-	return 0;
-}
-
-static const struct key listen_keys[] = {
-	{ "address", set_listen_address },
-	{ "port", set_listen_port },
-	{ "tls", set_listen_tls },
-	{ NULL, NULL }
-};
-
-static int
-set_listen(struct parse *p, config_setting_t *s, void *arg)
-{
-	struct wsflow_conf *c = arg;
-	int n;
-
-	if (!config_setting_is_list(s) && !config_setting_is_array(s))
-		return fail(p, s, "'listen' must be a list: ( { address = "
-		    "\"127.0.0.1\"; port = 9000; } )");
-	n = config_setting_length(s);
-	if (n == 0)
-		return fail(p, s, "'listen' must name at least one address");
-	free_listen(c);		/* the default entry */
-	c->server.listen = calloc((size_t)n, sizeof(*c->server.listen));
-	if (c->server.listen == NULL)
-		return fail(p, s, "out of memory");
-	c->server.nlisten = (size_t)n;
-	for (int i = 0; i < n; i++) {
-		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-		struct listen_conf *l = &c->server.listen[i];
-
-		l->line = (int)config_setting_source_line(e);
-		l->port = 9000;
-		if (parse_group(p, e, listen_keys, l) == -1)
-			return -1;
-		if (l->address == NULL && (l->address = strdup("127.0.0.1")) ==
-		    NULL)
-			return fail(p, e, "out of memory");
-	}
-	return 0;
-}
-
-/* ---- server ---- */
-
-static int
-set_batch_size(struct parse *p, config_setting_t *s, void *arg)
-{
-	/* 1 is legal but a digest per octet; the top keeps counts sane. */
-	return get_uint(p, s, 1, (uint64_t)1 << 40,
-	    &((struct wsflow_conf *)arg)->server.batch_size);
 }
 
 static bool
@@ -327,90 +296,64 @@ digest_usable(const EVP_MD *md)
 }
 
 static int
-set_digest(struct parse *p, config_setting_t *s, void *arg)
+check_digest(struct parse *p, config_setting_t *s, void *obj)
 {
-	struct wsflow_conf *c = arg;
-	const EVP_MD *md;
+	const char *name = ((struct wsflow_conf *)obj)->server.digest;
+	const EVP_MD *md = EVP_get_digestbyname(name);
 
-	if (get_str(p, s, false, &c->server.digest) == -1)
-		return -1;
-	md = EVP_get_digestbyname(c->server.digest);
 	if (md == NULL)
 		return fail(p, s, "unknown digest '%s' (any OpenSSL digest "
-		    "name: sha256, sha512, sha3-256, blake2b512)",
-		    c->server.digest);
+		    "name: sha256, sha512, sha3-256, blake2b512)", name);
 	if (EVP_MD_get_size(md) <= 0)	/* XOFs like shake need a length */
-		return fail(p, s, "digest '%s' has no fixed length",
-		    c->server.digest);
+		return fail(p, s, "digest '%s' has no fixed length", name);
 	/* A name OpenSSL knows may still have no provider (md4, whirlpool
 	 * live in the legacy one): every upgrade would fail. */
 	if (!digest_usable(md))
 		return fail(p, s, "digest '%s' cannot be used: no loaded "
-		    "OpenSSL provider implements it", c->server.digest);
+		    "OpenSSL provider implements it", name);
 	return 0;
 }
 
 static int
-set_max_connections(struct parse *p, config_setting_t *s, void *arg)
+check_listen_tls(struct parse *p, config_setting_t *s, void *obj)
 {
-	return get_u32(p, s, 1, 1000000,
-	    &((struct wsflow_conf *)arg)->server.max_connections);
+	const struct listen_conf *l = obj;
+
+	if (l->tls_cert == NULL || l->tls_key == NULL)
+		return fail(p, s, "tls needs both 'cert' and 'key'");
+	return 0;
 }
 
 static int
-set_handshake_timeout(struct parse *p, config_setting_t *s, void *arg)
+check_url(struct parse *p, config_setting_t *s, void *obj)
 {
-	return get_u32(p, s, 1, 3600,
-	    &((struct wsflow_conf *)arg)->server.handshake_timeout);
+	struct wsurl u;
+	const char *why;
+
+	if (url_parse(((struct producer_conf *)obj)->url, &u, &why) == -1)
+		return fail(p, s, "bad url: %s", why);
+	return 0;
+}
+
+/* "" is the system store. */
+static int
+check_tls_ca(struct parse *p, config_setting_t *s, void *obj)
+{
+	struct producer_conf *pc = obj;
+
+	(void)p;
+	(void)s;
+	if (pc->tls_ca[0] == '\0') {
+		free(pc->tls_ca);
+		pc->tls_ca = NULL;
+	}
+	return 0;
 }
 
 static int
-set_idle_timeout(struct parse *p, config_setting_t *s, void *arg)
+set_p_name(struct parse *p, config_setting_t *s, void *obj)
 {
-	return get_u32(p, s, 0, 86400,
-	    &((struct wsflow_conf *)arg)->server.idle_timeout);
-}
-
-static int
-set_workers(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_u32(p, s, 0, 64,
-	    &((struct wsflow_conf *)arg)->server.workers);
-}
-
-static int
-set_metrics(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_bool(p, s, &((struct wsflow_conf *)arg)->server.metrics);
-}
-
-static int set_framing(struct parse *, config_setting_t *, void *);
-
-static const struct key server_keys[] = {
-	{ "listen", set_listen },
-	{ "batch_size", set_batch_size },
-	{ "digest", set_digest },
-	{ "max_connections", set_max_connections },
-	{ "handshake_timeout", set_handshake_timeout },
-	{ "idle_timeout", set_idle_timeout },
-	{ "workers", set_workers },
-	{ "metrics", set_metrics },
-	{ "framing", set_framing },
-	{ NULL, NULL }
-};
-
-static int
-set_server(struct parse *p, config_setting_t *s, void *arg)
-{
-	return parse_group(p, s, server_keys, arg);
-}
-
-/* ---- producers ---- */
-
-static int
-set_p_name(struct parse *p, config_setting_t *s, void *arg)
-{
-	struct producer_conf *pc = arg;
+	struct producer_conf *pc = obj;
 	const char *v;
 
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -432,192 +375,180 @@ set_p_name(struct parse *p, config_setting_t *s, void *arg)
 	return 0;
 }
 
-static int
-set_p_url(struct parse *p, config_setting_t *s, void *arg)
+/* ---- the tables ---- */
+
+static const char *const level_words[] = { "err", "warning", "notice",
+    "info", "debug", NULL };
+static const int level_values[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE,
+    LOG_INFO, LOG_DEBUG };
+static const char *const framing_words[] = { "wsflow", "lws", NULL };
+static const int framing_values[] = { FRAMING_WSFLOW, FRAMING_LWS };
+static const int mode_values[] = { MODE_PRODUCER, MODE_STREAMING,
+    MODE_FRAME, MODE_MESSAGE };
+
+typedef struct wsflow_conf C;
+typedef struct listen_conf L;
+typedef struct producer_conf P;
+
+static const struct key control_keys[] = {
+	STR_KEY("path", C, control.path, WSFLOW_CTL_PATH, check_control_path),
+	CUSTOM_KEY("mode", set_control_mode),
+	{ .name = "group", .kind = KEY_STR_EMPTY, .off = offsetof(C,
+	    control.group), .sdef = "wsflow" },
+	{ NULL }
+};
+
+static const struct key listen_tls_keys[] = {
+	STR_KEY("cert", L, tls_cert, NULL, NULL),
+	STR_KEY("key", L, tls_key, NULL, NULL),
+	{ NULL }
+};
+
+static const struct key listen_keys[] = {
+	STR_KEY("address", L, address, "127.0.0.1", NULL),
+	INT_KEY("port", L, port, 1, 65535, 9000),
+	GROUP_KEY("tls", listen_tls_keys, check_listen_tls),
+	{ NULL }
+};
+
+static int	set_listen(struct parse *, config_setting_t *, void *);
+
+static const struct key server_keys[] = {
+	CUSTOM_KEY("listen", set_listen),
+	/* 1 is legal but a digest per octet. */
+	U64_KEY("batch_size", C, server.batch_size, 1, SIZE_MAX_KEY, 1048576),
+	STR_KEY("digest", C, server.digest, "sha256", check_digest),
+	U32_KEY("max_connections", C, server.max_connections, 1, 1000000,
+	    1024),
+	U32_KEY("handshake_timeout", C, server.handshake_timeout, 1, 3600, 10),
+	U32_KEY("idle_timeout", C, server.idle_timeout, 0, 86400, 60),
+	U32_KEY("workers", C, server.workers, 0, WSFLOW_WORKERS_MAX, 0),
+	BOOL_KEY("metrics", C, server.metrics, true),
+	WORD_KEY("framing", C, server.framing, framing_words, framing_values,
+	    FRAMING_WSFLOW),
+	{ NULL }
+};
+
+static const struct key producer_tls_keys[] = {
+	{ .name = "ca", .kind = KEY_STR_EMPTY, .off = offsetof(P, tls_ca),
+	    .check = check_tls_ca },
+	BOOL_KEY("verify", P, tls_verify, true),
+	{ NULL }
+};
+
+static const struct key producer_keys[] = {
+	CUSTOM_KEY("name", set_p_name),
+	STR_KEY("url", P, url, NULL, check_url),
+	WORD_KEY("mode", P, mode, wsflow_mode_names, mode_values,
+	    MODE_PRODUCER),
+	BOOL_KEY("autostart", P, autostart, true),
+	U32_KEY("frame_size", P, frame_size, 1, WSFLOW_FRAME_SIZE_MAX, 65536),
+	U64_KEY("message_size", P, message_size, 1, SIZE_MAX_KEY, 1048576),
+	U64_KEY("rate", P, rate, 0, SIZE_MAX_KEY, 0),
+	U64_KEY("bytes", P, bytes, 0, INT64_MAX, 0),
+	U32_KEY("duration", P, duration, 0, 86400 * 365, 0),
+	BOOL_KEY("reconnect", P, reconnect, true),
+	/* Default 0: the server's batch_size. */
+	U64_KEY("batch_size", P, batch_size, 1, SIZE_MAX_KEY, 0),
+	WORD_KEY("framing", P, framing, framing_words, framing_values,
+	    FRAMING_WSFLOW),
+	GROUP_KEY("tls", producer_tls_keys, NULL),
+	{ NULL }
+};
+
+static int	set_producers(struct parse *, config_setting_t *, void *);
+
+static const struct key top_keys[] = {
+	WORD_KEY("log_level", C, log_level, level_words, level_values,
+	    LOG_INFO),
+	GROUP_KEY("control", control_keys, NULL),
+	GROUP_KEY("server", server_keys, NULL),
+	CUSTOM_KEY("producers", set_producers),
+	{ NULL }
+};
+
+/* ---- lists ---- */
+
+static void
+free_listen(struct wsflow_conf *c)
 {
-	struct producer_conf *pc = arg;
+	for (size_t i = 0; i < c->server.nlisten; i++) {
+		free(c->server.listen[i].address);
+		free(c->server.listen[i].tls_cert);
+		free(c->server.listen[i].tls_key);
+	}
+	free(c->server.listen);
+	c->server.listen = NULL;
+	c->server.nlisten = 0;
+}
 
-	struct wsurl u;
-	const char *why;
+/* A list of groups: n zeroed entries of size, each with its defaults. */
+static void *
+list_alloc(struct parse *p, config_setting_t *s, size_t size,
+    const struct key *keys, size_t *n)
+{
+	char *v;
 
-	if (get_str(p, s, false, &pc->url) == -1)
+	*n = (size_t)config_setting_length(s);
+	if ((v = calloc(*n ? *n : 1, size)) == NULL) {
+		fail(p, s, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < *n; i++)
+		if (set_defaults(keys, v + i * size) == -1) {
+			fail(p, s, "out of memory");
+			*n = i + 1;	/* free what was copied */
+			return v;
+		}
+	return v;
+}
+
+static int
+set_listen(struct parse *p, config_setting_t *s, void *obj)
+{
+	struct wsflow_conf *c = obj;
+	size_t n;
+
+	if (!config_setting_is_list(s) && !config_setting_is_array(s))
+		return fail(p, s, "'listen' must be a list: ( { address = "
+		    "\"127.0.0.1\"; port = 9000; } )");
+	if (config_setting_length(s) == 0)
+		return fail(p, s, "'listen' must name at least one address");
+	free_listen(c);		/* the default entry */
+	c->server.listen = list_alloc(p, s, sizeof(*c->server.listen),
+	    listen_keys, &n);
+	if (c->server.listen == NULL)
 		return -1;
-	if (url_parse(pc->url, &u, &why) == -1)
-		return fail(p, s, "bad url: %s", why);
-	return 0;
-}
+	c->server.nlisten = n;
+	for (size_t i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct listen_conf *l = &c->server.listen[i];
 
-static int
-set_p_mode(struct parse *p, config_setting_t *s, void *arg)
-{
-	struct producer_conf *pc = arg;
-
-	if (config_setting_type(s) != CONFIG_TYPE_STRING ||
-	    conf_mode_parse(config_setting_get_string(s), &pc->mode) == -1)
-		return fail(p, s, "'mode' must be one of producer, streaming, "
-		    "frame, message");
-	return 0;
-}
-
-static int
-set_p_autostart(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_bool(p, s, &((struct producer_conf *)arg)->autostart);
-}
-
-static int
-set_p_frame_size(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_u32(p, s, 1, 16 << 20,
-	    &((struct producer_conf *)arg)->frame_size);
-}
-
-static int
-set_p_message_size(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_uint(p, s, 1, (uint64_t)1 << 40,
-	    &((struct producer_conf *)arg)->message_size);
-}
-
-static int
-set_p_rate(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_uint(p, s, 0, (uint64_t)1 << 40,
-	    &((struct producer_conf *)arg)->rate);
-}
-
-static int
-set_p_bytes(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_uint(p, s, 0, INT64_MAX,
-	    &((struct producer_conf *)arg)->bytes);
-}
-
-static int
-set_p_duration(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_u32(p, s, 0, 86400 * 365,
-	    &((struct producer_conf *)arg)->duration);
-}
-
-static int
-set_p_reconnect(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_bool(p, s, &((struct producer_conf *)arg)->reconnect);
-}
-
-static int
-set_p_batch_size(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_uint(p, s, 1, (uint64_t)1 << 40,
-	    &((struct producer_conf *)arg)->batch_size);
-}
-
-/* framing = "wsflow" | "lws", for a producer and for the server. */
-static int
-get_framing(struct parse *p, config_setting_t *s, bool *lws_framing)
-{
-	const char *v;
-
-	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(p, s, "'framing' must be \"wsflow\" or \"lws\"");
-	v = config_setting_get_string(s);
-	if (strcmp(v, "wsflow") == 0)
-		*lws_framing = false;
-	else if (strcmp(v, "lws") == 0)
-		*lws_framing = true;
-	else
-		return fail(p, s, "'framing' must be \"wsflow\" or \"lws\"");
-	return 0;
-}
-
-static int
-set_framing(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_framing(p, s,
-	    &((struct wsflow_conf *)arg)->server.lws_framing);
-}
-
-static int
-set_p_framing(struct parse *p, config_setting_t *s, void *arg)
-{
-	return get_framing(p, s, &((struct producer_conf *)arg)->lws_framing);
-}
-
-static int
-set_p_tls_ca(struct parse *p, config_setting_t *s, void *arg)
-{
-	struct producer_conf *pc = arg;
-
-	if (get_str(p, s, true, &pc->tls_ca) == -1)
-		return -1;
-	if (pc->tls_ca[0] == '\0') {		/* "" = system store */
-		free(pc->tls_ca);
-		pc->tls_ca = NULL;
+		l->line = (int)config_setting_source_line(e);
+		if (parse_group(p, e, listen_keys, l) == -1)
+			return -1;
 	}
 	return 0;
 }
 
 static int
-set_p_tls_verify(struct parse *p, config_setting_t *s, void *arg)
+set_producers(struct parse *p, config_setting_t *s, void *obj)
 {
-	return get_bool(p, s, &((struct producer_conf *)arg)->tls_verify);
-}
-
-static const struct key producer_tls_keys[] = {
-	{ "ca", set_p_tls_ca },
-	{ "verify", set_p_tls_verify },
-	{ NULL, NULL }
-};
-
-static int
-set_p_tls(struct parse *p, config_setting_t *s, void *arg)
-{
-	return parse_group(p, s, producer_tls_keys, arg);
-}
-
-static const struct key producer_keys[] = {
-	{ "name", set_p_name },
-	{ "url", set_p_url },
-	{ "mode", set_p_mode },
-	{ "autostart", set_p_autostart },
-	{ "frame_size", set_p_frame_size },
-	{ "message_size", set_p_message_size },
-	{ "rate", set_p_rate },
-	{ "bytes", set_p_bytes },
-	{ "duration", set_p_duration },
-	{ "reconnect", set_p_reconnect },
-	{ "batch_size", set_p_batch_size },
-	{ "framing", set_p_framing },
-	{ "tls", set_p_tls },
-	{ NULL, NULL }
-};
-
-static int
-set_producers(struct parse *p, config_setting_t *s, void *arg)
-{
-	struct wsflow_conf *c = arg;
-	int n;
+	struct wsflow_conf *c = obj;
+	size_t n;
 
 	if (!config_setting_is_list(s))
 		return fail(p, s, "'producers' must be a list: ( { name = "
 		    "\"...\"; url = \"ws://...\"; } )");
-	n = config_setting_length(s);
-	c->producers = calloc(n ? (size_t)n : 1, sizeof(*c->producers));
-	if (c->producers == NULL)
-		return fail(p, s, "out of memory");
-	c->nproducers = (size_t)n;
-	for (int i = 0; i < n; i++) {
+	if ((c->producers = list_alloc(p, s, sizeof(*c->producers),
+	    producer_keys, &n)) == NULL)
+		return -1;
+	c->nproducers = n;
+	for (size_t i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		struct producer_conf *pc = &c->producers[i];
 
 		pc->line = (int)config_setting_source_line(e);
-		pc->mode = MODE_PRODUCER;
-		pc->autostart = true;
-		pc->frame_size = 65536;
-		pc->message_size = 1048576;
-		pc->reconnect = true;
-		pc->tls_verify = true;
 		if (parse_group(p, e, producer_keys, pc) == -1)
 			return -1;
 		if (pc->name[0] == '\0')
@@ -625,7 +556,7 @@ set_producers(struct parse *p, config_setting_t *s, void *arg)
 		if (pc->url == NULL)
 			return fail(p, e, "producer '%s' needs a 'url'",
 			    pc->name);
-		for (int j = 0; j < i; j++)
+		for (size_t j = 0; j < i; j++)
 			if (strcmp(c->producers[j].name, pc->name) == 0)
 				return fail(p, e, "producer '%s' is already "
 				    "defined at line %d", pc->name,
@@ -634,20 +565,12 @@ set_producers(struct parse *p, config_setting_t *s, void *arg)
 	return 0;
 }
 
-static const struct key top_keys[] = {
-	{ "log_level", set_log_level },
-	{ "control", set_control },
-	{ "server", set_server },
-	{ "producers", set_producers },
-	{ NULL, NULL }
-};
-
 /*
  * Walk the settings of a group: each must be a known key, given once.
  */
 static int
 parse_group(struct parse *p, config_setting_t *g, const struct key *keys,
-    void *arg)
+    void *obj)
 {
 	int n;
 
@@ -666,7 +589,7 @@ parse_group(struct parse *p, config_setting_t *g, const struct key *keys,
 				break;
 		if (k->name == NULL)
 			return fail(p, s, "unknown key '%s'", name);
-		if (k->set(p, s, arg) == -1)
+		if (set_key(p, s, k, obj) == -1)
 			return -1;
 	}
 	return 0;
@@ -676,24 +599,66 @@ static int
 conf_defaults(struct wsflow_conf *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->log_level = LOG_INFO;
-	c->control.mode = 0660;
-	c->server.batch_size = 1048576;
-	c->server.max_connections = 1024;
-	c->server.handshake_timeout = 10;
-	c->server.idle_timeout = 60;
-	c->server.metrics = true;
-	if ((c->control.path = strdup("/run/wsflow/wsflowd.sock")) == NULL ||
-	    (c->control.group = strdup("wsflow")) == NULL ||
-	    (c->server.digest = strdup("sha256")) == NULL)
+	c->control.mode = WSFLOW_CTL_MODE;
+	if (set_defaults(top_keys, c) == -1)
 		return -1;
-	c->server.listen = calloc(1, sizeof(*c->server.listen));
-	if (c->server.listen == NULL ||
-	    (c->server.listen[0].address = strdup("127.0.0.1")) == NULL)
+	/* One listener by default: an entry of listen_keys' defaults. */
+	if ((c->server.listen = calloc(1, sizeof(*c->server.listen))) == NULL)
 		return -1;
-	c->server.listen[0].port = 9000;
 	c->server.nlisten = 1;
-	return 0;
+	return set_defaults(listen_keys, c->server.listen);
+}
+
+void
+conf_server_params(const struct wsflow_conf *c, struct server_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->batch_size = c->server.batch_size;
+	p->md = EVP_get_digestbyname(c->server.digest);
+	p->idle_timeout = c->server.idle_timeout;
+	p->handshake_timeout = c->server.handshake_timeout;
+	p->metrics = c->server.metrics;
+	p->framing = c->server.framing;
+}
+
+/* The defaults of a producer entry, for one started by hand. */
+int
+conf_producer_defaults(struct producer_conf *pc)
+{
+	memset(pc, 0, sizeof(*pc));
+	return set_defaults(producer_keys, pc);
+}
+
+/* Every key, with its kind and limits, for checking the documentation. */
+static void
+walk_keys(const char *prefix, const struct key *keys, conf_key_fn fn,
+    void *arg)
+{
+	static const char *const kinds[] = {
+		[KEY_INT] = "integer", [KEY_U32] = "integer",
+		[KEY_U64] = "integer", [KEY_BOOL] = "boolean",
+		[KEY_STR] = "string", [KEY_STR_EMPTY] = "string",
+		[KEY_WORD] = "word", [KEY_GROUP] = "group",
+		[KEY_CUSTOM] = "other",
+	};
+
+	for (const struct key *k = keys; k->name != NULL; k++) {
+		char path[96];
+
+		snprintf(path, sizeof(path), "%s%s%s", prefix,
+		    *prefix ? "." : "", k->name);
+		fn(path, kinds[k->kind], k->min, k->max, arg);
+		if (k->kind == KEY_GROUP)
+			walk_keys(path, k->group, fn, arg);
+	}
+}
+
+void
+conf_keys(conf_key_fn fn, void *arg)
+{
+	walk_keys("", top_keys, fn, arg);
+	walk_keys("server.listen", listen_keys, fn, arg);
+	walk_keys("producers", producer_keys, fn, arg);
 }
 
 static int
@@ -887,30 +852,6 @@ conf_free(struct wsflow_conf *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static const char *const mode_names[] = {
-	[MODE_PRODUCER] = "producer",
-	[MODE_STREAMING] = "streaming",
-	[MODE_FRAME] = "frame",
-	[MODE_MESSAGE] = "message",
-};
-
-const char *
-conf_mode_name(enum wsflow_mode mode)
-{
-	return mode_names[mode];
-}
-
-int
-conf_mode_parse(const char *name, enum wsflow_mode *mode)
-{
-	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-		if (strcmp(name, mode_names[i]) == 0) {
-			*mode = (enum wsflow_mode)i;
-			return 0;
-		}
-	return -1;
-}
-
 const struct producer_conf *
 conf_find_producer(const struct wsflow_conf *c, const char *name)
 {
@@ -937,7 +878,7 @@ conf_producer_equal(const struct producer_conf *a,
 	    a->message_size == b->message_size && a->rate == b->rate &&
 	    a->bytes == b->bytes && a->duration == b->duration &&
 	    a->reconnect == b->reconnect && a->batch_size == b->batch_size &&
-	    a->lws_framing == b->lws_framing &&
+	    a->framing == b->framing &&
 	    str_equal(a->tls_ca, b->tls_ca) &&
 	    a->tls_verify == b->tls_verify;
 }

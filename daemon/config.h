@@ -10,17 +10,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+
+#include "ctl_proto.h"
+
 #define WSFLOW_CONF_DEFAULT	"/etc/wsflow/wsflow.conf"
 #define WSFLOW_NAME_MAX		64	/* producer and stream names, with NUL */
 #define WSFLOW_ERR_MAX		512	/* "file:line: message" */
 
 /* How data is cut into digests, both on the server and in producers. */
-enum wsflow_mode {
-	MODE_PRODUCER,		/* producers only: one endless message */
-	MODE_STREAMING,		/* digest every batch_size octets */
-	MODE_FRAME,		/* digest after every frame */
-	MODE_MESSAGE,		/* digest after every message */
+enum wsflow_framing {
+	FRAMING_WSFLOW,		/* wsflowd frames and parses itself */
+	FRAMING_LWS,		/* stock lws, kept as a reference */
 };
+
+/* Limits the configuration and the code share. */
+#define WSFLOW_WORKERS_MAX	64
+#define WSFLOW_FRAME_SIZE_MAX	(16u << 20)	/* a producer's frame */
+#define WSFLOW_CTL_MODE		0660
 
 struct listen_conf {
 	char		*address;	/* numeric IPv4/IPv6, or "*" */
@@ -42,7 +49,7 @@ struct producer_conf {
 	uint32_t	 duration;	/* seconds, 0 = endless */
 	bool		 reconnect;
 	uint64_t	 batch_size;	/* 0: the server's batch_size */
-	bool		 lws_framing;	/* framing = "lws": stock lws_write */
+	enum wsflow_framing framing;	/* "lws": stock lws_write */
 	char		*tls_ca;	/* NULL: system store */
 	bool		 tls_verify;
 	int		 line;
@@ -66,10 +73,20 @@ struct wsflow_conf {
 		uint32_t idle_timeout;
 		uint32_t workers;	/* 0: one per CPU */
 		bool	 metrics;
-		bool	 lws_framing;	/* "lws": lws parses plain ws too */
+		enum wsflow_framing framing; /* "lws": lws parses plain ws */
 	} server;
 	struct producer_conf *producers;
 	size_t		 nproducers;
+};
+
+/* What a worker needs of the server settings: its own copy. */
+struct server_params {
+	uint64_t	 batch_size;
+	const EVP_MD	*md;
+	uint32_t	 idle_timeout;
+	uint32_t	 handshake_timeout;
+	bool		 metrics;
+	enum wsflow_framing framing;	/* plain listeners parsed by lws too */
 };
 
 /*
@@ -82,8 +99,17 @@ int	 conf_load_string(const char *text, const char *name,
 	    struct wsflow_conf *conf, char *err, size_t errlen);
 void	 conf_free(struct wsflow_conf *conf);
 
-const char	*conf_mode_name(enum wsflow_mode mode);
-int		 conf_mode_parse(const char *name, enum wsflow_mode *mode);
+void	 conf_server_params(const struct wsflow_conf *,
+	    struct server_params *);
+
+/* The defaults of a producer entry (url NULL), for ad-hoc producers. */
+int	 conf_producer_defaults(struct producer_conf *);
+
+/* Every key ("server.listen.port"), its kind and integer limits. */
+typedef void	(*conf_key_fn)(const char *path, const char *kind,
+		    uint64_t min, uint64_t max, void *arg);
+void	 conf_keys(conf_key_fn, void *arg);
+
 const struct producer_conf *conf_find_producer(const struct wsflow_conf *,
 		    const char *name);
 bool	 conf_producer_equal(const struct producer_conf *,

@@ -23,9 +23,13 @@
 
 #include "control.h"
 #include "ctl_proto.h"
+#include "daemon.h"
+#include "listen.h"
 #include "log.h"
+#include "producer.h"
+#include "reload.h"
 #include "url.h"
-#include "wsflowd.h"
+#include "worker.h"
 
 #define CTL_IN_MAX	(2 * CTL_MSG_MAX)
 #define CTL_OUT_MAX	(32 * 1024)
@@ -122,12 +126,12 @@ listing_fill(struct ctl_conn *c)
 	struct ctl_stream o;
 	struct stream *s, *only = NULL;
 
-	pthread_mutex_lock(&wd->reg_lock);
+	pthread_mutex_lock(&wd->reg.lock);
 	if (c->list_key[0] != '\0' &&
-	    (only = stream_find_locked(wd, c->list_key)) == NULL)
+	    (only = stream_find_locked(&wd->reg, c->list_key)) == NULL)
 		c->cursor = UINT64_MAX;		/* gone meanwhile */
 	/* The registry is kept in id order: resume after the cursor. */
-	TAILQ_FOREACH(s, &wd->streams, entry) {
+	TAILQ_FOREACH(s, &wd->reg.streams, entry) {
 		if (s->id <= c->cursor || (only != NULL && s != only))
 			continue;
 		stream_info(wd, s, &o, now);
@@ -135,7 +139,7 @@ listing_fill(struct ctl_conn *c)
 			break;		/* full: more at the next WRITEABLE */
 		c->cursor = s->id;
 	}
-	pthread_mutex_unlock(&wd->reg_lock);
+	pthread_mutex_unlock(&wd->reg.lock);
 	if (s == NULL && reply(c, CTL_REP_END, c->list_seq, NULL, 0) == 0)
 		c->listing = false;
 }
@@ -160,10 +164,10 @@ do_status(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	st.uptime_sec = (uint64_t)((lws_now_usecs() - wd->started_us) /
 	    LWS_US_PER_SEC);
 	st.batch_size = wd->conf.server.batch_size;
-	pthread_mutex_lock(&wd->reg_lock);
-	st.streams = wd->nstreams;
-	pthread_mutex_unlock(&wd->reg_lock);
-	totals_get(wd, &t);
+	pthread_mutex_lock(&wd->reg.lock);
+	st.streams = wd->reg.nstreams;
+	pthread_mutex_unlock(&wd->reg.lock);
+	totals_get(&wd->reg, &t);
 	st.workers = wd->nworkers;
 	st.connections = t.connections;
 	st.connections_total = t.connections_total;
@@ -194,9 +198,9 @@ do_streams(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	struct stream *s = NULL;
 
 	if (k->key[0] != '\0') {
-		pthread_mutex_lock(&c->wd->reg_lock);
-		s = stream_find_locked(c->wd, k->key);
-		pthread_mutex_unlock(&c->wd->reg_lock);
+		pthread_mutex_lock(&c->wd->reg.lock);
+		s = stream_find_locked(&c->wd->reg, k->key);
+		pthread_mutex_unlock(&c->wd->reg.lock);
 		if (s == NULL) {
 			result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such "
 			    "stream: %s", k->key);
@@ -233,19 +237,16 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 			return;
 		}
 		pc = *cfg;
-		id = stream_new_id(wd);
+		id = stream_new_id(&wd->reg);
 	} else {
 		if (url_parse(rq->url, &u, &why) == -1) {
 			result(c, h->seq, CTL_ERR_START, 0, "bad url: %s", why);
 			return;
 		}
-		id = stream_new_id(wd);
-		memset(&pc, 0, sizeof(pc));
+		id = stream_new_id(&wd->reg);
+		/* The defaults of a configured entry (no strings among them). */
+		(void)conf_producer_defaults(&pc);
 		pc.url = (char *)(uintptr_t)rq->url;
-		pc.mode = MODE_PRODUCER;
-		pc.frame_size = 65536;
-		pc.message_size = 1048576;
-		pc.tls_verify = true;
 		if (rq->name[0] != '\0')
 			ctl_strlcpy(pc.name, rq->name, sizeof(pc.name));
 		else
@@ -283,19 +284,19 @@ do_stop(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	uint64_t id = 0;
 
 	/* The owners stop them; the registry only says who they are. */
-	pthread_mutex_lock(&wd->reg_lock);
+	pthread_mutex_lock(&wd->reg.lock);
 	if (!all)
-		only = stream_find_locked(wd, k->key);
-	TAILQ_FOREACH(s, &wd->streams, entry) {
+		only = stream_find_locked(&wd->reg, k->key);
+	TAILQ_FOREACH(s, &wd->reg.streams, entry) {
 		if (!all && s != only)
 			continue;
 		id = s->id;
 		n++;
 		log_stream(LOG_NOTICE, s, "stream-stop", "stopped by uid %u",
 		    (unsigned)c->uid);
-		worker_post_simple(s->owner, WMSG_STOP, s->id, false);
+		worker_stop(s->owner, s->id, false);
 	}
-	pthread_mutex_unlock(&wd->reg_lock);
+	pthread_mutex_unlock(&wd->reg.lock);
 	if (n == 0 && !all) {
 		result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such stream: %s",
 		    k->key);

@@ -98,6 +98,38 @@ static const char *const result_strs[CTL_RESULT_MAX] = {
 	[CTL_ERR_INTERNAL] = "internal error",
 };
 
+const char *const wsflow_mode_names[] = {
+	[MODE_PRODUCER] = "producer",
+	[MODE_STREAMING] = "streaming",
+	[MODE_FRAME] = "frame",
+	[MODE_MESSAGE] = "message",
+	NULL
+};
+
+const char *
+wsflow_mode_name(uint32_t mode)
+{
+	return mode <= MODE_MESSAGE ? wsflow_mode_names[mode] : "?";
+}
+
+int
+wsflow_mode_parse(const char *name, enum wsflow_mode *mode)
+{
+	for (unsigned i = 0; wsflow_mode_names[i] != NULL; i++)
+		if (strcmp(name, wsflow_mode_names[i]) == 0) {
+			*mode = (enum wsflow_mode)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *
+stream_role_name(uint32_t role)
+{
+	return role == ROLE_SERVER ? "server" : role == ROLE_PRODUCER ?
+	    "producer" : "?";
+}
+
 const char *
 ctl_result_str(unsigned code)
 {

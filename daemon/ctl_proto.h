@@ -16,9 +16,29 @@
 
 #define CTL_VERSION		2
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
+#define WSFLOW_CTL_PATH		"/run/wsflow/wsflowd.sock"	/* default */
 #define CTL_NAME_MAX		64
 #define CTL_URL_MAX		512
 #define CTL_TEXT_MAX		256
+
+/* What a stream is and does, as the wire carries it (and the daemon
+ * holds it): the names are the ones users type and read. */
+enum wsflow_mode {
+	MODE_PRODUCER,		/* producers only: one endless message */
+	MODE_STREAMING,		/* digest every batch_size octets */
+	MODE_FRAME,		/* digest after every frame */
+	MODE_MESSAGE,		/* digest after every message */
+};
+
+enum stream_role {
+	ROLE_SERVER,
+	ROLE_PRODUCER,
+};
+
+extern const char *const wsflow_mode_names[];	/* NULL-terminated */
+const char	*wsflow_mode_name(uint32_t mode);	/* "?" if unknown */
+int		 wsflow_mode_parse(const char *, enum wsflow_mode *);
+const char	*stream_role_name(uint32_t role);
 
 struct ctl_hdr {
 	uint32_t	len;		/* header + payload */

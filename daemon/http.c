@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "daemon.h"
+#include "http.h"
+#include "upgrade.h"
+#include "worker.h"
 
 #define METRICS_MAX_STREAMS	256	/* per-stream series beyond: summed */
 
@@ -136,7 +139,7 @@ metrics_body(struct wsflowd *wd, struct body *b)
 	struct stream *s;
 	struct totals t;
 
-	totals_get(wd, &t);
+	totals_get(&wd->reg, &t);
 	metric(b, "wsflow_uptime_seconds", "gauge", "seconds since start",
 	    (unsigned long long)((now - wd->started_us) / LWS_US_PER_SEC));
 	metric(b, "wsflow_workers", "gauge", "worker threads", wd->nworkers);
@@ -150,8 +153,8 @@ metrics_body(struct wsflowd *wd, struct body *b)
 
 		body_add(b, "# HELP %s per stream: %s\n# TYPE %s counter\n",
 		    per_stream[m].name, per_stream[m].help, per_stream[m].name);
-		pthread_mutex_lock(&wd->reg_lock);
-		TAILQ_FOREACH(s, &wd->streams, entry) {
+		pthread_mutex_lock(&wd->reg.lock);
+		TAILQ_FOREACH(s, &wd->reg.streams, entry) {
 			char name[2 * WSFLOW_NAME_MAX];
 
 			if (n++ == METRICS_MAX_STREAMS)
@@ -165,7 +168,7 @@ metrics_body(struct wsflowd *wd, struct body *b)
 			    (const counter_t *)((const char *)&s->st +
 			    per_stream[m].off), memory_order_relaxed));
 		}
-		pthread_mutex_unlock(&wd->reg_lock);
+		pthread_mutex_unlock(&wd->reg.lock);
 	}
 }
 

@@ -1,11 +1,13 @@
 /*
  * listen.c — the WebSocket listeners.
  *
- * wsflowd makes (or, later, inherits from systemd) its listening sockets
- * itself and adopts each into lws as a plain file descriptor; accepted
- * connections are handed to lws with lws_adopt_socket_vhost().  lws 4.1.6
- * cannot take an existing listening fd, so this one path serves socket
- * activation and self-bound sockets alike (lws notes §6.2).
+ * wsflowd makes (or inherits from systemd) its listening sockets itself
+ * and polls each in the main loop as a plain file descriptor: lws 4.1.6
+ * cannot take an existing listening socket, so this one path serves
+ * socket activation and self-bound sockets alike (docs/lws.md §3).  Each
+ * accepted connection goes to the least loaded worker as work, and there
+ * to the server adapter that frames it: wsflowd's own (wsserver.c) or
+ * lws's (serverlws.c, TLS and framing = "lws").
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -20,8 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon.h"
+#include "listen.h"
 #include "log.h"
-#include "wsflowd.h"
+#include "server.h"
+#include "url.h"
+#include "worker.h"
 
 #define ACCEPT_BURST	16	/* accepts per wakeup: others get a turn */
 #define ACCEPT_PAUSE_US	(200 * LWS_US_PER_MS)
@@ -105,27 +111,86 @@ bind_socket(const struct listener *l)
 	return fd;
 }
 
-/* The listener's vhost in a worker: no lws listener, we accept. */
-struct lws_vhost *
-listener_vhost(struct worker *w, const struct listener *l, const char *name)
+/* A listener's vhost in a worker: no lws listener, we accept. */
+static struct lws_vhost *
+listener_vhost(struct worker *w, struct listener *l, int lws_framing)
 {
 	struct lws_context_creation_info info;
 
 	memset(&info, 0, sizeof(info));
-	info.vhost_name = name;
-	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-	info.protocols = w->server_protocols;
+	info.vhost_name = l->vh_names[w->index][lws_framing];
+	/*
+	 * lws moves an HTTP connection to the first vhost of its port that
+	 * it finds: only the vhosts lws frames on may be "server" ones.
+	 * Ours only poll the sockets we read ourselves.
+	 */
+	info.port = lws_framing ? CONTEXT_PORT_NO_LISTEN_SERVER :
+	    CONTEXT_PORT_NO_LISTEN;
+	info.protocols = l->protocols[lws_framing];
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 	    LWS_SERVER_OPTION_VALIDATE_UTF8;
 	/* Until the headers are in (ah idle), and until the upgrade. */
 	info.timeout_secs = w->wd->conf.server.handshake_timeout;
 	info.timeout_secs_ah_idle = w->wd->conf.server.handshake_timeout;
-	if (l->tls) {
+	if (l->tls && lws_framing) {
 		info.ssl_cert_filepath = l->tls_cert;
 		info.ssl_private_key_filepath = l->tls_key;
-		info.alpn = "http/1.1";		/* no ws-over-h2 (notes §8.2) */
+		info.alpn = "http/1.1";		/* no ws-over-h2 (docs/lws.md §4) */
 	}
 	return lws_create_vhost(w->ctx, &info);
+}
+
+/* Every listener's vhosts in every worker, before the workers run. */
+int
+listeners_attach(struct wsflowd *wd)
+{
+	for (size_t i = 0; i < wd->nlisteners; i++) {
+		struct listener *l = &wd->listeners[i];
+
+		l->protocols[0][0] = wsserver_protocol;
+		l->protocols[1][0] = serverlws_protocol;
+		l->vh_own = calloc(wd->nworkers, sizeof(*l->vh_own));
+		l->vh_lws = calloc(wd->nworkers, sizeof(*l->vh_lws));
+		l->vh_names = calloc(wd->nworkers, sizeof(*l->vh_names));
+		if (l->vh_own == NULL || l->vh_lws == NULL ||
+		    l->vh_names == NULL) {
+			log_err("listeners: out of memory");
+			return -1;
+		}
+		for (unsigned j = 0; j < wd->nworkers; j++) {
+			struct worker *w = &wd->workers[j];
+
+			snprintf(l->vh_names[j][0], sizeof(l->vh_names[j][0]),
+			    "ws-%s-%d", l->address, l->port);
+			snprintf(l->vh_names[j][1], sizeof(l->vh_names[j][1]),
+			    "lws-%s-%d", l->address, l->port);
+			if ((l->vh_own[j] = listener_vhost(w, l, 0)) == NULL ||
+			    (l->vh_lws[j] = listener_vhost(w, l, 1)) == NULL) {
+				log_err("listen %s:%d: cannot set up the %s "
+				    "vhost", l->address, l->port, l->tls ?
+				    "TLS" : "plain");
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+void
+listeners_free(struct wsflowd *wd)
+{
+	for (size_t i = 0; i < wd->nlisteners; i++) {
+		struct listener *l = &wd->listeners[i];
+
+		free(l->tls_cert);
+		free(l->tls_key);
+		free(l->vh_own);
+		free(l->vh_lws);
+		free(l->vh_names);
+	}
+	free(wd->listeners);
+	wd->listeners = NULL;
+	wd->nlisteners = 0;
 }
 
 /*
@@ -172,30 +237,63 @@ refuse(struct wsflowd *wd, int fd, const struct listener *l)
 		(void)send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT |
 		    MSG_NOSIGNAL);
 	close(fd);
-	STAT_ADD(wd->refused, 1);
+	STAT_ADD(wd->reg.refused, 1);
 	log_ratelimited(LOG_WARNING, "refused a connection on %s:%d: %s",
 	    l->address, l->port, wd->stopping ? "stopping" :
 	    "max_connections reached");
 }
 
 /*
- * To the least loaded worker.  Counted as pending until the worker has
- * adopted it, then by the worker's lws (WSI_CREATE .. WSI_DESTROY).
+ * On the worker: to the adapter that frames this listener now.  Counted
+ * as pending until adopted, then by the adapter (its lws callbacks).
  */
+struct adopt_work {
+	struct work	 k;
+	int		 fd;
+	struct listener	*l;
+};
+
+static void
+adopt_run(struct worker *w, struct work *k)
+{
+	struct adopt_work *a = (struct adopt_work *)k;
+	struct listener *l = a->l;
+
+	/* On failure lws has closed the fd: a peer that connects and goes
+	 * (a port check, on a TLS listener) is no news. */
+	if (l->tls || w->params.framing == FRAMING_LWS ?
+	    serverlws_adopt(l->vh_lws[w->index], a->fd) == -1 :
+	    wsserver_adopt(l->vh_own[w->index], a->fd) == -1)
+		log_debug("worker %u: a connection died while adopted",
+		    w->index);
+	atomic_fetch_sub(&w->wd->reg.pending, 1);
+	atomic_fetch_sub(&w->load, 1);
+}
+
+static void
+adopt_drop(struct worker *w, struct work *k)
+{
+	close(((struct adopt_work *)k)->fd);
+	atomic_fetch_sub(&w->wd->reg.pending, 1);
+	atomic_fetch_sub(&w->load, 1);
+}
+
 static int
-hand_over(struct wsflowd *wd, const struct listener *l, int fd)
+hand_over(struct wsflowd *wd, struct listener *l, int fd)
 {
 	struct worker *w = worker_pick(wd);
-	struct wmsg *m = calloc(1, sizeof(*m));
+	struct adopt_work *a = calloc(1, sizeof(*a));
 
-	if (m == NULL)
+	if (a == NULL)
 		return -1;
-	m->type = WMSG_ADOPT;
-	m->fd = fd;
-	m->listener = l->index;
-	atomic_fetch_add(&wd->pending, 1);	/* until the worker has it */
+	a->k.run = adopt_run;
+	a->k.drop = adopt_drop;
+	a->fd = fd;
+	a->l = l;
+	atomic_fetch_add(&wd->reg.pending, 1);	/* until the worker has it */
 	atomic_fetch_add(&w->load, 1);
-	return worker_post(w, m);
+	worker_post(w, &a->k);
+	return 0;
 }
 
 static void
@@ -219,8 +317,8 @@ accept_some(struct listener *l)
 			}
 			return;
 		}
-		if (wd->stopping || atomic_load(&wd->sockets) +
-		    atomic_load(&wd->pending) >=
+		if (wd->stopping || atomic_load(&wd->reg.sockets) +
+		    atomic_load(&wd->reg.pending) >=
 		    wd->conf.server.max_connections) {
 			refuse(wd, fd, l);
 			continue;
@@ -274,23 +372,7 @@ sock_name(int fd, char *addr, size_t len, int *port)
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1)
 		return -1;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, addr, (socklen_t)len);
-		*port = ntohs(sin->sin_port);
-		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
-			snprintf(addr, len, "*");
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, addr, (socklen_t)len);
-		*port = ntohs(sin6->sin6_port);
-		if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
-			snprintf(addr, len, "*");
-	} else
-		return -1;
-	return 0;
+	return addr_format(&ss, true, addr, len, port);
 }
 
 static int

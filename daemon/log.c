@@ -1,5 +1,5 @@
 /*
- * log.c — journal or stderr, with the stream fields of spec §5.
+ * log.c — journal or stderr, with the stream fields of wsflowd(8).
  */
 #include <sys/uio.h>
 

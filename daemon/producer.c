@@ -6,7 +6,7 @@
  *
  * Flow control is TCP's: one frame is written per WRITEABLE and the next
  * WRITEABLE comes only when the kernel takes more, so at most one frame
- * sits in user space (lws notes §3.3).  The modes that keep one batch,
+ * sits in user space (docs/lws.md §4).  The modes that keep one batch,
  * frame or message in flight also wait for its digest.
  */
 #include <stdio.h>
@@ -16,11 +16,13 @@
 #include <openssl/rand.h>
 
 #include "batch.h"
-#include "frame.h"
+#include "daemon.h"
 #include "gen.h"
 #include "log.h"
+#include "producer.h"
 #include "url.h"
-#include "wsflowd.h"
+#include "worker.h"
+#include "ws.h"
 
 #define EXPECT_INITIAL	16
 #define EXPECT_MAX	65536	/* digests owed by the server at most */
@@ -39,7 +41,6 @@ struct expect {
 
 struct producer {
 	struct stream	 s;		/* first: the registry sees this */
-	TAILQ_ENTRY(producer) entry;
 	struct worker	*w;
 	struct producer_conf conf;	/* own copy: survives a reload */
 	struct wsurl	 url;
@@ -54,7 +55,6 @@ struct producer {
 
 	uint64_t	 sent;		/* octets, all connections */
 	uint64_t	 msg_sent;	/* octets in the current message */
-	uint64_t	 batch_sent;	/* streaming: octets of this batch */
 	uint64_t	 batch_no;	/* digests checked so far */
 	bool		 in_message;
 	bool		 waiting;	/* one in flight: digest not back yet */
@@ -85,6 +85,7 @@ struct producer {
 static void	producer_connect(lws_sorted_usec_list_t *);
 static void	producer_finish(struct producer *, const char *why);
 static void	producer_stop(struct producer *, bool going_away);
+static const struct stream_ops producer_ops;
 
 /* ---- digests owed by the server ---- */
 
@@ -175,7 +176,7 @@ rate_allow(struct producer *p, uint64_t want, uint64_t *delay_us)
 	}
 	*delay_us = (uint64_t)(((double)want - p->tokens) * LWS_US_PER_SEC /
 	    p->conf.rate);
-	if (*delay_us < LWS_US_PER_MS)	/* sub-ms timers spin (notes §2.3) */
+	if (*delay_us < LWS_US_PER_MS)	/* sub-ms timers spin (docs/lws.md §2) */
 		*delay_us = LWS_US_PER_MS;
 	return 0;
 }
@@ -187,7 +188,7 @@ write_frame(struct producer *p, size_t n, bool fin)
 	uint8_t *payload = p->buf + LWS_PRE;
 	int first = !p->in_message;
 
-	if (p->conf.lws_framing) {
+	if (p->conf.framing == FRAMING_LWS) {
 		/* Stock framing: lws masks in place, after we hashed. */
 		if (lws_write(p->wsi, payload, n, lws_write_ws_flags(
 		    LWS_WRITE_BINARY, first, fin)) < (int)n)
@@ -198,9 +199,9 @@ write_frame(struct producer *p, size_t n, bool fin)
 
 		if (RAND_bytes(key, sizeof(key)) != 1)
 			return -1;
-		hl = frame_header(payload, n, first ? FRAME_OP_BINARY :
-		    FRAME_OP_CONTINUATION, fin, key);
-		frame_mask(payload, n, key);
+		hl = ws_client_header(payload, n, first ? WS_OP_BINARY :
+		    WS_OP_CONTINUATION, fin, key);
+		ws_mask(payload, n, key);
 		if (lws_write(p->wsi, payload - hl, hl + n, LWS_WRITE_RAW) <
 		    (int)(hl + n))
 			return -1;
@@ -209,7 +210,7 @@ write_frame(struct producer *p, size_t n, bool fin)
 	p->sent += n;
 	p->msg_sent += n;
 	STAT_ADD(p->s.st.bytes, n);
-	STAT_ADD(p->w->prod.bytes_sent, n);
+	STAT_ADD(p->w->totals.bytes_sent, n);
 	if (fin) {
 		p->msg_sent = 0;
 		STAT_ADD(p->s.st.messages, 1);
@@ -250,14 +251,15 @@ send_next(struct producer *p)
 	uint8_t *payload = p->buf + LWS_PRE;
 	bool fin = false;
 
+	/* A new message (a new connection too) starts a new running hash. */
+	if (!p->in_message && batcher_begin(&p->b) == -1)
+		return -1;
 	switch (p->s.mode) {
-	case MODE_STREAMING: {
-		uint64_t batch = p->b.batch_size;
-
-		if (n > batch - p->batch_sent)
-			n = batch - p->batch_sent;
+	case MODE_STREAMING:
+		/* Up to the next batch boundary: one batch in flight. */
+		if (n > p->b.batch_size - p->b.fill)
+			n = p->b.batch_size - p->b.fill;
 		break;
-	}
 	case MODE_FRAME:
 	case MODE_MESSAGE:
 		if (n > p->conf.message_size - p->msg_sent)
@@ -274,8 +276,6 @@ send_next(struct producer *p)
 		return 0;
 	}
 
-	if (!p->in_message && batcher_begin(&p->b) == -1)
-		return -1;
 	gen_fill(&p->gen, payload, (size_t)n);
 	if (batcher_feed(&p->b, payload, (size_t)n, expect_batch, p) == -1)
 		return -1;
@@ -289,11 +289,8 @@ send_next(struct producer *p)
 
 	switch (p->s.mode) {
 	case MODE_STREAMING:
-		p->batch_sent += n;
-		if (p->batch_sent == p->b.batch_size) {
-			p->batch_sent = 0;
+		if (n > 0 && p->b.fill == 0)	/* a boundary: await it */
 			p->waiting = true;
-		}
 		break;
 	case MODE_FRAME:
 		if (expect_running(p, fin) == -1)
@@ -415,11 +412,11 @@ check_digest(struct producer *p, const char *text, size_t len)
 	uint64_t no = p->batch_no++;
 
 	STAT_ADD(p->s.st.digests, 1);
-	STAT_ADD(p->w->prod.digests_received, 1);
+	STAT_ADD(p->w->totals.digests_received, 1);
 	stream_set_digest(&p->s, text, len);
 	if (p->elen == 0) {
 		STAT_ADD(p->s.st.mismatched, 1);
-		STAT_ADD(p->w->prod.digest_mismatches, 1);
+		STAT_ADD(p->w->totals.digest_mismatches, 1);
 		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
 		    "none was due, got \"%.*s\"", (unsigned long long)no,
 		    (int)(len > 130 ? 130 : len), text);
@@ -435,11 +432,11 @@ check_digest(struct producer *p, const char *text, size_t len)
 	if (digest_unhex(text, len, got, p->b.md_len) == 0 &&
 	    memcmp(got, e->md, p->b.md_len) == 0) {
 		STAT_ADD(p->s.st.verified, 1);
-		STAT_ADD(p->w->prod.digests_verified, 1);
+		STAT_ADD(p->w->totals.digests_verified, 1);
 		return;
 	}
 	STAT_ADD(p->s.st.mismatched, 1);
-	STAT_ADD(p->w->prod.digest_mismatches, 1);
+	STAT_ADD(p->w->totals.digest_mismatches, 1);
 	digest_hex(e->md, p->b.md_len, exp_hex);
 	log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu "
 	    "mismatch: expected %s, got \"%.*s\"", (unsigned long long)no,
@@ -463,7 +460,7 @@ on_receive(struct producer *p, struct lws *wsi, const char *in, size_t len)
 		return 0;
 	if (p->rx_oversize || lws_frame_is_binary(wsi)) {
 		STAT_ADD(p->s.st.mismatched, 1);
-		STAT_ADD(p->w->prod.digest_mismatches, 1);
+		STAT_ADD(p->w->totals.digest_mismatches, 1);
 		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
 		    "server sent a %s message, not a digest",
 		    (unsigned long long)p->batch_no++, p->rx_oversize ?
@@ -556,15 +553,15 @@ on_established(struct producer *p, struct lws *wsi)
 	p->attempt = 0;
 	stream_set_state(&p->s, "streaming");
 	p->in_message = false;
-	p->msg_sent = p->batch_sent = 0;
+	p->msg_sent = 0;
 	p->waiting = false;
 	p->close_now = p->close_sent = false;
 	p->elen = p->ehead = 0;		/* a new server owes nothing */
 	p->tokens = 0;
 	p->tokens_at_us = p->progress_at_us = lws_now_usecs();
-	STAT_ADD(p->w->prod.running, 1);
+	STAT_ADD(p->w->totals.running, 1);
 	log_stream(LOG_INFO, &p->s, "stream-open", "%s stream to %s",
-	    conf_mode_name(p->s.mode), p->conf.url);
+	    wsflow_mode_name(p->s.mode), p->conf.url);
 	lws_callback_on_writable(wsi);
 }
 
@@ -578,7 +575,7 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
-		STAT_SET(p->w->prod.running, STAT_GET(p->w->prod.running) - 1);
+		STAT_SET(p->w->totals.running, STAT_GET(p->w->totals.running) - 1);
 	if (p->done || limit_reached(p) || p->w->wd->stopping) {
 		producer_finish(p, "finished");
 		return;
@@ -654,43 +651,10 @@ const struct lws_protocols producer_protocol = {
 	.callback = producer_callback,
 	.rx_buffer_size = 1024,
 	/* Only a clamp on one send(): let a whole frame go at once. */
-	.tx_packet_size = (16 << 20) + FRAME_HEADER_MAX,
+	.tx_packet_size = WSFLOW_FRAME_SIZE_MAX + WS_HEADER_MAX,
 };
 
 /* ---- start and stop ---- */
-
-static struct lws_vhost *
-vhost_for_ca(struct worker *wd, const char *ca)
-{
-	struct lws_context_creation_info info;
-	char *name;
-
-	if (ca == NULL)
-		return wd->local_vh;
-	for (size_t i = 0; i < wd->nca_vhosts; i++)
-		if (strcmp(wd->ca_vhosts[i].ca, ca) == 0)
-			return wd->ca_vhosts[i].vh;
-	if (wd->nca_vhosts == sizeof(wd->ca_vhosts) /
-	    sizeof(wd->ca_vhosts[0]))
-		return NULL;
-	memset(&info, 0, sizeof(info));
-	/* lws keeps the name pointer: it lives in the worker. */
-	name = wd->ca_vhosts[wd->nca_vhosts].name;
-	snprintf(name, sizeof(wd->ca_vhosts[0].name), "client-ca-%zu",
-	    wd->nca_vhosts);
-	info.vhost_name = name;
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = wd->local_protocols;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.client_ssl_ca_filepath = ca;
-	struct lws_vhost *vh = lws_create_vhost(wd->ctx, &info);
-	if (vh == NULL)
-		return NULL;
-	if ((wd->ca_vhosts[wd->nca_vhosts].ca = strdup(ca)) == NULL)
-		return NULL;
-	wd->ca_vhosts[wd->nca_vhosts++].vh = vh;
-	return vh;
-}
 
 static void
 producer_free(struct producer *p)
@@ -761,57 +725,70 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
  * `running` set, a producer of that name already listed is refused and
  * its id stored there; a reload passes NULL (the old one is stopping).
  */
+/* Its start, as work for the worker it was given to. */
+struct start_work {
+	struct work	 k;
+	struct producer	*p;
+};
+
+static void	start_run(struct worker *, struct work *);
+static void	start_drop(struct worker *, struct work *);
+
 int
 producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
     uint64_t id, uint64_t *running, char *err, size_t errlen)
 {
 	struct producer *p;
 	struct worker *w;
-	struct wmsg *m;
+	struct start_work *sw;
 	struct stream *s;
 
 	if ((p = producer_new(wd, pc, err, errlen)) == NULL)
 		return -1;
-	if ((m = calloc(1, sizeof(*m))) == NULL) {
+	if ((sw = calloc(1, sizeof(*sw))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		producer_free(p);
 		return -1;
 	}
-	m->type = WMSG_START;
-	m->producer = p;
+	sw->k.run = start_run;
+	sw->k.drop = start_drop;
+	sw->p = p;
 	w = worker_pick(wd);
 	p->w = w;
-	pthread_mutex_lock(&wd->reg_lock);
+	pthread_mutex_lock(&wd->reg.lock);
 	if (running != NULL) {
-		TAILQ_FOREACH(s, &wd->streams, entry)
+		TAILQ_FOREACH(s, &wd->reg.streams, entry)
 			if (s->role == ROLE_PRODUCER &&
 			    strcmp(s->name, pc->name) == 0)
 				break;
 		if (s != NULL) {
 			*running = s->id;
-			pthread_mutex_unlock(&wd->reg_lock);
+			pthread_mutex_unlock(&wd->reg.lock);
 			snprintf(err, errlen, "producer '%s' is already "
 			    "running as stream %llu", pc->name,
 			    (unsigned long long)s->id);
-			free(m);
+			free(sw);
 			producer_free(p);
 			return -1;
 		}
 	}
-	stream_publish_locked(wd, w, &p->s, id, ROLE_PRODUCER, pc->mode);
-	pthread_mutex_unlock(&wd->reg_lock);
+	stream_publish_locked(&wd->reg, w, &p->s, id, ROLE_PRODUCER, pc->mode,
+	    &producer_ops);
+	pthread_mutex_unlock(&wd->reg.lock);
 	atomic_fetch_add(&w->load, 1);
 	/* A stop for it is posted after this: the inbox keeps the order. */
-	return worker_post(w, m);
+	worker_post(w, &sw->k);
+	return 0;
 }
 
 /* Worker: take over a launched producer and connect it. */
-void
-producer_run(struct worker *w, struct producer *p)
+static void
+start_run(struct worker *w, struct work *k)
 {
-	stream_attach(w, &p->s);
-	TAILQ_INSERT_TAIL(&w->producers, p, entry);
-	if ((p->vh = vhost_for_ca(w, p->conf.tls_ca)) == NULL) {
+	struct producer *p = ((struct start_work *)k)->p;
+
+	worker_stream_attach(w, &p->s);
+	if ((p->vh = worker_client_vhost(w, p->conf.tls_ca)) == NULL) {
 		log_stream(LOG_ERR, &p->s, "connect-failed", "cannot set up "
 		    "TLS with CA '%s'", p->conf.tls_ca);
 		producer_finish(p, "not started");
@@ -825,17 +802,19 @@ producer_run(struct worker *w, struct producer *p)
 }
 
 /* A launched producer its worker never ran: the daemon stopped first. */
-void
-producer_discard(struct worker *w, struct producer *p)
+static void
+start_drop(struct worker *w, struct work *k)
 {
-	stream_attach(w, &p->s);
-	stream_unregister(w, &p->s);
+	struct producer *p = ((struct start_work *)k)->p;
+
+	worker_stream_attach(w, &p->s);
+	worker_stream_remove(w, &p->s);
 	atomic_fetch_sub(&w->load, 1);
 	producer_free(p);
 }
 
 /* End the message, collect owed digests, close 1000 (1001 on stop). */
-void
+static void
 producer_stop(struct producer *p, bool going_away)
 {
 	p->done = true;
@@ -850,18 +829,6 @@ producer_stop(struct producer *p, bool going_away)
 	lws_callback_on_writable(p->wsi);
 }
 
-void
-producer_stop_id(struct worker *w, uint64_t id, bool going_away)
-{
-	struct producer *p;
-
-	TAILQ_FOREACH(p, &w->producers, entry)
-		if (p->s.id == id) {
-			producer_stop(p, going_away);
-			return;
-		}
-}
-
 static void
 producer_finish(struct producer *p, const char *why)
 {
@@ -874,74 +841,65 @@ producer_finish(struct producer *p, const char *why)
 	    (unsigned long long)STAT_GET(p->s.st.digests),
 	    (unsigned long long)STAT_GET(p->s.st.verified),
 	    (unsigned long long)STAT_GET(p->s.st.mismatched));
-	stream_unregister(w, &p->s);
-	TAILQ_REMOVE(&w->producers, p, entry);
+	worker_stream_remove(w, &p->s);
 	atomic_fetch_sub(&w->load, 1);
 	producer_free(p);
 }
 
-void
-producers_stop_all(struct worker *w, bool going_away)
+/* After the worker's context is gone (backing off, say): free it. */
+static void
+producer_drop(struct stream *s)
 {
-	struct producer *p, *next;
+	struct producer *p = (struct producer *)s;
 
-	/* producer_stop may free p: walk with a saved next. */
-	for (p = TAILQ_FIRST(&w->producers); p != NULL; p = next) {
-		next = TAILQ_NEXT(p, entry);
-		producer_stop(p, going_away);
-	}
-}
-
-/* After the worker's context is gone: whatever was left (backing off). */
-void
-producers_free_all(struct worker *w)
-{
-	struct producer *p;
-
-	while ((p = TAILQ_FIRST(&w->producers)) != NULL) {
-		p->wsi = NULL;
-		stream_unregister(w, &p->s);
-		TAILQ_REMOVE(&w->producers, p, entry);
-		/* Its suls died with the context: do not touch them. */
-		memset(&p->sul_connect, 0, sizeof(p->sul_connect));
-		memset(&p->sul_rate, 0, sizeof(p->sul_rate));
-		memset(&p->sul_end, 0, sizeof(p->sul_end));
-		memset(&p->sul_linger, 0, sizeof(p->sul_linger));
-		producer_free(p);
-	}
+	p->wsi = NULL;
+	/* Its suls died with the context: do not touch them. */
+	memset(&p->sul_connect, 0, sizeof(p->sul_connect));
+	memset(&p->sul_rate, 0, sizeof(p->sul_rate));
+	memset(&p->sul_end, 0, sizeof(p->sul_end));
+	memset(&p->sul_linger, 0, sizeof(p->sul_linger));
+	producer_free(p);
 }
 
 /* Rates every tick; a progress line every PROGRESS_US. */
-void
-producers_tick(struct worker *w, int64_t now_us)
+static void
+producer_tick(struct stream *s, int64_t now_us)
 {
-	struct producer *p;
+	struct producer *p = (struct producer *)s;
 	char digest[2 * EVP_MAX_MD_SIZE + 1];
 
-	TAILQ_FOREACH(p, &w->producers, entry) {
-		stream_sample_rate(&p->s, now_us);
-		/* One batch in flight and no digest: say why, once. */
-		if (p->waiting && p->wsi != NULL && !p->stall_said &&
-		    p->elen > 0 && now_us - p->expect[p->ehead].at_us >
-		    STALL_US) {
-			p->stall_said = true;
-			log_stream(LOG_WARNING, &p->s, "digest-stall", "no "
-			    "digest for %d s: does the server's batch_size "
-			    "(%llu here) match?", (int)(STALL_US /
-			    LWS_US_PER_SEC), (unsigned long long)
-			    p->b.batch_size);
-		}
-		if (now_us - p->progress_at_us < PROGRESS_US)
-			continue;
-		p->progress_at_us = now_us;
-		if (p->wsi == NULL)
-			continue;
-		stream_get_digest(&p->s, digest, sizeof(digest));
-		log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "
-		    "verified, %llu mismatched, %.1f MB/s, last %.16s...",
-		    STAT_GET(p->s.st.bytes) / 1e6,
-		    (unsigned long long)STAT_GET(p->s.st.verified),
-		    (unsigned long long)STAT_GET(p->s.st.mismatched),
-		    STAT_GET(p->s.st.bytes_per_sec) / 1e6, digest);
+	stream_sample_rate(&p->s, now_us);
+	/* One batch in flight and no digest: say why, once. */
+	if (p->waiting && p->wsi != NULL && !p->stall_said && p->elen > 0 &&
+	    now_us - p->expect[p->ehead].at_us > STALL_US) {
+		p->stall_said = true;
+		log_stream(LOG_WARNING, &p->s, "digest-stall", "no digest for "
+		    "%d s: does the server's batch_size (%llu here) match?",
+		    (int)(STALL_US / LWS_US_PER_SEC),
+		    (unsigned long long)p->b.batch_size);
 	}
+	if (now_us - p->progress_at_us < PROGRESS_US)
+		return;
+	p->progress_at_us = now_us;
+	if (p->wsi == NULL)
+		return;
+	stream_get_digest(&p->s, digest, sizeof(digest));
+	log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "
+	    "verified, %llu mismatched, %.1f MB/s, last %.16s...",
+	    STAT_GET(p->s.st.bytes) / 1e6,
+	    (unsigned long long)STAT_GET(p->s.st.verified),
+	    (unsigned long long)STAT_GET(p->s.st.mismatched),
+	    STAT_GET(p->s.st.bytes_per_sec) / 1e6, digest);
 }
+
+static void
+stop_op(struct stream *s, bool going_away)
+{
+	producer_stop((struct producer *)s, going_away);
+}
+
+static const struct stream_ops producer_ops = {
+	.stop = stop_op,
+	.tick = producer_tick,
+	.drop = producer_drop,
+};

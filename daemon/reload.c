@@ -6,9 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon.h"
+#include "listen.h"
 #include "log.h"
+#include "producer.h"
+#include "reload.h"
 #include "sd.h"
-#include "wsflowd.h"
+#include "worker.h"
 
 static bool
 listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
@@ -27,12 +31,6 @@ listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
 }
 
 /*
- * Parse the file in full; refuse it whole if it is broken.  Otherwise
- * producers removed from it stop, changed ones restart, added ones start;
- * streams whose configuration did not change are not touched.  Server
- * settings apply to new connections; listeners need a restart.
- */
-/*
  * Producers removed from the file stop, changed ones restart, added ones
  * start.  Ad-hoc producers and unchanged entries are left alone.  The
  * workers do the stopping and starting; wd->conf is already the new one,
@@ -46,8 +44,8 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
 	char err[WSFLOW_ERR_MAX];
 	struct stream *s;
 
-	pthread_mutex_lock(&wd->reg_lock);
-	TAILQ_FOREACH(s, &wd->streams, entry) {
+	pthread_mutex_lock(&wd->reg.lock);
+	TAILQ_FOREACH(s, &wd->reg.streams, entry) {
 		const struct producer_conf *old, *new;
 
 		if (s->role != ROLE_PRODUCER ||
@@ -56,10 +54,10 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
 		new = conf_find_producer(nc, s->name);
 		if (new != NULL && conf_producer_equal(old, new))
 			continue;
-		worker_post_simple(s->owner, WMSG_STOP, s->id, false);
+		worker_stop(s->owner, s->id, false);
 		(*stopped)++;
 	}
-	pthread_mutex_unlock(&wd->reg_lock);
+	pthread_mutex_unlock(&wd->reg.lock);
 	for (size_t i = 0; i < nc->nproducers; i++) {
 		const struct producer_conf *new = &nc->producers[i], *old;
 
@@ -67,7 +65,7 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
 		if (!new->autostart || (old != NULL &&
 		    conf_producer_equal(old, new)))
 			continue;
-		if (producer_launch(wd, new, stream_new_id(wd), NULL, err,
+		if (producer_launch(wd, new, stream_new_id(&wd->reg), NULL, err,
 		    sizeof(err)) == -1)
 			log_err("reload: producer %s: %s", new->name, err);
 		else
@@ -75,10 +73,17 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
 	}
 }
 
+/*
+ * Parse the file in full; refuse it whole if it is broken.  Otherwise
+ * producers removed from it stop, changed ones restart, added ones start;
+ * streams whose configuration did not change are not touched.  Server
+ * settings apply to new connections; listeners need a restart.
+ */
 int
 daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 {
 	struct wsflow_conf nc, oc;
+	struct server_params params;
 	unsigned stopped = 0, started = 0;
 
 	if (wd->stopping) {
@@ -101,15 +106,9 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 	oc = wd->conf;
 	wd->conf = nc;
 	wd->md = EVP_get_digestbyname(wd->conf.server.digest);
-	for (unsigned i = 0; i < wd->nworkers; i++) {
-		struct wmsg *m = calloc(1, sizeof(*m));
-
-		if (m == NULL)
-			continue;
-		m->type = WMSG_PARAMS;
-		worker_params(wd, &m->params);
-		worker_post(&wd->workers[i], m);
-	}
+	conf_server_params(&wd->conf, &params);
+	for (unsigned i = 0; i < wd->nworkers; i++)
+		worker_set_params(&wd->workers[i], &params);
 	producers_reload(wd, &oc, &stopped, &started);
 	conf_free(&oc);
 	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :

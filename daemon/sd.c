@@ -11,9 +11,10 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "daemon.h"
 #include "log.h"
 #include "sd.h"
-#include "wsflowd.h"
+#include "worker.h"
 
 /*
  * Take the sockets systemd passed: TCP listeners serve WebSocket ("ws"),
@@ -101,10 +102,8 @@ sd_status(struct wsflowd *wd)
 	struct totals t;
 	unsigned long long n;
 
-	pthread_mutex_lock(&wd->reg_lock);
-	n = wd->nstreams;
-	pthread_mutex_unlock(&wd->reg_lock);
-	totals_get(wd, &t);
+	n = stream_count(&wd->reg);
+	totals_get(&wd->reg, &t);
 	sd_notifyf(0, "STATUS=%llu stream%s, %.1f GB hashed, %llu "
 	    "mismatches", n, n == 1 ? "" : "s",
 	    (double)(t.bytes_received + t.bytes_sent) / 1e9,

@@ -13,11 +13,15 @@ struct wsflowd;
 
 #define SD_MAX_FDS	16
 
-/* Sockets from systemd (LISTEN_FDS), by FileDescriptorName. */
+/*
+ * Sockets from systemd (LISTEN_FDS), by kind: one socket unit names all
+ * its sockets alike, so a listening TCP socket is a WebSocket listener
+ * and the listening AF_UNIX one is the control socket.
+ */
 struct sd_sockets {
-	int	ws[SD_MAX_FDS];		/* "ws" (or unnamed TCP) */
+	int	ws[SD_MAX_FDS];		/* TCP listeners */
 	size_t	nws;
-	int	control;		/* "control", or -1 */
+	int	control;		/* AF_UNIX listener, or -1 */
 };
 
 void	sd_sockets_take(struct sd_sockets *);

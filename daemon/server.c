@@ -1,15 +1,14 @@
 /*
- * server.c — the hashing server: what every server stream shares, and the
- * streams lws frames (TLS listeners, or server.framing = "lws").
+ * server.c — the hashing server's core: what every server stream does,
+ * whichever adapter frames it (server.h).
  *
  * payload -> batcher (running digest, cut at batch boundaries) -> digest
- * queue -> one text message each.  Plain listeners get their payload
- * from wsserver.c, lws-framed streams from RECEIVE here.
- *
- * Hashing is synchronous, so TCP backpressure is automatic: the socket is
- * read only when we are done with the last chunk.  The only thing that
- * can pile up is digests for a peer that does not read them; reading
- * stops at a high-water mark and resumes when the queue drains.
+ * queue; the adapter sends each as one text message.  Hashing is
+ * synchronous, so TCP backpressure is automatic: the socket is read only
+ * when we are done with the last chunk.  The only thing that can pile up
+ * is digests for a peer that does not read them: input is cut to what
+ * the queue can hold, and reading stops at a high-water mark until the
+ * queue drains.
  */
 #include <sys/socket.h>
 
@@ -19,8 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon.h"
 #include "log.h"
 #include "server.h"
+#include "url.h"
+#include "worker.h"
+#include "ws.h"
 
 int
 server_path_mode(const char *path, enum wsflow_mode *mode)
@@ -39,44 +42,20 @@ server_path_mode(const char *path, enum wsflow_mode *mode)
 	return 0;
 }
 
-/*
- * What lws 4.1.6 does not check of an upgrade (RFC 6455 §4.2.1): the
- * version must be 13 and the key 16 octets in base64.
- */
-static bool
-upgrade_valid(struct lws *wsi)
-{
-	char buf[64], key[32];
-
-	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_VERSION) <= 0 ||
-	    strcmp(buf, "13") != 0)
-		return false;
-	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_KEY) != 24)
-		return false;
-	return lws_b64_decode_string(buf, key, sizeof(key)) == 16;
-}
-
 void
 server_peer_name(int fd, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN];
+	int port;
 
 	buf[0] = '\0';
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1 ||
+	    addr_format(&ss, false, host, sizeof(host), &port) == -1)
 		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
-	}
+	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
+	    host, port);
 }
 
 /* Batcher callback: queue one digest for sending. */
@@ -93,14 +72,31 @@ enqueue(void *arg, const uint8_t *md, unsigned len)
 	return 0;
 }
 
+/* The adapters' sockets, upgraded or not, in whatever state they die. */
+void
+server_socket_count(struct worker *w, int delta)
+{
+	if (delta > 0) {
+		atomic_fetch_add(&w->wd->reg.sockets, 1);
+		atomic_fetch_add(&w->load, 1);
+	} else {
+		atomic_fetch_sub(&w->wd->reg.sockets, 1);
+		atomic_fetch_sub(&w->load, 1);
+	}
+}
+
+static const struct stream_ops server_ops;
+static void	server_stop(struct stream *, bool going_away);
+
 int
 server_conn_open(struct server_conn *c, struct worker *w, struct lws *wsi,
-    enum wsflow_mode mode)
+    enum wsflow_mode mode, const struct server_io *io)
 {
 	uint64_t batch;
 
 	c->w = w;
 	c->wsi = wsi;
+	c->io = io;
 	/* Frame and message modes cut by hand: no batch ever completes. */
 	batch = mode == MODE_STREAMING ? w->params.batch_size : UINT64_MAX;
 	if (batcher_init(&c->b, w->params.md, batch) == -1)
@@ -114,28 +110,16 @@ server_conn_open(struct server_conn *c, struct worker *w, struct lws *wsi,
 	}
 	server_peer_name(lws_get_socket_fd(wsi), c->s.peer, sizeof(c->s.peer));
 	stream_set_state(&c->s, "open");
-	stream_register(w, &c->s, 0, ROLE_SERVER, mode);
+	worker_stream_add(w, &c->s, ROLE_SERVER, mode, &server_ops);
 	c->open = true;
 	c->last_rx_us = lws_now_usecs();
-	STAT_ADD(w->server.connections, 1);
-	STAT_ADD(w->server.connections_total, 1);
+	STAT_ADD(w->totals.connections, 1);
+	STAT_ADD(w->totals.connections_total, 1);
 	log_stream(LOG_INFO, &c->s, "stream-open", "%s stream from %s",
-	    conf_mode_name(mode), c->s.peer);
+	    wsflow_mode_name(mode), c->s.peer);
 	if (w->wd->stopping)	/* raced with a stop: say goodbye at once */
-		server_stream_close(&c->s);
+		server_stop(&c->s, true);
 	return 0;
-}
-
-static int
-conn_open(struct server_conn *c, struct lws *wsi)
-{
-	struct worker *w = lws_context_user(lws_get_context(wsi));
-	char path[128];
-	enum wsflow_mode mode = MODE_STREAMING;
-
-	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
-		(void)server_path_mode(path, &mode);
-	return server_conn_open(c, w, wsi, mode);
 }
 
 void
@@ -146,18 +130,16 @@ server_conn_close(struct server_conn *c)
 	if (!c->open)
 		return;
 	c->open = false;
-	STAT_SET(w->server.connections, STAT_GET(w->server.connections) - 1);
+	STAT_SET(w->totals.connections, STAT_GET(w->totals.connections) - 1);
 	log_stream(LOG_INFO, &c->s, "stream-close",
 	    "closed: %llu bytes, %llu messages, %llu digests sent",
 	    (unsigned long long)STAT_GET(c->s.st.bytes),
 	    (unsigned long long)STAT_GET(c->s.st.messages),
 	    (unsigned long long)STAT_GET(c->s.st.digests));
-	stream_unregister(w, &c->s);
+	worker_stream_remove(w, &c->s);
 	batcher_free(&c->b);
 	free(c->queue);
 	c->queue = NULL;
-	free(c->rest.buf);
-	c->rest.buf = NULL;
 }
 
 /*
@@ -180,7 +162,7 @@ server_conn_allowance(const struct server_conn *c, size_t len)
 	return allow < len ? (size_t)allow : len;
 }
 
-/* Payload of a message; flags as wsparse.h's WS_CHUNK_*. */
+/* Payload of a message; flags as ws.h's WS_CHUNK_*. */
 int
 server_conn_data(struct server_conn *c, const void *in, size_t len,
     unsigned flags)
@@ -191,7 +173,7 @@ server_conn_data(struct server_conn *c, const void *in, size_t len,
 	if ((flags & WS_CHUNK_FIRST) && batcher_begin(&c->b) == -1)
 		return -1;
 	STAT_ADD(c->s.st.bytes, len);
-	STAT_ADD(w->server.bytes_received, len);
+	STAT_ADD(w->totals.bytes_received, len);
 	c->last_rx_us = lws_now_usecs();
 	if (batcher_feed(&c->b, in, len, enqueue, c) == -1)
 		return -1;
@@ -235,6 +217,19 @@ server_conn_resumed(struct server_conn *c)
 	stream_set_state(&c->s, c->closing ? "closing" : "open");
 }
 
+unsigned
+server_conn_next_digest(const struct server_conn *c,
+    char hex[2 * EVP_MAX_MD_SIZE + 1])
+{
+	unsigned len = c->b.md_len;
+
+	if (!c->open || c->qlen == 0)
+		return 0;
+	digest_hex(c->queue + (size_t)c->qhead * len, len, hex);
+	hex[2 * len] = '\0';
+	return 2 * len;
+}
+
 /* The oldest queued digest went out as hex. */
 void
 server_conn_digest_sent(struct server_conn *c, const char *hex,
@@ -244,253 +239,48 @@ server_conn_digest_sent(struct server_conn *c, const char *hex,
 	c->qhead = (c->qhead + 1) % c->qcap;
 	c->qlen--;
 	STAT_ADD(c->s.st.digests, 1);
-	STAT_ADD(c->w->server.digests_sent, 1);
+	STAT_ADD(c->w->totals.digests_sent, 1);
 }
 
-/*
- * Feed what lws gave, as much as the digest queue has room for; the rest
- * waits in c->rest (one read at most) until digests have gone out.
- */
-static int
-feed_lws(struct server_conn *c, const uint8_t *in, size_t len, unsigned flags)
+/* ---- the operations a worker asks of a server stream ---- */
+
+static void
+server_stop(struct stream *s, bool going_away)
 {
-	size_t n = server_conn_allowance(c, len);
-	bool from_rest = c->rest.buf != NULL && in == c->rest.buf + c->rest.off;
+	struct server_conn *c = (struct server_conn *)s;
 
-	if ((n > 0 || len == 0) && server_conn_data(c, in, n,
-	    n < len ? flags & WS_CHUNK_FIRST : flags) == -1)
-		return -1;
-	if (n == len) {
-		if (from_rest) {
-			free(c->rest.buf);
-			c->rest.buf = NULL;
-		}
-		return 0;
-	}
-	if (n > 0)
-		flags &= ~WS_CHUNK_FIRST;
-	if (from_rest) {
-		c->rest.off += n;
-		c->rest.flags = flags;
-		return 0;
-	}
-	if (c->rest.buf != NULL)	/* cannot happen: rx is off meanwhile */
-		return -1;
-	if ((c->rest.buf = malloc(len - n)) == NULL)
-		return -1;
-	memcpy(c->rest.buf, in + n, len - n);
-	c->rest.len = len - n;
-	c->rest.off = 0;
-	c->rest.flags = flags;
-	return 0;
-}
-
-static int
-conn_receive(struct server_conn *c, struct lws *wsi, const void *in,
-    size_t len)
-{
-	unsigned flags = 0;
-
-	if (lws_is_first_fragment(wsi))
-		flags |= WS_CHUNK_FIRST;
-	if (lws_remaining_packet_payload(wsi) == 0)
-		flags |= WS_CHUNK_FRAME_END;
-	if (lws_is_final_fragment(wsi))
-		flags |= WS_CHUNK_MESSAGE_END;
-	if (feed_lws(c, in, len, flags) == -1)
-		return -1;
-	if (c->qlen > 0)
-		lws_callback_on_writable(wsi);
-	if ((c->qlen >= QUEUE_HIGH || c->rest.buf != NULL) && !c->paused) {
-		/* The rest of this read is kept by lws and replayed later. */
-		server_conn_pause(c);
-		lws_rx_flow_control(wsi, 0);
-	}
-	return 0;
-}
-
-/* The oldest queued digest, as one text message. */
-static int
-send_digest(struct server_conn *c, struct lws *wsi)
-{
-	unsigned len = c->b.md_len;
-	char *hex = (char *)c->tx + LWS_PRE;
-
-	digest_hex(c->queue + (size_t)c->qhead * len, len, hex);
-	if (lws_write(wsi, c->tx + LWS_PRE, 2 * len, LWS_WRITE_TEXT) <
-	    (int)(2 * len))
-		return -1;
-	server_conn_digest_sent(c, hex, 2 * len);
-	return 0;
-}
-
-static int
-conn_writeable(struct server_conn *c, struct lws *wsi)
-{
-	if (c->closing) {
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
-		    (unsigned char *)"shutting down", 13);
-		return -1;
-	}
-	if (c->qlen == 0)
-		return 0;
-	if (send_digest(c, wsi) == -1)
-		return -1;
-	if (c->rest.buf != NULL && feed_lws(c, c->rest.buf + c->rest.off,
-	    c->rest.len - c->rest.off, c->rest.flags) == -1)
-		return -1;
-	if (c->qlen > 0)
-		lws_callback_on_writable(wsi);
-	if (c->paused && c->rest.buf == NULL && c->qlen <= QUEUE_LOW) {
-		server_conn_resumed(c);
-		lws_rx_flow_control(wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
-	}
-	return 0;
-}
-
-static int
-server_callback(struct lws *wsi, enum lws_callback_reasons reason,
-    void *user, void *in, size_t len)
-{
-	struct server_conn *c = user;
-	struct worker *w;
-	enum wsflow_mode mode;
-	char path[128];
-
-	switch (reason) {
-	case LWS_CALLBACK_HTTP:
-		w = lws_context_user(lws_get_context(wsi));
-		return http_serve(w, wsi, in);
-
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		/* Refuse upgrades to paths that name no mode. */
-		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
-		    0 || server_path_mode(path, &mode) == -1)
-			return 1;
-		return upgrade_valid(wsi) ? 0 : 1;
-
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-		/*
-		 * The peer is done: digests still queued are owed to it and
-		 * may precede our close (RFC 6455 §5.5.1).  A handful at most
-		 * (the queue is bounded), so writing them here is safe.
-		 */
-		while (c != NULL && c->open && c->qlen > 0)
-			if (send_digest(c, wsi) == -1)
-				break;
-		return 0;
-
-	case LWS_CALLBACK_ESTABLISHED:
-		return conn_open(c, wsi);
-
-	case LWS_CALLBACK_RECEIVE:
-		return c->open ? conn_receive(c, wsi, in, len) : -1;
-
-	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return c->open ? conn_writeable(c, wsi) : 0;
-
-	case LWS_CALLBACK_CLOSED:
-		if (c != NULL)
-			server_conn_close(c);
-		return 0;
-
-	/*
-	 * lws tells protocols[0] of a vhost of every wsi it creates and
-	 * destroys there; a worker's listener vhosts hold nothing but
-	 * accepted sockets, upgraded or not, in whatever state they died.
-	 */
-	case LWS_CALLBACK_WSI_CREATE:
-		w = lws_context_user(lws_get_context(wsi));
-		atomic_fetch_add(&w->wd->sockets, 1);
-		atomic_fetch_add(&w->load, 1);
-		return 0;
-
-	case LWS_CALLBACK_WSI_DESTROY:
-		if (c != NULL)
-			server_conn_close(c);
-		w = lws_context_user(lws_get_context(wsi));
-		atomic_fetch_sub(&w->wd->sockets, 1);
-		atomic_fetch_sub(&w->load, 1);
-		return 0;
-
-	default:
-		break;
-	}
-	return lws_callback_http_dummy(wsi, reason, user, in, len);
-}
-
-const struct lws_protocols server_protocol = {
-	.name = "wsflow",
-	.callback = server_callback,
-	.per_session_data_size = sizeof(struct server_conn),
-	.rx_buffer_size = WSFLOW_RX_CHUNK,
-};
-
-static struct server_conn *
-conn_of(struct stream *s)
-{
-	return (struct server_conn *)s;	/* s is the first member */
-}
-
-/* Close 1001 at the stream's next WRITEABLE. */
-void
-server_stream_close(struct stream *s)
-{
-	struct server_conn *c = conn_of(s);
-
-	if (c->raw) {
-		wsserver_close(c, WS_CLOSE_GOING_AWAY, "shutting down");
-		return;
-	}
-	c->closing = true;
-	stream_set_state(s, "closing");
-	/* Every close has a deadline, read or not by the peer. */
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
-	    WSFLOW_CLOSE_DEADLINE_SECS);
-	lws_callback_on_writable(c->wsi);
-}
-
-void
-server_stop_all(struct worker *w)
-{
-	struct stream *s;
-
-	TAILQ_FOREACH(s, &w->streams, wentry)
-		if (s->role == ROLE_SERVER)
-			server_stream_close(s);
+	(void)going_away;		/* a server stream always goes away */
+	c->io->close(c, WS_CLOSE_GOING_AWAY, "shutting down");
 }
 
 /* Once a second: rates, and idle streams sent away. */
-void
-server_tick(struct worker *w, int64_t now_us)
+static void
+server_tick(struct stream *s, int64_t now_us)
 {
-	int64_t idle = (int64_t)w->params.idle_timeout * LWS_US_PER_SEC;
-	struct stream *s;
+	struct server_conn *c = (struct server_conn *)s;
+	int64_t idle = (int64_t)c->w->params.idle_timeout * LWS_US_PER_SEC;
 
-	TAILQ_FOREACH(s, &w->streams, wentry) {
-		struct server_conn *c;
-
-		if (s->role != ROLE_SERVER)
-			continue;
-		c = conn_of(s);
-		stream_sample_rate(s, now_us);
-		if (c->raw)
-			wsserver_tick(c, now_us);
-		/*
-		 * A paused stream waits for its peer to read its digests:
-		 * not idle, unless the peer has stopped reading for as long.
-		 */
-		if (idle > 0 && c->paused && !c->closing &&
-		    now_us - c->paused_at_us > idle) {
-			log_stream(LOG_INFO, s, "idle-timeout", "peer has read "
-			    "no digest for %u s: closing",
-			    w->params.idle_timeout);
-			server_stream_close(s);
-		} else if (idle > 0 && !c->paused && !c->closing &&
-		    now_us - c->last_rx_us > idle) {
-			log_stream(LOG_INFO, s, "idle-timeout",
-			    "no data for %u s: closing", w->params.idle_timeout);
-			server_stream_close(s);
-		}
+	stream_sample_rate(s, now_us);
+	if (c->io->tick != NULL)
+		c->io->tick(c, now_us);
+	/*
+	 * A paused stream waits for its peer to read its digests: not idle,
+	 * unless the peer has stopped reading for as long.
+	 */
+	if (idle > 0 && c->paused && !c->closing &&
+	    now_us - c->paused_at_us > idle) {
+		log_stream(LOG_INFO, s, "idle-timeout", "peer has read no "
+		    "digest for %u s: closing", c->w->params.idle_timeout);
+		server_stop(s, true);
+	} else if (idle > 0 && !c->paused && !c->closing &&
+	    now_us - c->last_rx_us > idle) {
+		log_stream(LOG_INFO, s, "idle-timeout", "no data for %u s: "
+		    "closing", c->w->params.idle_timeout);
+		server_stop(s, true);
 	}
 }
+
+static const struct stream_ops server_ops = {
+	.stop = server_stop,
+	.tick = server_tick,
+};

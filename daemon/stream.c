@@ -1,25 +1,51 @@
 /*
- * stream.c — the registry of live streams: ids, lookup, rates, and the
- * few fields that another thread may read while the owner writes.
+ * stream.c — the registry of live streams (ids, lookup, totals), and the
+ * few fields of a stream that another thread may read while the owner
+ * writes.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "wsflowd.h"
+#include <libwebsockets.h>
+
+#include "stream.h"
+
+void
+registry_init(struct registry *reg)
+{
+	memset(reg, 0, sizeof(*reg));
+	pthread_mutex_init(&reg->lock, NULL);
+	TAILQ_INIT(&reg->streams);
+}
+
+void
+registry_free(struct registry *reg)
+{
+	free(reg->shards);
+	reg->shards = NULL;
+	pthread_mutex_destroy(&reg->lock);
+}
+
+uint64_t
+stream_new_id(struct registry *reg)
+{
+	return atomic_fetch_add(&reg->next_id, 1) + 1;
+}
 
 /*
- * Enter a stream in the registry; the caller holds reg_lock.  From here
+ * Enter a stream in the registry; the caller holds the lock.  From here
  * the control socket lists it, and asks `owner` to stop it.
  */
 void
-stream_publish_locked(struct wsflowd *wd, struct worker *owner,
+stream_publish_locked(struct registry *reg, struct worker *owner,
     struct stream *s, uint64_t id, enum stream_role role,
-    enum wsflow_mode mode)
+    enum wsflow_mode mode, const struct stream_ops *ops)
 {
 	struct stream *after;
 
 	s->owner = owner;
-	s->id = id != 0 ? id : stream_new_id(wd);
+	s->ops = ops;
+	s->id = id != 0 ? id : stream_new_id(reg);
 	s->role = role;
 	s->mode = mode;
 	s->started_us = lws_now_usecs();
@@ -31,54 +57,49 @@ stream_publish_locked(struct wsflowd *wd, struct worker *owner,
 	 * sent.  A producer's id is taken when it is asked for and it may
 	 * register after younger streams: look back from the tail.
 	 */
-	after = TAILQ_LAST(&wd->streams, stream_list);
+	after = TAILQ_LAST(&reg->streams, stream_list);
 	while (after != NULL && after->id > s->id)
 		after = TAILQ_PREV(after, stream_list, entry);
 	if (after == NULL)
-		TAILQ_INSERT_HEAD(&wd->streams, s, entry);
+		TAILQ_INSERT_HEAD(&reg->streams, s, entry);
 	else
-		TAILQ_INSERT_AFTER(&wd->streams, after, s, entry);
-	wd->nstreams++;
-}
-
-/* The owner's side: its own list, walked without a lock. */
-void
-stream_attach(struct worker *w, struct stream *s)
-{
-	TAILQ_INSERT_TAIL(&w->streams, s, wentry);
-}
-
-/* A stream born in a worker (an accepted connection). */
-void
-stream_register(struct worker *w, struct stream *s, uint64_t id,
-    enum stream_role role, enum wsflow_mode mode)
-{
-	struct wsflowd *wd = w->wd;
-
-	pthread_mutex_lock(&wd->reg_lock);
-	stream_publish_locked(wd, w, s, id, role, mode);
-	pthread_mutex_unlock(&wd->reg_lock);
-	stream_attach(w, s);
+		TAILQ_INSERT_AFTER(&reg->streams, after, s, entry);
+	reg->nstreams++;
 }
 
 void
-stream_unregister(struct worker *w, struct stream *s)
+stream_publish(struct registry *reg, struct worker *owner, struct stream *s,
+    uint64_t id, enum stream_role role, enum wsflow_mode mode,
+    const struct stream_ops *ops)
 {
-	struct wsflowd *wd = w->wd;
+	pthread_mutex_lock(&reg->lock);
+	stream_publish_locked(reg, owner, s, id, role, mode, ops);
+	pthread_mutex_unlock(&reg->lock);
+}
 
-	if (s->id == 0)
-		return;
-	TAILQ_REMOVE(&w->streams, s, wentry);
-	pthread_mutex_lock(&wd->reg_lock);
-	TAILQ_REMOVE(&wd->streams, s, entry);
-	wd->nstreams--;
-	pthread_mutex_unlock(&wd->reg_lock);
-	s->id = 0;
+void
+stream_withdraw(struct registry *reg, struct stream *s)
+{
+	pthread_mutex_lock(&reg->lock);
+	TAILQ_REMOVE(&reg->streams, s, entry);
+	reg->nstreams--;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+unsigned long
+stream_count(struct registry *reg)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&reg->lock);
+	n = reg->nstreams;
+	pthread_mutex_unlock(&reg->lock);
+	return n;
 }
 
 /* By decimal id, else by name (a name never starts with a digit). */
 struct stream *
-stream_find_locked(struct wsflowd *wd, const char *key)
+stream_find_locked(struct registry *reg, const char *key)
 {
 	struct stream *s;
 	char *end;
@@ -87,8 +108,8 @@ stream_find_locked(struct wsflowd *wd, const char *key)
 	if (*key == '\0')		/* server streams have no name */
 		return NULL;
 	id = strtoull(key, &end, 10);
-	TAILQ_FOREACH(s, &wd->streams, entry) {
-		if (*key != '\0' && *end == '\0' && s->id == id)
+	TAILQ_FOREACH(s, &reg->streams, entry) {
+		if (*end == '\0' && s->id == id)
 			return s;
 		if (strcmp(s->name, key) == 0)
 			return s;
@@ -106,6 +127,27 @@ stream_by_id(struct stream_list *list, uint64_t id)
 		if (s->id == id)
 			return s;
 	return NULL;
+}
+
+void
+totals_get(struct registry *reg, struct totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->sockets = atomic_load(&reg->sockets);
+	t->refused = STAT_GET(reg->refused);
+	for (unsigned i = 0; i < reg->nshards; i++) {
+		const struct totals_shard *sh = reg->shards[i];
+
+		t->connections += STAT_GET(sh->connections);
+		t->connections_total += STAT_GET(sh->connections_total);
+		t->bytes_received += STAT_GET(sh->bytes_received);
+		t->digests_sent += STAT_GET(sh->digests_sent);
+		t->running += STAT_GET(sh->running);
+		t->bytes_sent += STAT_GET(sh->bytes_sent);
+		t->digests_received += STAT_GET(sh->digests_received);
+		t->digests_verified += STAT_GET(sh->digests_verified);
+		t->digest_mismatches += STAT_GET(sh->digest_mismatches);
+	}
 }
 
 void

@@ -1,6 +1,7 @@
 /*
- * stream.h — what every live stream has in common, server connection or
- * producer: identity, counters, and its place in the daemon's registry.
+ * stream.h — what every stream has in common, server connection or
+ * producer: identity, counters, the operations its worker may ask of it,
+ * and the registry of all of them with the daemon's totals beside it.
  *
  * A stream belongs to one worker thread, the only one that writes its
  * counters.  The control side reads them from another thread: they are
@@ -13,12 +14,13 @@
 #define WSFLOW_STREAM_H
 
 #include <sys/queue.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
 
-struct wsflowd;
 struct worker;
 
 typedef _Atomic uint64_t counter_t;
@@ -28,11 +30,6 @@ typedef _Atomic uint64_t counter_t;
 			    memory_order_relaxed)
 /* Single writer: no read-modify-write instruction needed. */
 #define STAT_ADD(x, n)	STAT_SET(x, STAT_GET(x) + (uint64_t)(n))
-
-enum stream_role {
-	ROLE_SERVER,
-	ROLE_PRODUCER,
-};
 
 struct stream_stats {
 	counter_t	 bytes;		/* received (server) / sent (producer) */
@@ -49,10 +46,24 @@ struct stream_stats {
 	int64_t		 rate_at_us;	/* owner only: when it was taken */
 };
 
+struct stream;
+
+/* What a worker may ask of a stream of any kind, on its own thread. */
+struct stream_ops {
+	/* End it politely: 1001 when the daemon is going away. */
+	void	(*stop)(struct stream *, bool going_away);
+	/* Once a second: rates, timeouts, progress. */
+	void	(*tick)(struct stream *, int64_t now_us);
+	/* The worker's loop is gone with the stream still there: free it
+	 * without touching lws.  NULL: lws frees it with its socket. */
+	void	(*drop)(struct stream *);
+};
+
 struct stream {
 	TAILQ_ENTRY(stream) entry;	/* registry, under its lock */
 	TAILQ_ENTRY(stream) wentry;	/* the owning worker's list */
 	struct worker	*owner;
+	const struct stream_ops *ops;
 	uint64_t	 id;
 	enum stream_role role;
 	enum wsflow_mode mode;
@@ -67,15 +78,56 @@ struct stream {
 
 TAILQ_HEAD(stream_list, stream);
 
-void		 stream_publish_locked(struct wsflowd *, struct worker *owner,
+/* The counters of one worker (its only writer), summed by totals_get. */
+struct totals_shard {
+	counter_t	 connections;		/* open server streams */
+	counter_t	 connections_total;
+	counter_t	 bytes_received;
+	counter_t	 digests_sent;
+	counter_t	 running;		/* producers */
+	counter_t	 bytes_sent;
+	counter_t	 digests_received;
+	counter_t	 digests_verified;
+	counter_t	 digest_mismatches;
+};
+
+/* A plain snapshot of the totals. */
+struct totals {
+	uint64_t	 sockets, refused;
+	uint64_t	 connections, connections_total, bytes_received,
+			 digests_sent;
+	uint64_t	 running, bytes_sent, digests_received,
+			 digests_verified, digest_mismatches;
+};
+
+struct registry {
+	pthread_mutex_t	 lock;		/* streams, nstreams */
+	struct stream_list streams;	/* in id order */
+	unsigned long	 nstreams;
+	atomic_uint_fast64_t next_id;
+	/* Sockets of the listeners, whatever became of them. */
+	atomic_uint_fast64_t sockets;	/* adopted by a worker, not closed */
+	atomic_uint_fast64_t pending;	/* accepted, not yet adopted */
+	counter_t	 refused;	/* over max_connections (main thread) */
+	struct totals_shard **shards;	/* one per worker */
+	unsigned	 nshards;
+};
+
+void		 registry_init(struct registry *);
+void		 registry_free(struct registry *);
+uint64_t	 stream_new_id(struct registry *);
+void		 stream_publish_locked(struct registry *, struct worker *owner,
 		    struct stream *, uint64_t id, enum stream_role,
-		    enum wsflow_mode);
-void		 stream_attach(struct worker *, struct stream *);
-void		 stream_register(struct worker *, struct stream *, uint64_t id,
-		    enum stream_role, enum wsflow_mode);
-void		 stream_unregister(struct worker *, struct stream *);
-struct stream	*stream_find_locked(struct wsflowd *, const char *id_or_name);
+		    enum wsflow_mode, const struct stream_ops *);
+void		 stream_publish(struct registry *, struct worker *owner,
+		    struct stream *, uint64_t id, enum stream_role,
+		    enum wsflow_mode, const struct stream_ops *);
+void		 stream_withdraw(struct registry *, struct stream *);
+struct stream	*stream_find_locked(struct registry *, const char *id_or_name);
 struct stream	*stream_by_id(struct stream_list *, uint64_t id);
+unsigned long	 stream_count(struct registry *);
+void		 totals_get(struct registry *, struct totals *);
+
 void		 stream_set_state(struct stream *, const char *);
 const char	*stream_state(const struct stream *);
 void		 stream_set_digest(struct stream *, const char *hex,

@@ -218,7 +218,7 @@ header(struct upgrade *u, const char *line, const char *eol,
 		content_length(u, v, vlen, length);
 	else if (name_is(line, nlen, "Transfer-Encoding"))
 		u->body = true;		/* chunked or not: never read */
-	/* Sec-WebSocket-Protocol: offered, none selected (spec §1). */
+	/* Sec-WebSocket-Protocol: offered, none selected (docs/wire.md §2). */
 }
 
 enum upgrade_verdict

@@ -5,7 +5,7 @@
  *
  * Every request gets its answer from wsflowd: a 101 for a valid upgrade
  * to one of its paths, /healthz and /metrics, or a refusal with an HTTP
- * status (spec §1).  Nothing is handed on: a request is read whole, up
+ * status (docs/wire.md §2).  Nothing is handed on: a request is read whole, up
  * to its blank line, and any body it announces is refused, never parsed.
  */
 #ifndef WSFLOW_UPGRADE_H

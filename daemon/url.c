@@ -1,6 +1,12 @@
 /*
- * url.c — split ws[s]://host[:port][/path] into its parts.
+ * url.c — where peers are: split ws[s]://host[:port][/path] into its
+ * parts, and write socket addresses as text.
  */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,5 +92,29 @@ url_parse(const char *url, struct wsurl *u, const char **why)
 		}
 		strcpy(u->path, p);
 	}
+	return 0;
+}
+
+int
+addr_format(const struct sockaddr_storage *ss, bool any, char *host,
+    size_t hostlen, int *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, (socklen_t)hostlen);
+		*port = ntohs(sin->sin_port);
+		if (any && sin->sin_addr.s_addr == htonl(INADDR_ANY))
+			snprintf(host, hostlen, "*");
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 =
+		    (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, (socklen_t)hostlen);
+		*port = ntohs(sin6->sin6_port);
+		if (any && IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+			snprintf(host, hostlen, "*");
+	} else
+		return -1;
 	return 0;
 }

@@ -1,11 +1,12 @@
 /*
  * worker.c — worker threads: each runs its own lws context and the
- * streams the main thread hands it (accepted sockets, producers).
+ * streams handed to it (accepted sockets, producers).
  *
- * The main thread accepts and decides; a worker only ever hears from it
- * through its inbox (a mutex-guarded list, taken off whole) and
- * lws_cancel_service(), the one lws call that is safe from another
- * thread (lws notes §5.3, §7).
+ * Another thread talks to a worker only through its inbox (a
+ * mutex-guarded list, taken off whole) and lws_cancel_service(), the one
+ * lws call that is safe from another thread.  A worker runs the work it
+ * is given and asks its streams, through their operations, to stop and
+ * to tick: it knows nothing of their kinds.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,64 +14,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "log.h"
-#include "server.h"
-#include "wsflowd.h"
+#include "worker.h"
 
 #define WORKER_TICK_US	LWS_US_PER_SEC
 
-static void
-handle(struct worker *w, struct wmsg *m)
-{
-	struct stream *s;
-
-	switch (m->type) {
-	case WMSG_ADOPT:
-		/*
-		 * From here lws counts it (WSI_CREATE .. WSI_DESTROY).  On
-		 * failure lws has closed the fd: a peer that connects and
-		 * goes (a port check, on a TLS listener) is no news.
-		 */
-		if (!w->wd->listeners[m->listener].tls &&
-		    !w->params.lws_framing ?
-		    wsserver_adopt(w->vh[m->listener], m->fd) == -1 :
-		    lws_adopt_socket_vhost(w->vh[m->listener], m->fd) == NULL)
-			log_debug("worker %u: a connection died while adopted",
-			    w->index);
-		atomic_fetch_sub(&w->wd->pending, 1);
-		atomic_fetch_sub(&w->load, 1);
-		break;
-	case WMSG_START:
-		producer_run(w, m->producer);
-		break;
-	case WMSG_STOP:
-		if ((s = stream_by_id(&w->streams, m->id)) == NULL)
-			break;
-		if (s->role == ROLE_PRODUCER)
-			producer_stop_id(w, m->id, m->going_away);
-		else
-			server_stream_close(s);
-		break;
-	case WMSG_STOP_ALL:
-		server_stop_all(w);
-		producers_stop_all(w, m->going_away);
-		break;
-	case WMSG_PARAMS:
-		w->params = m->params;
-		break;
-	case WMSG_EXIT:
-		w->done = true;
-		break;
-	}
-}
+/* ---- the inbox ---- */
 
 static int
 inbox_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
 {
 	struct worker *w;
-	struct wmsg_list todo;
-	struct wmsg *m;
+	struct work_list todo;
+	struct work *k;
 
 	(void)user;
 	(void)in;
@@ -82,10 +40,10 @@ inbox_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	pthread_mutex_lock(&w->inbox_lock);
 	TAILQ_CONCAT(&todo, &w->inbox, entry);
 	pthread_mutex_unlock(&w->inbox_lock);
-	while ((m = TAILQ_FIRST(&todo)) != NULL) {
-		TAILQ_REMOVE(&todo, m, entry);
-		handle(w, m);
-		free(m);
+	while ((k = TAILQ_FIRST(&todo)) != NULL) {
+		TAILQ_REMOVE(&todo, k, entry);
+		k->run(w, k);
+		free(k);
 	}
 	return 0;
 }
@@ -95,29 +53,164 @@ static const struct lws_protocols inbox_protocol = {
 	.callback = inbox_callback,
 };
 
-int
-worker_post(struct worker *w, struct wmsg *m)
+/* Any thread: k (malloc'd, a struct work first) runs on w, then is freed. */
+void
+worker_post(struct worker *w, struct work *k)
 {
 	pthread_mutex_lock(&w->inbox_lock);
-	TAILQ_INSERT_TAIL(&w->inbox, m, entry);
+	TAILQ_INSERT_TAIL(&w->inbox, k, entry);
 	pthread_mutex_unlock(&w->inbox_lock);
 	lws_cancel_service(w->ctx);
-	return 0;
 }
 
-int
-worker_post_simple(struct worker *w, enum wmsg_type type, uint64_t id,
-    bool going_away)
+/* The built-in work: stop one stream or all, new parameters, exit. */
+struct stop_work {
+	struct work	 k;
+	uint64_t	 id;		/* 0: all */
+	bool		 going_away;
+};
+
+struct params_work {
+	struct work	 k;
+	struct server_params params;
+};
+
+static void
+stop_run(struct worker *w, struct work *k)
 {
-	struct wmsg *m = calloc(1, sizeof(*m));
+	struct stop_work *sw = (struct stop_work *)k;
+	struct stream *s, *next;
 
-	if (m == NULL)
-		return -1;
-	m->type = type;
-	m->id = id;
-	m->going_away = going_away;
-	return worker_post(w, m);
+	if (sw->id != 0) {
+		if ((s = stream_by_id(&w->streams, sw->id)) != NULL)
+			s->ops->stop(s, sw->going_away);
+		return;
+	}
+	/* A stop may free the stream: walk with a saved next. */
+	for (s = TAILQ_FIRST(&w->streams); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, wentry);
+		s->ops->stop(s, sw->going_away);
+	}
 }
+
+static void
+post_stop(struct worker *w, uint64_t id, bool going_away)
+{
+	struct stop_work *sw = calloc(1, sizeof(*sw));
+
+	if (sw == NULL) {
+		log_warnx("worker %u: out of memory for a stop", w->index);
+		return;
+	}
+	sw->k.run = stop_run;
+	sw->id = id;
+	sw->going_away = going_away;
+	worker_post(w, &sw->k);
+}
+
+void
+worker_stop(struct worker *w, uint64_t id, bool going_away)
+{
+	if (id != 0)
+		post_stop(w, id, going_away);
+}
+
+void
+worker_stop_all(struct worker *w, bool going_away)
+{
+	post_stop(w, 0, going_away);
+}
+
+static void
+params_run(struct worker *w, struct work *k)
+{
+	w->params = ((struct params_work *)k)->params;
+}
+
+void
+worker_set_params(struct worker *w, const struct server_params *p)
+{
+	struct params_work *pw = calloc(1, sizeof(*pw));
+
+	if (pw == NULL) {
+		log_warnx("worker %u: out of memory for new parameters",
+		    w->index);
+		return;
+	}
+	pw->k.run = params_run;
+	pw->params = *p;
+	worker_post(w, &pw->k);
+}
+
+static void
+exit_run(struct worker *w, struct work *k)
+{
+	(void)k;
+	w->done = true;
+}
+
+/* ---- streams ---- */
+
+void
+worker_stream_attach(struct worker *w, struct stream *s)
+{
+	TAILQ_INSERT_TAIL(&w->streams, s, wentry);
+}
+
+/* A stream born on this worker (an accepted connection). */
+void
+worker_stream_add(struct worker *w, struct stream *s, enum stream_role role,
+    enum wsflow_mode mode, const struct stream_ops *ops)
+{
+	stream_publish(&w->wd->reg, w, s, 0, role, mode, ops);
+	worker_stream_attach(w, s);
+}
+
+/* Gone from the worker and the registry; once. */
+void
+worker_stream_remove(struct worker *w, struct stream *s)
+{
+	if (s->id == 0)
+		return;
+	TAILQ_REMOVE(&w->streams, s, wentry);
+	stream_withdraw(&w->wd->reg, s);
+	s->id = 0;
+}
+
+/* A client vhost trusting one private CA, made on first use. */
+struct lws_vhost *
+worker_client_vhost(struct worker *w, const char *ca)
+{
+	struct lws_context_creation_info info;
+	struct lws_vhost *vh;
+	char *name;
+
+	if (ca == NULL)
+		return w->local_vh;
+	for (size_t i = 0; i < w->nca_vhosts; i++)
+		if (strcmp(w->ca_vhosts[i].ca, ca) == 0)
+			return w->ca_vhosts[i].vh;
+	if (w->nca_vhosts == sizeof(w->ca_vhosts) / sizeof(w->ca_vhosts[0]))
+		return NULL;
+	/* lws keeps the name pointer: it lives in the worker. */
+	name = w->ca_vhosts[w->nca_vhosts].name;
+	snprintf(name, sizeof(w->ca_vhosts[0].name), "client-ca-%zu",
+	    w->nca_vhosts);
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = name;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = w->local_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.client_ssl_ca_filepath = ca;
+	if ((vh = lws_create_vhost(w->ctx, &info)) == NULL)
+		return NULL;
+	if ((w->ca_vhosts[w->nca_vhosts].ca = strdup(ca)) == NULL)
+		return NULL;
+	w->ca_vhosts[w->nca_vhosts++].vh = vh;
+	return vh;
+}
+
+/* ---- choosing, watching ---- */
 
 /* The least loaded worker: connections and producers alike. */
 struct worker *
@@ -130,17 +223,6 @@ worker_pick(struct wsflowd *wd)
 		    atomic_load(&best->load))
 			best = &wd->workers[i];
 	return best;
-}
-
-void
-worker_params(struct wsflowd *wd, struct server_params *p)
-{
-	p->batch_size = wd->conf.server.batch_size;
-	p->md = wd->md;
-	p->idle_timeout = wd->conf.server.idle_timeout;
-	p->metrics = wd->conf.server.metrics;
-	p->handshake_timeout = wd->conf.server.handshake_timeout;
-	p->lws_framing = wd->conf.server.lws_framing;
 }
 
 /*
@@ -165,36 +247,18 @@ worker_stalled(struct wsflowd *wd, int64_t *late_us)
 	return -1;
 }
 
-void
-totals_get(struct wsflowd *wd, struct totals *t)
-{
-	memset(t, 0, sizeof(*t));
-	t->sockets = atomic_load(&wd->sockets);
-	t->refused = STAT_GET(wd->refused);
-	for (unsigned i = 0; i < wd->nworkers; i++) {
-		struct worker *w = &wd->workers[i];
-
-		t->connections += STAT_GET(w->server.connections);
-		t->connections_total += STAT_GET(w->server.connections_total);
-		t->bytes_received += STAT_GET(w->server.bytes_received);
-		t->digests_sent += STAT_GET(w->server.digests_sent);
-		t->running += STAT_GET(w->prod.running);
-		t->bytes_sent += STAT_GET(w->prod.bytes_sent);
-		t->digests_received += STAT_GET(w->prod.digests_received);
-		t->digests_verified += STAT_GET(w->prod.digests_verified);
-		t->digest_mismatches += STAT_GET(w->prod.digest_mismatches);
-	}
-}
-
 static void
 worker_tick(lws_sorted_usec_list_t *sul)
 {
 	struct worker *w = lws_container_of(sul, struct worker, sul_tick);
 	int64_t now = lws_now_usecs();
+	struct stream *s, *next;
 
 	atomic_store(&w->beat_us, now);
-	server_tick(w, now);
-	producers_tick(w, now);
+	for (s = TAILQ_FIRST(&w->streams); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, wentry);
+		s->ops->tick(s, now);
+	}
 	lws_sul_schedule(w->ctx, 0, &w->sul_tick, worker_tick, WORKER_TICK_US);
 }
 
@@ -219,27 +283,28 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* ---- start and stop ---- */
+
 static int
-worker_context(struct wsflowd *wd, struct worker *w, unsigned index,
-    unsigned fd_limit)
+worker_context(struct wsflowd *wd, struct worker *w, unsigned index)
 {
 	struct lws_context_creation_info info;
 
 	w->wd = wd;
 	w->index = index;
 	TAILQ_INIT(&w->streams);
-	TAILQ_INIT(&w->producers);
 	TAILQ_INIT(&w->inbox);
-	pthread_mutex_init(&w->inbox_lock, NULL);	/* destroyed: never */
-	worker_params(wd, &w->params);
-
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	conf_server_params(&wd->conf, &w->params);
+	if ((w->rxbuf = malloc(WSFLOW_RX_CHUNK)) == NULL)
+		return -1;
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
 	    LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 	    LWS_SERVER_OPTION_VALIDATE_UTF8;
 	info.pt_serv_buf_size = WSFLOW_PT_BUF;
 	info.timeout_secs = wd->conf.server.handshake_timeout;
-	info.fd_limit_per_thread = fd_limit;
+	info.fd_limit_per_thread = wd->fd_limit;
 	info.user = w;
 	if ((w->ctx = lws_create_context(&info)) == NULL)
 		return -1;
@@ -247,54 +312,16 @@ worker_context(struct wsflowd *wd, struct worker *w, unsigned index,
 }
 
 /*
+ * Every worker's context, and its local vhost (clients, the inbox).
  * Vhosts come after every context exists: each context's creation moves
  * lws's process-wide OpenSSL ex_data indices, and an SSL_CTX made before
  * the last move would be looked up under the wrong one.
  */
-static int
-worker_vhosts(struct wsflowd *wd, struct worker *w)
+int
+workers_create(struct wsflowd *wd, const struct lws_protocols *client)
 {
 	struct lws_context_creation_info info;
-
-	/* lws keeps pointers to protocol arrays and names: they live in w. */
-	w->local_protocols[0] = producer_protocol;
-	w->local_protocols[1] = inbox_protocol;
-	memset(&info, 0, sizeof(info));
-	info.vhost_name = "local";
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = w->local_protocols;
-	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	if ((w->local_vh = lws_create_vhost(w->ctx, &info)) == NULL)
-		return -1;
-
-	w->server_protocols[0] = server_protocol;
-	w->server_protocols[1] = wsserver_protocol;
-	if ((w->rxbuf = malloc(WSFLOW_RX_CHUNK)) == NULL)
-		return -1;
-	w->vh = calloc(wd->nlisteners, sizeof(*w->vh));
-	w->vh_names = calloc(wd->nlisteners, sizeof(*w->vh_names));
-	if (w->vh == NULL || w->vh_names == NULL)
-		return -1;
-	for (size_t i = 0; i < wd->nlisteners; i++) {
-		const struct listener *l = &wd->listeners[i];
-
-		snprintf(w->vh_names[i], sizeof(w->vh_names[i]), "ws-%s-%d",
-		    l->address, l->port);
-		if ((w->vh[i] = listener_vhost(w, l, w->vh_names[i])) ==
-		    NULL) {
-			log_err("listen %s:%d: cannot set up the %s vhost",
-			    l->address, l->port, l->tls ? "TLS" : "plain");
-			return -1;
-		}
-	}
-	return 0;
-}
-
-int
-workers_start(struct wsflowd *wd)
-{
 	unsigned n = wd->conf.server.workers;
-	unsigned fd_limit = wd->fd_limit;
 
 	if (n == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -303,24 +330,44 @@ workers_start(struct wsflowd *wd)
 	}
 	if (n > WSFLOW_WORKERS_MAX)
 		n = WSFLOW_WORKERS_MAX;
-	if ((wd->workers = calloc(n, sizeof(*wd->workers))) == NULL) {
+	if ((wd->workers = calloc(n, sizeof(*wd->workers))) == NULL ||
+	    (wd->reg.shards = calloc(n, sizeof(*wd->reg.shards))) == NULL) {
 		log_err("workers: out of memory");
 		return -1;
 	}
+	wd->stall_us = WSFLOW_STALL_MIN_US;
 	for (unsigned i = 0; i < n; i++) {
 		wd->nworkers = i + 1;
-		if (worker_context(wd, &wd->workers[i], i, fd_limit) == -1) {
+		wd->reg.shards[i] = &wd->workers[i].totals;
+		wd->reg.nshards = i + 1;
+		if (worker_context(wd, &wd->workers[i], i) == -1) {
 			log_err("worker %u: cannot set up its lws context", i);
 			return -1;
 		}
 	}
-	for (unsigned i = 0; i < n; i++)
-		if (worker_vhosts(wd, &wd->workers[i]) == -1) {
-			log_err("worker %u: cannot set up its vhosts", i);
+	for (unsigned i = 0; i < n; i++) {
+		struct worker *w = &wd->workers[i];
+
+		/* lws keeps pointers to protocol arrays: they live in w. */
+		w->local_protocols[0] = *client;
+		w->local_protocols[1] = inbox_protocol;
+		memset(&info, 0, sizeof(info));
+		info.vhost_name = "local";
+		info.port = CONTEXT_PORT_NO_LISTEN;
+		info.protocols = w->local_protocols;
+		info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		if ((w->local_vh = lws_create_vhost(w->ctx, &info)) == NULL) {
+			log_err("worker %u: cannot set up its vhost", i);
 			return -1;
 		}
-	wd->stall_us = WSFLOW_STALL_MIN_US;
-	for (unsigned i = 0; i < n; i++) {
+	}
+	return 0;
+}
+
+int
+workers_run(struct wsflowd *wd)
+{
+	for (unsigned i = 0; i < wd->nworkers; i++) {
 		struct worker *w = &wd->workers[i];
 
 		atomic_store(&w->beat_us, lws_now_usecs());
@@ -331,19 +378,23 @@ workers_start(struct wsflowd *wd)
 		}
 		w->running = true;
 	}
-	log_info("%u worker thread%s", n, n == 1 ? "" : "s");
+	log_info("%u worker thread%s", wd->nworkers, wd->nworkers == 1 ? "" :
+	    "s");
 	return 0;
 }
 
-/* Tell every worker to finish and wait for it. */
+/* Tell every worker to finish, wait for it, and free what it held. */
 void
 workers_join(struct wsflowd *wd)
 {
 	for (unsigned i = 0; i < wd->nworkers; i++) {
 		struct worker *w = &wd->workers[i];
+		struct work *k;
 
-		if (w->running)
-			worker_post_simple(w, WMSG_EXIT, 0, false);
+		if (w->running && (k = calloc(1, sizeof(*k))) != NULL) {
+			k->run = exit_run;
+			worker_post(w, k);
+		}
 	}
 	for (unsigned i = 0; i < wd->nworkers; i++) {
 		struct worker *w = &wd->workers[i];
@@ -355,30 +406,30 @@ workers_join(struct wsflowd *wd)
 	/* One at a time, newest first, from this thread: see worker_main. */
 	for (unsigned i = wd->nworkers; i-- > 0;) {
 		struct worker *w = &wd->workers[i];
-		struct wmsg *m;
+		struct stream *s;
+		struct work *k;
 
 		if (w->ctx != NULL) {
 			/* Closes what is left; callbacks unregister streams. */
 			lws_context_destroy(w->ctx);
 			w->ctx = NULL;
 		}
-		producers_free_all(w);
-		while ((m = TAILQ_FIRST(&w->inbox)) != NULL) {
-			TAILQ_REMOVE(&w->inbox, m, entry);
-			if (m->type == WMSG_ADOPT)
-				close(m->fd);
-			else if (m->type == WMSG_START)
-				producer_discard(w, m->producer);
-			free(m);
+		while ((s = TAILQ_FIRST(&w->streams)) != NULL) {
+			worker_stream_remove(w, s);
+			if (s->ops->drop != NULL)
+				s->ops->drop(s);
+		}
+		while ((k = TAILQ_FIRST(&w->inbox)) != NULL) {
+			TAILQ_REMOVE(&w->inbox, k, entry);
+			if (k->drop != NULL)
+				k->drop(w, k);
+			free(k);
 		}
 		for (size_t j = 0; j < w->nca_vhosts; j++)
 			free(w->ca_vhosts[j].ca);
-		free(w->vh);
-		free(w->vh_names);
+		w->nca_vhosts = 0;
 		free(w->rxbuf);
 		w->rxbuf = NULL;
-		w->vh = NULL;
-		w->vh_names = NULL;
-		w->nca_vhosts = 0;
+		pthread_mutex_destroy(&w->inbox_lock);
 	}
 }

@@ -12,9 +12,13 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "daemon.h"
+#include "listen.h"
 #include "log.h"
+#include "producer.h"
+#include "reload.h"
 #include "sd.h"
-#include "wsflowd.h"
+#include "worker.h"
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
 #define TICK_US		LWS_US_PER_SEC
@@ -122,10 +126,8 @@ stop_check(lws_sorted_usec_list_t *sul)
 
 	/* Streams, then their sockets: lws holds a socket until the
 	 * peer has answered our close (or its timeout). */
-	pthread_mutex_lock(&wd->reg_lock);
-	left = wd->nstreams;
-	pthread_mutex_unlock(&wd->reg_lock);
-	left += atomic_load(&wd->sockets) + atomic_load(&wd->pending);
+	left = stream_count(&wd->reg);
+	left += atomic_load(&wd->reg.sockets) + atomic_load(&wd->reg.pending);
 	if (left == 0 || lws_now_usecs() >= wd->stop_deadline_us) {
 		if (left != 0)
 			log_warnx("%lu streams or sockets still open after "
@@ -145,12 +147,11 @@ daemon_stop(struct wsflowd *wd, const char *why)
 		return;
 	wd->stopping = true;
 	sd_stopping();
-	pthread_mutex_lock(&wd->reg_lock);
-	log_notice("%s: stopping, %lu streams to close", why, wd->nstreams);
-	pthread_mutex_unlock(&wd->reg_lock);
+	log_notice("%s: stopping, %lu streams to close", why,
+	    stream_count(&wd->reg));
 	listeners_close(wd);
 	for (unsigned i = 0; i < wd->nworkers; i++)
-		worker_post_simple(&wd->workers[i], WMSG_STOP_ALL, 0, true);
+		worker_stop_all(&wd->workers[i], true);
 	wd->stop_deadline_us = lws_now_usecs() + WSFLOW_STOP_GRACE_US;
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_stop, stop_check, 1);
 }
@@ -201,7 +202,7 @@ producers_autostart(struct wsflowd *wd)
 		const struct producer_conf *pc = &wd->conf.producers[i];
 
 		if (pc->autostart && producer_launch(wd, pc,
-		    stream_new_id(wd), NULL, err, sizeof(err)) == -1) {
+		    stream_new_id(&wd->reg), NULL, err, sizeof(err)) == -1) {
 			log_err("producer %s: %s", pc->name, err);
 			return -1;
 		}
@@ -240,8 +241,7 @@ main(int argc, char *argv[])
 		usage();
 
 	memset(&wd, 0, sizeof(wd));
-	TAILQ_INIT(&wd.streams);
-	pthread_mutex_init(&wd.reg_lock, NULL);
+	registry_init(&wd.reg);
 	log_init(debug || check ? LOG_TO_STDERR : LOG_TO_JOURNAL, LOG_INFO);
 	if (conf_load_file(path, &wd.conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
@@ -268,7 +268,8 @@ main(int argc, char *argv[])
 	/* Signals are blocked before any thread exists: all inherit it. */
 	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
 	    listeners_open(&wd, sds.ws, sds.nws) == -1 ||
-	    workers_start(&wd) == -1 ||
+	    workers_create(&wd, &producer_protocol) == -1 ||
+	    listeners_attach(&wd) == -1 || workers_run(&wd) == -1 ||
 	    control_open(&wd, sds.control) == -1 ||
 	    producers_autostart(&wd) == -1)
 		goto out;
@@ -290,7 +291,7 @@ out:
 	if (wd.exit_code == 0) {
 		struct totals t;
 
-		totals_get(&wd, &t);
+		totals_get(&wd.reg, &t);
 		log_notice("stopped: %llu streams served, %llu bytes hashed",
 		    (unsigned long long)t.connections_total,
 		    (unsigned long long)t.bytes_received);
@@ -302,15 +303,9 @@ out:
 		lws_sul_cancel(&wd.sul_watchdog);
 		lws_context_destroy(wd.ctx);
 	}
-	for (size_t i = 0; i < wd.nlisteners; i++) {
-		free(wd.listeners[i].tls_cert);
-		free(wd.listeners[i].tls_key);
-	}
-	free(wd.listeners);
-	for (unsigned i = 0; i < wd.nworkers; i++)
-		pthread_mutex_destroy(&wd.workers[i].inbox_lock);
+	listeners_free(&wd);
 	free(wd.workers);
-	pthread_mutex_destroy(&wd.reg_lock);
+	registry_free(&wd.reg);
 	conf_free(&wd.conf);
 	return wd.exit_code;
 }

@@ -4,7 +4,7 @@
  * socket -> read() into the worker's buffer -> wsparse (unmask in place,
  * wide) -> batcher -> digest queue -> send().  lws still runs the loop:
  * the socket is adopted as a RAW_FILE descriptor, so lws only polls it
- * (lws notes §6.1) and times it out.  Every request is answered here:
+ * (docs/lws.md §3) and times it out.  Every request is answered here:
  * a 101, or an HTTP answer (http.c) after which the connection ends; a
  * request body is never read (upgrade.h).
  *
@@ -21,8 +21,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon.h"
+#include "http.h"
 #include "log.h"
 #include "server.h"
+#include "upgrade.h"
+#include "worker.h"
+#include "ws.h"
 
 #define CLOSE_WAIT_SECS		3	/* for the peer's close frame */
 #define LINGER_SECS		2	/* for the peer's FIN */
@@ -30,6 +35,37 @@
 #define LOWAT_MIN		(16 * 1024)
 #define LOWAT_MAX		WSFLOW_RX_CHUNK
 
+/* The adapter's side of a connection, behind the core's. */
+struct own_conn {
+	struct server_conn c;		/* first: the core's, the registry's */
+	struct ws_raw {
+		int		 fd;
+		char		*head;		/* handshake octets so far */
+		size_t		 head_len;
+		struct ws_parser parser;
+		uint8_t		*held;	/* input not parsed while paused */
+		size_t		 held_len, held_off;
+		char		*answer;	/* an HTTP answer (not a 101) */
+		size_t		 answer_len, answer_off;
+		uint8_t		 out[4 * (WS_SERVER_HEADER_MAX +
+				    2 * EVP_MAX_MD_SIZE)];
+		unsigned	 out_len, out_off;
+		uint8_t		 pong[WS_CONTROL_MAX];
+		unsigned	 pong_len;
+		bool		 pong_due;
+		bool		 upgraded;
+		bool		 close_sent;	/* ours is out: read until theirs */
+		bool		 hangup;	/* over: FIN after the output */
+		bool		 lingering;	/* FIN sent: read until theirs */
+		bool		 reading;	/* rx flow on */
+		int		 lowat;		/* SO_RCVLOWAT set, 0: never */
+		uint16_t	 close_code;	/* owed after the digests */
+		uint8_t		 close_payload[WS_CONTROL_MAX];
+		unsigned	 close_len;
+	}		 r;
+};
+
+static const struct server_io own_io;
 static int	on_data(void *, const uint8_t *, size_t, unsigned);
 static int	on_control(void *, int, const uint8_t *, size_t);
 
@@ -50,75 +86,75 @@ wsserver_adopt(struct lws_vhost *vh, int fd)
 }
 
 static void
-raw_free(struct server_conn *c)
+raw_free(struct own_conn *o)
 {
-	free(c->r.head);
-	c->r.head = NULL;
-	free(c->r.held);
-	c->r.held = NULL;
-	free(c->r.answer);
-	c->r.answer = NULL;
+	free(o->r.head);
+	o->r.head = NULL;
+	free(o->r.held);
+	o->r.held = NULL;
+	free(o->r.answer);
+	o->r.answer = NULL;
 }
 
 static void
-rx_enable(struct server_conn *c, bool on)
+rx_enable(struct own_conn *o, bool on)
 {
-	if (c->r.reading == on)
+	if (o->r.reading == on)
 		return;
-	c->r.reading = on;
-	lws_rx_flow_control(c->wsi, on ? 1 : 0);
+	o->r.reading = on;
+	lws_rx_flow_control(o->c.wsi, on ? 1 : 0);
 }
 
 /* Queue a close frame after the digests owed; nothing is read after it. */
 static void
-queue_close(struct server_conn *c, uint16_t code, const uint8_t *payload,
+queue_close(struct own_conn *o, uint16_t code, const uint8_t *payload,
     size_t len)
 {
-	if (c->r.close_code != 0 || c->r.close_sent)
+	if (o->r.close_code != 0 || o->r.close_sent)
 		return;
-	c->r.close_code = code;
-	c->r.close_len = 0;
+	o->r.close_code = code;
+	o->r.close_len = 0;
 	if (payload != NULL) {
-		memcpy(c->r.close_payload, payload, len);
-		c->r.close_len = (unsigned)len;
+		memcpy(o->r.close_payload, payload, len);
+		o->r.close_len = (unsigned)len;
 	} else if (code != 0) {
-		c->r.close_payload[0] = (uint8_t)(code >> 8);
-		c->r.close_payload[1] = (uint8_t)code;
-		c->r.close_len = 2;
+		o->r.close_payload[0] = (uint8_t)(code >> 8);
+		o->r.close_payload[1] = (uint8_t)code;
+		o->r.close_len = 2;
 	}
 }
 
 /* Server-initiated: stop, idle, daemon stop (1001), protocol errors. */
-void
-wsserver_close(struct server_conn *c, uint16_t code, const char *why)
+static void
+wsserver_close(struct own_conn *o, uint16_t code, const char *why)
 {
 	uint8_t payload[2 + 64];
 	size_t n = strlen(why);
 
-	if (c->r.close_code != 0 || c->r.close_sent)
+	if (o->r.close_code != 0 || o->r.close_sent)
 		return;
 	if (n > sizeof(payload) - 2)
 		n = sizeof(payload) - 2;
 	payload[0] = (uint8_t)(code >> 8);
 	payload[1] = (uint8_t)code;
 	memcpy(payload + 2, why, n);
-	queue_close(c, code, payload, 2 + n);
-	c->closing = true;
-	stream_set_state(&c->s, "closing");
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+	queue_close(o, code, payload, 2 + n);
+	o->c.closing = true;
+	stream_set_state(&o->c.s, "closing");
+	lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_SEND,
 	    WSFLOW_CLOSE_DEADLINE_SECS);
-	lws_callback_on_writable(c->wsi);
+	lws_callback_on_writable(o->c.wsi);
 }
 
 static bool
-append(struct server_conn *c, int opcode, const void *payload, size_t len)
+append(struct own_conn *o, int opcode, const void *payload, size_t len)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 
 	if (r->out_len + WS_SERVER_HEADER_MAX + len > sizeof(r->out))
 		return false;
-	r->out_len += (unsigned)ws_server_header(r->out + r->out_len, opcode,
-	    len);
+	r->out_len += (unsigned)ws_header(r->out + r->out_len, opcode, true,
+	    len, NULL);
 	memcpy(r->out + r->out_len, payload, len);
 	r->out_len += (unsigned)len;
 	return true;
@@ -129,10 +165,11 @@ append(struct server_conn *c, int opcode, const void *payload, size_t len)
  * Returns -1 when the socket is to be closed now.
  */
 static int
-flush(struct server_conn *c)
+flush(struct own_conn *o)
 {
-	struct ws_raw *r = &c->r;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];	/* digest_hex ends it with NUL */
+	struct ws_raw *r = &o->r;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	unsigned hexlen;
 
 	for (;;) {
 		if (r->out_off < r->out_len) {
@@ -140,7 +177,7 @@ flush(struct server_conn *c)
 			    r->out_len - r->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 			if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-				lws_callback_on_writable(c->wsi);
+				lws_callback_on_writable(o->c.wsi);
 				return 0;
 			}
 			if (n == -1)
@@ -151,20 +188,15 @@ flush(struct server_conn *c)
 		r->out_off = r->out_len = 0;
 		if (r->close_sent)
 			break;
-		if (r->pong_due && append(c, WS_OP_PONG, r->pong, r->pong_len))
+		if (r->pong_due && append(o, WS_OP_PONG, r->pong, r->pong_len))
 			r->pong_due = false;
-		while (c->open && c->qlen > 0) {
-			unsigned len = c->b.md_len;
-
-			digest_hex(c->queue + (size_t)c->qhead * len, len, hex);
-			if (!append(c, WS_OP_TEXT, hex, 2 * len))
-				break;
-			server_conn_digest_sent(c, hex, 2 * len);
-		}
+		while ((hexlen = server_conn_next_digest(&o->c, hex)) > 0 &&
+		    append(o, WS_OP_TEXT, hex, hexlen))
+			server_conn_digest_sent(&o->c, hex, hexlen);
 		if (r->out_len == 0 && r->close_code != 0) {
-			append(c, WS_OP_CLOSE, r->close_payload, r->close_len);
+			append(o, WS_OP_CLOSE, r->close_payload, r->close_len);
 			r->close_sent = true;
-			lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK,
+			lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_ACK,
 			    r->hangup ? FLUSH_WAIT_SECS : CLOSE_WAIT_SECS);
 		}
 		if (r->out_len == 0)
@@ -174,8 +206,8 @@ flush(struct server_conn *c)
 		/* Our last frame is out: FIN, then wait for theirs. */
 		shutdown(r->fd, SHUT_WR);
 		r->lingering = true;
-		rx_enable(c, true);
-		lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
+		rx_enable(o, true);
+		lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
 	}
 	return 0;
 }
@@ -187,26 +219,26 @@ flush(struct server_conn *c)
  * small batch_size every octet can owe a digest).
  */
 static size_t
-parse(struct server_conn *c, uint8_t *buf, size_t len)
+parse(struct own_conn *o, uint8_t *buf, size_t len)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 	size_t used = 0;
 
-	while (used < len && c->qlen < QUEUE_HIGH && r->parser.error == 0 &&
+	while (used < len && o->c.qlen < QUEUE_HIGH && r->parser.error == 0 &&
 	    !r->parser.closed) {
-		size_t slice = server_conn_allowance(c, len - used);
-		size_t n = ws_parse(&r->parser, buf + used, slice, &handler, c);
+		size_t slice = server_conn_allowance(&o->c, len - used);
+		size_t n = ws_parse(&r->parser, buf + used, slice, &handler, o);
 
 		used += n;
 		if (n < slice)
 			break;		/* a handler said stop */
 	}
-	if (c->qlen >= QUEUE_HIGH && !c->paused)
-		server_conn_pause(c);
+	if (o->c.qlen >= QUEUE_HIGH && !o->c.paused)
+		server_conn_pause(&o->c);
 	if (r->parser.error != 0) {
-		log_stream(LOG_INFO, &c->s, "protocol-error",
+		log_stream(LOG_INFO, &o->c.s, "protocol-error",
 		    "closing with %u: %s", r->parser.error, r->parser.why);
-		wsserver_close(c, r->parser.error, r->parser.why);
+		wsserver_close(o, r->parser.error, r->parser.why);
 		r->hangup = true;
 		return len;
 	}
@@ -215,11 +247,11 @@ parse(struct server_conn *c, uint8_t *buf, size_t len)
 
 /* Go on with what a pause left over. */
 static void
-feed_held(struct server_conn *c)
+feed_held(struct own_conn *o)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 
-	r->held_off += parse(c, r->held + r->held_off,
+	r->held_off += parse(o, r->held + r->held_off,
 	    r->held_len - r->held_off);
 	if (r->held_off < r->held_len)
 		return;
@@ -231,33 +263,33 @@ feed_held(struct server_conn *c)
 static int
 on_data(void *arg, const uint8_t *p, size_t len, unsigned flags)
 {
-	struct server_conn *c = arg;
+	struct own_conn *o = arg;
 
-	if (c->closing)
+	if (o->c.closing)
 		return 0;	/* after our close: RFC 6455 §5.5.1, discard */
-	if (server_conn_data(c, p, len, flags) == -1)
+	if (server_conn_data(&o->c, p, len, flags) == -1)
 		return -1;
-	return c->qlen >= QUEUE_HIGH ? 1 : 0;
+	return o->c.qlen >= QUEUE_HIGH ? 1 : 0;
 }
 
 static int
 on_control(void *arg, int opcode, const uint8_t *p, size_t len)
 {
-	struct server_conn *c = arg;
-	struct ws_raw *r = &c->r;
+	struct own_conn *o = arg;
+	struct ws_raw *r = &o->r;
 
 	switch (opcode) {
 	case WS_OP_PING:
 		/* Only the latest needs an answer (RFC 6455 §5.5.3). */
 		memcpy(r->pong, p, len);
 		r->pong_len = (unsigned)len;
-		r->pong_due = !c->closing;
+		r->pong_due = !o->c.closing;
 		break;
 	case WS_OP_CLOSE:
 		/* Theirs: echo it after the digests owed (§5.5.1), or it
 		 * answers ours.  Either way the stream is over. */
 		if (!r->close_sent)
-			queue_close(c, len >= 2 ? (uint16_t)(p[0] << 8 | p[1]) :
+			queue_close(o, len >= 2 ? (uint16_t)(p[0] << 8 | p[1]) :
 			    WS_CLOSE_NORMAL, p, len);
 		r->hangup = true;
 		break;
@@ -272,16 +304,16 @@ on_control(void *arg, int opcode, const uint8_t *p, size_t len)
  * a pause leaves over in r->held.
  */
 static void
-feed(struct server_conn *c, uint8_t *buf, size_t len)
+feed(struct own_conn *o, uint8_t *buf, size_t len)
 {
-	struct ws_raw *r = &c->r;
-	size_t used = parse(c, buf, len);
+	struct ws_raw *r = &o->r;
+	size_t used = parse(o, buf, len);
 
 	if (used == len)
 		return;
 	/* Paused with input left: rare (a peer that reads no digests). */
 	if ((r->held = malloc(len - used)) == NULL) {
-		wsserver_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		wsserver_close(o, WS_CLOSE_INTERNAL, "out of memory");
 		r->hangup = true;
 		return;
 	}
@@ -298,64 +330,64 @@ feed(struct server_conn *c, uint8_t *buf, size_t len)
  * the next digest: a peer may wait for it (one batch in flight).
  */
 static void
-set_lowat(struct server_conn *c)
+set_lowat(struct own_conn *o)
 {
-	const struct ws_parser *p = &c->r.parser;
+	const struct ws_parser *p = &o->r.parser;
 	uint64_t want = 1;
 
-	if (p->in_frame && !c->closing && !c->r.lingering) {
+	if (p->in_frame && !o->c.closing && !o->r.lingering) {
 		want = p->left;
-		if (c->s.mode == MODE_STREAMING &&
-		    want > c->b.batch_size - c->b.fill)
-			want = c->b.batch_size - c->b.fill;
+		if (o->c.s.mode == MODE_STREAMING &&
+		    want > o->c.b.batch_size - o->c.b.fill)
+			want = o->c.b.batch_size - o->c.b.fill;
 		if (want > LOWAT_MAX)
 			want = LOWAT_MAX;
 		if (want < LOWAT_MIN)
 			want = 1;
 	}
-	if ((int)want == c->r.lowat || (want == 1 && c->r.lowat == 0))
+	if ((int)want == o->r.lowat || (want == 1 && o->r.lowat == 0))
 		return;
-	c->r.lowat = (int)want;
-	(void)setsockopt(c->r.fd, SOL_SOCKET, SO_RCVLOWAT, &c->r.lowat,
-	    sizeof(c->r.lowat));
+	o->r.lowat = (int)want;
+	(void)setsockopt(o->r.fd, SOL_SOCKET, SO_RCVLOWAT, &o->r.lowat,
+	    sizeof(o->r.lowat));
 }
 
 /*
  * Once a second: a peer that trickles (slower than LOWAT_MIN a second)
  * is read as it comes, so that it is not taken for idle.
  */
-void
-wsserver_tick(struct server_conn *c, int64_t now_us)
+static void
+wsserver_tick(struct own_conn *o, int64_t now_us)
 {
-	if (c->r.lowat > 1 && now_us - c->last_rx_us > LWS_US_PER_SEC) {
-		c->r.lowat = 1;
-		(void)setsockopt(c->r.fd, SOL_SOCKET, SO_RCVLOWAT,
-		    &c->r.lowat, sizeof(c->r.lowat));
+	if (o->r.lowat > 1 && now_us - o->c.last_rx_us > LWS_US_PER_SEC) {
+		o->r.lowat = 1;
+		(void)setsockopt(o->r.fd, SOL_SOCKET, SO_RCVLOWAT,
+		    &o->r.lowat, sizeof(o->r.lowat));
 	}
 }
 
 /* Parse and send until paused, ended or out of input. */
 static int
-progress(struct server_conn *c)
+progress(struct own_conn *o)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 
 	for (;;) {
-		if (flush(c) == -1)
+		if (flush(o) == -1)
 			return -1;
-		if (c->paused && c->qlen <= QUEUE_LOW)
-			server_conn_resumed(c);
-		if (c->paused || r->held == NULL || r->close_sent ||
+		if (o->c.paused && o->c.qlen <= QUEUE_LOW)
+			server_conn_resumed(&o->c);
+		if (o->c.paused || r->held == NULL || r->close_sent ||
 		    r->hangup || r->parser.error || r->parser.closed)
 			break;
-		feed_held(c);
+		feed_held(o);
 	}
 	/* Read more when nothing is held, nothing paused and not ended. */
-	rx_enable(c, r->lingering || (!c->paused && r->held == NULL &&
+	rx_enable(o, r->lingering || (!o->c.paused && r->held == NULL &&
 	    !r->hangup && !r->parser.closed && !r->parser.error) ||
 	    (r->close_sent && !r->hangup));
-	if (c->open)
-		set_lowat(c);
+	if (o->c.open)
+		set_lowat(o);
 	return 0;
 }
 
@@ -364,16 +396,16 @@ progress(struct server_conn *c)
  * (discarding whatever body it sends), within the deadline.
  */
 static int
-answer_flush(struct server_conn *c)
+answer_flush(struct own_conn *o)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 
 	while (r->answer_off < r->answer_len) {
 		ssize_t n = send(r->fd, r->answer + r->answer_off,
 		    r->answer_len - r->answer_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			lws_callback_on_writable(c->wsi);
+			lws_callback_on_writable(o->c.wsi);
 			return 0;
 		}
 		if (n == -1)
@@ -383,40 +415,40 @@ answer_flush(struct server_conn *c)
 	if (!r->lingering) {
 		shutdown(r->fd, SHUT_WR);
 		r->lingering = true;
-		rx_enable(c, true);
-		lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
+		rx_enable(o, true);
+		lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
 	}
 	return 0;
 }
 
 /* Anything but an upgrade: an HTTP answer, then the connection ends. */
 static int
-answer(struct server_conn *c, const struct upgrade *u, unsigned status,
+answer(struct own_conn *o, const struct upgrade *u, unsigned status,
     const char *why)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 
 	if (status != 200 && u->websocket) {
-		char peer[sizeof(c->s.peer)];
+		char peer[sizeof(o->c.s.peer)];
 
 		server_peer_name(r->fd, peer, sizeof(peer));
 		log_ratelimited(LOG_INFO, "refused an upgrade from %s to %.64s: "
 		    "%u %s", peer, u->path, status, why);
 	}
-	if (http_answer(c->w, u, status, why, &r->answer, &r->answer_len) ==
+	if (http_answer(o->c.w, u, status, why, &r->answer, &r->answer_len) ==
 	    -1)
 		return -1;
 	r->answer_off = 0;
 	/* Nothing more is read until the answer is out: no body. */
-	rx_enable(c, false);
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, FLUSH_WAIT_SECS);
-	return answer_flush(c);
+	rx_enable(o, false);
+	lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_SEND, FLUSH_WAIT_SECS);
+	return answer_flush(o);
 }
 
 static int
-handshake_rx(struct server_conn *c)
+handshake_rx(struct own_conn *o)
 {
-	struct ws_raw *r = &c->r;
+	struct ws_raw *r = &o->r;
 	struct upgrade u;
 	enum upgrade_verdict v;
 	enum wsflow_mode mode;
@@ -437,37 +469,37 @@ handshake_rx(struct server_conn *c)
 	status = upgrade_status(&u, v, server_path_mode(u.path, &mode) == 0,
 	    &why);
 	if (status != 101)
-		return answer(c, &u, status, why);
+		return answer(o, &u, status, why);
 	if ((n = upgrade_reply(&u, reply, sizeof(reply))) == 0)
 		return -1;
 	memcpy(r->out, reply, n);
 	r->out_len = (unsigned)n;
 	r->upgraded = true;
-	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	lws_set_timeout(o->c.wsi, NO_PENDING_TIMEOUT, 0);
 	ws_parser_init(&r->parser);
-	if (server_conn_open(c, c->w, c->wsi, mode) == -1)
+	if (server_conn_open(&o->c, o->c.w, o->c.wsi, mode, &own_io) == -1)
 		return -1;
 	/* Frames sent right behind the request. */
 	rest = r->head_len - u.head_len;
-	if (rest > 0 && !c->closing)
-		feed(c, (uint8_t *)r->head + u.head_len, rest);
+	if (rest > 0 && !o->c.closing)
+		feed(o, (uint8_t *)r->head + u.head_len, rest);
 	free(r->head);
 	r->head = NULL;
-	return progress(c);
+	return progress(o);
 }
 
 static int
-data_rx(struct server_conn *c)
+data_rx(struct own_conn *o)
 {
-	struct ws_raw *r = &c->r;
-	uint8_t *buf = c->w->rxbuf;
+	struct ws_raw *r = &o->r;
+	uint8_t *buf = o->c.w->rxbuf;
 	ssize_t got;
 
 	/*
 	 * Input held back by a pause goes first; a POLLIN reported with the
 	 * POLLOUT that paused us again waits for the rx flow to reopen.
 	 */
-	if (!r->lingering && (r->held != NULL || c->paused))
+	if (!r->lingering && (r->held != NULL || o->c.paused))
 		return 0;
 	got = read(r->fd, buf, WSFLOW_RX_CHUNK);
 	if (got == -1 && (errno == EAGAIN || errno == EINTR))
@@ -476,26 +508,44 @@ data_rx(struct server_conn *c)
 		return -1;	/* FIN or reset: a TCP drop is a normal end */
 	if (r->lingering)
 		return 0;	/* waiting for their FIN: discard */
-	feed(c, buf, (size_t)got);
-	return progress(c);
+	feed(o, buf, (size_t)got);
+	return progress(o);
 }
 
 /* After an HTTP answer: discard until the peer's FIN (or the timeout). */
 static int
-linger_rx(struct server_conn *c)
+linger_rx(struct own_conn *o)
 {
-	ssize_t got = read(c->r.fd, c->w->rxbuf, WSFLOW_RX_CHUNK);
+	ssize_t got = read(o->r.fd, o->c.w->rxbuf, WSFLOW_RX_CHUNK);
 
 	if (got == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	return got <= 0 ? -1 : 0;
 }
 
+/* The core's side of the adapter. */
+static void
+io_close(struct server_conn *c, uint16_t code, const char *why)
+{
+	wsserver_close((struct own_conn *)c, code, why);
+}
+
+static void
+io_tick(struct server_conn *c, int64_t now_us)
+{
+	wsserver_tick((struct own_conn *)c, now_us);
+}
+
+static const struct server_io own_io = {
+	.close = io_close,
+	.tick = io_tick,
+};
+
 static int
 wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
 {
-	struct server_conn *c = user;
+	struct own_conn *o = user;
 	struct worker *w;
 
 	(void)in;
@@ -503,30 +553,39 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	switch (reason) {
 	case LWS_CALLBACK_RAW_ADOPT_FILE:
 		w = lws_context_user(lws_get_context(wsi));
-		c->w = w;
-		c->wsi = wsi;
-		c->raw = true;
-		c->r.fd = lws_get_socket_fd(wsi);
-		c->r.reading = true;
-		if ((c->r.head = malloc(UPGRADE_HEAD_MAX)) == NULL)
+		o->c.w = w;
+		o->c.wsi = wsi;
+		o->r.fd = lws_get_socket_fd(wsi);
+		o->r.reading = true;
+		if ((o->r.head = malloc(UPGRADE_HEAD_MAX)) == NULL)
 			return -1;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_HOLDING_AH,
 		    (int)w->params.handshake_timeout);
 		return 0;
 
 	case LWS_CALLBACK_RAW_RX_FILE:
-		if (c->r.answer != NULL)
-			return linger_rx(c);
-		return c->r.upgraded ? data_rx(c) : handshake_rx(c);
+		if (o->r.answer != NULL)
+			return linger_rx(o);
+		return o->r.upgraded ? data_rx(o) : handshake_rx(o);
 
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-		if (c->r.answer != NULL)
-			return answer_flush(c);
-		return progress(c);
+		if (o->r.answer != NULL)
+			return answer_flush(o);
+		return progress(o);
 
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
-		server_conn_close(c);
-		raw_free(c);
+		server_conn_close(&o->c);
+		raw_free(o);
+		return 0;
+
+	/* lws tells protocols[0] of this adapter's vhosts of every socket
+	 * it creates and destroys there. */
+	case LWS_CALLBACK_WSI_CREATE:
+		server_socket_count(lws_context_user(lws_get_context(wsi)), 1);
+		return 0;
+
+	case LWS_CALLBACK_WSI_DESTROY:
+		server_socket_count(lws_context_user(lws_get_context(wsi)), -1);
 		return 0;
 
 	default:
@@ -538,5 +597,5 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 const struct lws_protocols wsserver_protocol = {
 	.name = "wsflow-raw",
 	.callback = wsserver_callback,
-	.per_session_data_size = sizeof(struct server_conn),
+	.per_session_data_size = sizeof(struct own_conn),
 };

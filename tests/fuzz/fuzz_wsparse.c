@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "upgrade.h"
-#include "wsparse.h"
+#include "ws.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

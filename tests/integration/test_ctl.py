@@ -927,6 +927,24 @@ def t_start_stop():
           'the server closed on the producer: %s' % log_lines(d, r'\[producer %d ' % pid_))
     check(not log_lines(d, r'\[stream %d\] .*(error|idle-timeout)' % sid), 'server side error')
 
+@case('start URL gets the configured defaults: reconnect = true (a closed port is retried in '
+      'backoff and the producer stays listed)')
+def t_start_defaults():
+    main_daemon()
+    port = free_port()          # nothing listens there
+    out = jctl('start', 'ws://127.0.0.1:%d/' % port, '--name', 'retry1')
+    pid_ = out['id']
+    # A producer with reconnect = false would be gone after its first
+    # refused connect; one with the default (true) backs off and retries.
+    check(wait_for(lambda: (show(pid_) or {}).get('state') == 'backoff', 5),
+          'ad-hoc producer never in backoff: %s' % streams())
+    time.sleep(1.5)             # more than the first backoff step (250 ms)
+    s = show(pid_)
+    check(s is not None and s['state'] in ('backoff', 'connecting'),
+          'ad-hoc producer gone or wrong after 1.5 s: %s' % s)
+    ctl_ok('stop', pid_)
+    check(wait_for(lambda: show(pid_) is None, 3), 'not stopped: %s' % show(pid_))
+
 # ============================================================ 5. reload
 
 

@@ -10,6 +10,7 @@
  *
  * SRCDIR (default ".") is the repository root, for conf/wsflow.conf.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -234,7 +235,7 @@ check_server_defaults(const struct wsflow_conf *c, const char *what)
 	    c->server.max_connections == 1024 &&
 	    c->server.handshake_timeout == 10 &&
 	    c->server.idle_timeout == 60 && c->server.metrics &&
-	    !c->server.lws_framing && c->nproducers == 0;
+	    c->server.framing == FRAMING_WSFLOW && c->nproducers == 0;
 
 	ok(good, "%s: every default of spec §3 (log_level info, control "
 	    "/run/wsflow/wsflowd.sock 0660 wsflow, listen 127.0.0.1:9000 "
@@ -424,7 +425,7 @@ test_full(void)
 	ok(c.server.handshake_timeout == 5, "server.handshake_timeout");
 	ok(c.server.idle_timeout == 0, "server.idle_timeout 0 allowed");
 	ok(!c.server.metrics, "server.metrics false");
-	ok(c.server.lws_framing, "server.framing \"lws\"");
+	ok(c.server.framing == FRAMING_LWS, "server.framing \"lws\"");
 
 	ok(c.nproducers == 3, "3 producers (got %zu)", c.nproducers);
 	if (c.nproducers != 3) {
@@ -869,27 +870,27 @@ test_modes(void)
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		enum wsflow_mode m = (enum wsflow_mode)99;
-		const char *n = conf_mode_name(modes[i].mode);
+		const char *n = wsflow_mode_name(modes[i].mode);
 
 		if (!streq(n, modes[i].name) ||
-		    conf_mode_parse(n, &m) != 0 || m != modes[i].mode) {
+		    wsflow_mode_parse(n, &m) != 0 || m != modes[i].mode) {
 			diag("%s: name %s, parsed %d", modes[i].name, n,
 			    (int)m);
 			good = false;
 		}
 	}
-	ok(good, "conf_mode_name/conf_mode_parse round trip: producer, "
+	ok(good, "wsflow_mode_name/wsflow_mode_parse round trip: producer, "
 	    "streaming, frame, message");
 	good = true;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		enum wsflow_mode m = MODE_FRAME;
 
-		if (conf_mode_parse(bad[i], &m) != -1 || m != MODE_FRAME) {
+		if (wsflow_mode_parse(bad[i], &m) != -1 || m != MODE_FRAME) {
 			diag("\"%s\" parsed", bad[i]);
 			good = false;
 		}
 	}
-	ok(good, "conf_mode_parse refuses unknown names and leaves the mode "
+	ok(good, "wsflow_mode_parse refuses unknown names and leaves the mode "
 	    "alone");
 }
 
@@ -948,7 +949,7 @@ test_producer_equal(void)
 	DIFFERS(tls_ca, ca2, "tls_ca");
 	DIFFERS(tls_verify, true, "tls_verify");
 	DIFFERS(batch_size, 77, "batch_size");
-	DIFFERS(lws_framing, true, "framing");
+	DIFFERS(framing, FRAMING_LWS, "framing");
 #undef DIFFERS
 	ok(good, "conf_producer_equal: a change to any one setting (name, "
 	    "url, mode, autostart, frame_size, message_size, rate, bytes, "
@@ -967,6 +968,91 @@ test_producer_equal(void)
 	conf_free(&b);
 }
 
+/* ---- the key table against the documentation ---- */
+
+struct doc_check {
+	char	*man, *conf;
+	size_t	 keys, missing;
+	char	 first[128];
+};
+
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	if ((buf = malloc((size_t)n + 1)) == NULL) {
+		fclose(f);
+		return NULL;
+	}
+	buf[fread(buf, 1, (size_t)n, f)] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The key's own name stands in text as a word. */
+static bool
+has_word(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = text; (p = strstr(p, word)) != NULL; p++)
+		if ((p == text || !(isalnum((unsigned char)p[-1]) ||
+		    p[-1] == '_')) && !(isalnum((unsigned char)p[n]) ||
+		    p[n] == '_'))
+			return true;
+	return false;
+}
+
+static void
+doc_key(const char *path, const char *kind, uint64_t min, uint64_t max,
+    void *arg)
+{
+	struct doc_check *d = arg;
+	const char *leaf = strrchr(path, '.');
+
+	(void)kind;
+	(void)min;
+	(void)max;
+	leaf = leaf != NULL ? leaf + 1 : path;
+	d->keys++;
+	if (!has_word(d->man, leaf) || !has_word(d->conf, leaf)) {
+		if (d->missing++ == 0)
+			snprintf(d->first, sizeof(d->first), "%s", path);
+	}
+}
+
+static void
+test_documented(void)
+{
+	const char *srcdir = getenv("SRCDIR");
+	char man[4096], conf[4096];
+	struct doc_check d = { 0 };
+
+	snprintf(man, sizeof(man), "%s/daemon/wsflow.conf.5",
+	    srcdir && *srcdir ? srcdir : ".");
+	snprintf(conf, sizeof(conf), "%s/conf/wsflow.conf",
+	    srcdir && *srcdir ? srcdir : ".");
+	if ((d.man = slurp(man)) == NULL || (d.conf = slurp(conf)) == NULL) {
+		ok(false, "wsflow.conf(5) and conf/wsflow.conf readable");
+		diag("SRCDIR=%s", srcdir ? srcdir : "(unset)");
+	} else {
+		conf_keys(doc_key, &d);
+		ok(d.keys > 30 && d.missing == 0, "every key of the table (%zu) "
+		    "is in wsflow.conf(5) and conf/wsflow.conf (%zu missing%s%s)",
+		    d.keys, d.missing, d.missing ? ", first " : "", d.first);
+	}
+	free(d.man);
+	free(d.conf);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -980,5 +1066,6 @@ main(int argc, char **argv)
 	test_file();
 	test_modes();
 	test_producer_equal();
+	test_documented();
 	return done();
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "ws.h"
 #include "gen.h"
 #include "tap.h"
 #include "url.h"
@@ -46,14 +46,14 @@ test_headers(void)
 
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		uint8_t *payload = buf + 32;
-		size_t hl = frame_header(payload, lens[i], FRAME_OP_BINARY,
+		size_t hl = ws_client_header(payload, lens[i], WS_OP_BINARY,
 		    i % 2 == 0, key);
 		int op = -1, fin = -1;
 		uint64_t len = 0;
 
 		ok(hl == want[i] && parse_header(payload - hl, hl, &op, &fin,
 		    &len, got) == (int)hl && len == lens[i] &&
-		    op == FRAME_OP_BINARY && fin == (i % 2 == 0) &&
+		    op == WS_OP_BINARY && fin == (i % 2 == 0) &&
 		    memcmp(got, key, 4) == 0,
 		    "header for length %llu: %zu octets, minimal, masked",
 		    (unsigned long long)lens[i], hl);
@@ -71,7 +71,7 @@ test_mask(void)
 		for (size_t len = 0; len < 300; len += (len < 40 ? 1 : 37)) {
 			for (size_t i = 0; i < len; i++)
 				a[off + i] = b[off + i] = (uint8_t)(i * 7 + off);
-			frame_mask(a + off, len, key);
+			ws_mask(a + off, len, key);
 			for (size_t i = 0; i < len; i++)
 				b[off + i] ^= key[i & 3];
 			if (memcmp(a + off, b + off, len) != 0)
@@ -81,8 +81,8 @@ test_mask(void)
 	    "length 0..300");
 	for (size_t i = 0; i < 65536; i++)
 		a[i] = b[i] = (uint8_t)i;
-	frame_mask(a, 65536, key);
-	frame_mask(a, 65536, key);
+	ws_mask(a, 65536, key);
+	ws_mask(a, 65536, key);
 	ok(memcmp(a, b, 65536) == 0, "masking twice gives the payload back");
 	free(a);
 	free(b);

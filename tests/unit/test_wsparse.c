@@ -23,7 +23,7 @@
 
 #include "tap.h"
 #include "testutil.h"
-#include "wsparse.h"
+#include "ws.h"
 
 #define WHYLEN		1024
 #define NONE		SIZE_MAX
@@ -1193,7 +1193,7 @@ test_utf8(void)
 	    nb, fails);
 }
 
-/* ---- ws_close_code_valid, ws_server_header ---- */
+/* ---- ws_close_code_valid, ws_header (unmasked) ---- */
 
 static void
 test_close_codes(void)
@@ -1243,17 +1243,17 @@ test_server_header(void)
 		size_t n;
 
 		memset(out, 0xee, sizeof(out));
-		n = ws_server_header(out, WS_OP_BINARY, v[i].len);
+		n = ws_header(out, WS_OP_BINARY, true, v[i].len, NULL);
 		ok(n == v[i].n && memcmp(out, v[i].h, n) == 0 &&
-		    out[WS_SERVER_HEADER_MAX] == 0xee, "ws_server_header, "
+		    out[WS_SERVER_HEADER_MAX] == 0xee, "ws_header, "
 		    "binary, %" PRIu64 " octets: FIN, no mask, %zu-octet "
 		    "header (got %zu)", v[i].len, v[i].n, n);
 	}
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		size_t n = ws_server_header(out, ops[i], 2);
+		size_t n = ws_header(out, ops[i], true, 2, NULL);
 
 		ok(n == 2 && out[0] == (0x80 | ops[i]) && out[1] == 2,
-		    "ws_server_header, opcode %#x, 2 octets: %02x %02x", ops[i],
+		    "ws_header, opcode %#x, 2 octets: %02x %02x", ops[i],
 		    out[0], out[1]);
 	}
 }

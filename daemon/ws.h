@@ -1,15 +1,16 @@
 /*
- * wsparse.h — the server's side of RFC 6455 framing, as pure logic.
+ * ws.h — RFC 6455 framing, both directions, as pure logic: opcodes and
+ * close codes, frame headers, the mask, and the server's parser.
  *
  * lws 4.1.6 unmasks what a server receives one octet at a time, about a
- * fifth of wsflowd's CPU per GB (lws notes §1; README "Performance").  On
+ * fifth of wsflowd's CPU per GB (docs/lws.md §4; README "Performance").  On
  * plain listeners wsflowd reads the socket itself and parses here: the
  * payload is unmasked eight or 32 octets at a time, in place, and handed
  * straight to the batcher.  No I/O and no allocation: octets in, events
  * out (tests/unit/test_wsparse.c).
  */
-#ifndef WSFLOW_WSPARSE_H
-#define WSFLOW_WSPARSE_H
+#ifndef WSFLOW_WS_H
+#define WSFLOW_WS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 
 #define WS_CONTROL_MAX		125	/* RFC 6455 §5.5 */
 #define WS_SERVER_HEADER_MAX	10	/* unmasked: 2 + 8 length */
+#define WS_HEADER_MAX		14	/* masked: + 4 key octets */
 
 /* Close status codes wsflowd sends (RFC 6455 §7.4.1). */
 #define WS_CLOSE_NORMAL		1000
@@ -96,8 +98,16 @@ size_t	ws_parse(struct ws_parser *, uint8_t *buf, size_t len,
 /* RFC 6455 §7.4: may a peer send this code in a close frame? */
 bool	ws_close_code_valid(unsigned code);
 
-/* Header of an unmasked (server) frame with FIN set; returns its length. */
-size_t	ws_server_header(uint8_t out[WS_SERVER_HEADER_MAX], int opcode,
-	    uint64_t len);
+/*
+ * A frame header into out (WS_HEADER_MAX octets): masked with key, or
+ * unmasked (a server's) when key is NULL; returns its length.
+ */
+size_t	ws_header(uint8_t *out, int opcode, bool fin, uint64_t len,
+	    const uint8_t *key);
+/* A masked client header written to end right before payload. */
+size_t	ws_client_header(uint8_t *payload, uint64_t len, int opcode,
+	    bool fin, const uint8_t key[4]);
+/* XOR payload with the key, in place, wide. */
+void	ws_mask(uint8_t *payload, size_t len, const uint8_t key[4]);
 
 #endif

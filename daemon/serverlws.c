@@ -1,0 +1,268 @@
+/*
+ * serverlws.c — the server adapter for connections lws frames: TLS
+ * listeners, and every listener under server.framing = "lws" (kept as a
+ * reference for wsflowd's own framing).
+ *
+ * lws parses the handshake and the frames and hands payload to RECEIVE;
+ * this file feeds it to the core, as much as the digest queue can hold
+ * (the rest of a read waits in c->rest), and writes one digest per
+ * WRITEABLE.  Plain HTTP (/healthz, /metrics) goes to http.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "http.h"
+#include "server.h"
+#include "worker.h"
+#include "ws.h"
+
+struct lws_conn {
+	struct server_conn c;		/* first: the core's, the registry's */
+	struct {			/* payload not yet fed */
+		uint8_t	*buf;
+		size_t	 len, off;
+		unsigned flags;		/* of its last octet */
+	}		 rest;
+	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE + 1];	/* + NUL */
+};
+
+int
+serverlws_adopt(struct lws_vhost *vh, int fd)
+{
+	/* On failure lws has closed fd. */
+	return lws_adopt_socket_vhost(vh, fd) == NULL ? -1 : 0;
+}
+
+/* The core's close: 1001 at the next WRITEABLE, within the deadline. */
+static void
+lws_conn_close(struct server_conn *c, uint16_t code, const char *why)
+{
+	(void)code;
+	(void)why;		/* lws is told at the WRITEABLE */
+	c->closing = true;
+	stream_set_state(&c->s, "closing");
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+	    WSFLOW_CLOSE_DEADLINE_SECS);
+	lws_callback_on_writable(c->wsi);
+}
+
+static const struct server_io lws_io = {
+	.close = lws_conn_close,
+};
+
+/*
+ * What lws 4.1.6 does not check of an upgrade (RFC 6455 §4.2.1): the
+ * version must be 13 and the key 16 octets in base64.
+ */
+static bool
+upgrade_valid(struct lws *wsi)
+{
+	char buf[64], key[32];
+
+	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_VERSION) <= 0 ||
+	    strcmp(buf, "13") != 0)
+		return false;
+	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_KEY) != 24)
+		return false;
+	return lws_b64_decode_string(buf, key, sizeof(key)) == 16;
+}
+
+static int
+conn_open(struct lws_conn *lc, struct lws *wsi)
+{
+	struct worker *w = lws_context_user(lws_get_context(wsi));
+	char path[128];
+	enum wsflow_mode mode = MODE_STREAMING;
+
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
+		(void)server_path_mode(path, &mode);
+	return server_conn_open(&lc->c, w, wsi, mode, &lws_io);
+}
+
+static void
+conn_close(struct lws_conn *lc)
+{
+	server_conn_close(&lc->c);
+	free(lc->rest.buf);
+	lc->rest.buf = NULL;
+}
+
+/*
+ * Feed what lws gave, as much as the digest queue has room for; the rest
+ * waits in lc->rest (one read at most) until digests have gone out.
+ */
+static int
+feed(struct lws_conn *lc, const uint8_t *in, size_t len, unsigned flags)
+{
+	struct server_conn *c = &lc->c;
+	size_t n = server_conn_allowance(c, len);
+	bool from_rest = lc->rest.buf != NULL &&
+	    in == lc->rest.buf + lc->rest.off;
+
+	if ((n > 0 || len == 0) && server_conn_data(c, in, n,
+	    n < len ? flags & WS_CHUNK_FIRST : flags) == -1)
+		return -1;
+	if (n == len) {
+		if (from_rest) {
+			free(lc->rest.buf);
+			lc->rest.buf = NULL;
+		}
+		return 0;
+	}
+	if (n > 0)
+		flags &= ~WS_CHUNK_FIRST;
+	if (from_rest) {
+		lc->rest.off += n;
+		lc->rest.flags = flags;
+		return 0;
+	}
+	if (lc->rest.buf != NULL)	/* cannot happen: rx is off meanwhile */
+		return -1;
+	if ((lc->rest.buf = malloc(len - n)) == NULL)
+		return -1;
+	memcpy(lc->rest.buf, in + n, len - n);
+	lc->rest.len = len - n;
+	lc->rest.off = 0;
+	lc->rest.flags = flags;
+	return 0;
+}
+
+static int
+conn_receive(struct lws_conn *lc, struct lws *wsi, const void *in,
+    size_t len)
+{
+	struct server_conn *c = &lc->c;
+	unsigned flags = 0;
+
+	if (lws_is_first_fragment(wsi))
+		flags |= WS_CHUNK_FIRST;
+	if (lws_remaining_packet_payload(wsi) == 0)
+		flags |= WS_CHUNK_FRAME_END;
+	if (lws_is_final_fragment(wsi))
+		flags |= WS_CHUNK_MESSAGE_END;
+	if (feed(lc, in, len, flags) == -1)
+		return -1;
+	if (c->qlen > 0)
+		lws_callback_on_writable(wsi);
+	if ((c->qlen >= QUEUE_HIGH || lc->rest.buf != NULL) && !c->paused) {
+		/* The rest of this read is kept by lws and replayed later. */
+		server_conn_pause(c);
+		lws_rx_flow_control(wsi, 0);
+	}
+	return 0;
+}
+
+/* The oldest queued digest, as one text message. */
+static int
+send_digest(struct lws_conn *lc, struct lws *wsi)
+{
+	char *hex = (char *)lc->tx + LWS_PRE;
+	unsigned n = server_conn_next_digest(&lc->c, hex);
+
+	if (n == 0)
+		return 0;
+	if (lws_write(wsi, lc->tx + LWS_PRE, n, LWS_WRITE_TEXT) < (int)n)
+		return -1;
+	server_conn_digest_sent(&lc->c, hex, n);
+	return 0;
+}
+
+static int
+conn_writeable(struct lws_conn *lc, struct lws *wsi)
+{
+	struct server_conn *c = &lc->c;
+
+	if (c->closing) {
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
+		    (unsigned char *)"shutting down", 13);
+		return -1;
+	}
+	if (c->qlen == 0)
+		return 0;
+	if (send_digest(lc, wsi) == -1)
+		return -1;
+	if (lc->rest.buf != NULL && feed(lc, lc->rest.buf + lc->rest.off,
+	    lc->rest.len - lc->rest.off, lc->rest.flags) == -1)
+		return -1;
+	if (c->qlen > 0)
+		lws_callback_on_writable(wsi);
+	if (c->paused && lc->rest.buf == NULL && c->qlen <= QUEUE_LOW) {
+		server_conn_resumed(c);
+		lws_rx_flow_control(wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+	}
+	return 0;
+}
+
+static int
+serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+	struct lws_conn *lc = user;
+	enum wsflow_mode mode;
+	char path[128];
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		return http_serve(lws_context_user(lws_get_context(wsi)), wsi,
+		    in);
+
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		/* Refuse upgrades to paths that name no mode. */
+		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
+		    0 || server_path_mode(path, &mode) == -1)
+			return 1;
+		return upgrade_valid(wsi) ? 0 : 1;
+
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		/*
+		 * The peer is done: digests still queued are owed to it and
+		 * may precede our close (RFC 6455 §5.5.1).  A handful at most
+		 * (the queue is bounded), so writing them here is safe.
+		 */
+		while (lc != NULL && lc->c.open && lc->c.qlen > 0)
+			if (send_digest(lc, wsi) == -1)
+				break;
+		return 0;
+
+	case LWS_CALLBACK_ESTABLISHED:
+		return conn_open(lc, wsi);
+
+	case LWS_CALLBACK_RECEIVE:
+		return lc->c.open ? conn_receive(lc, wsi, in, len) : -1;
+
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return lc->c.open ? conn_writeable(lc, wsi) : 0;
+
+	case LWS_CALLBACK_CLOSED:
+		if (lc != NULL)
+			conn_close(lc);
+		return 0;
+
+	/*
+	 * lws tells protocols[0] of a vhost of every wsi it creates and
+	 * destroys there; this adapter's vhosts hold nothing but accepted
+	 * sockets, upgraded or not, in whatever state they died.
+	 */
+	case LWS_CALLBACK_WSI_CREATE:
+		server_socket_count(lws_context_user(lws_get_context(wsi)), 1);
+		return 0;
+
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (lc != NULL)
+			conn_close(lc);
+		server_socket_count(lws_context_user(lws_get_context(wsi)), -1);
+		return 0;
+
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+const struct lws_protocols serverlws_protocol = {
+	.name = "wsflow",
+	.callback = serverlws_callback,
+	.per_session_data_size = sizeof(struct lws_conn),
+	.rx_buffer_size = WSFLOW_RX_CHUNK,
+};
