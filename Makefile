@@ -40,11 +40,12 @@ DESTDIR ?=
 DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 	libsystemd-dev libssl-dev libjson-c-dev openssl python3 python3-autobahn \
 	python3-twisted procps clang libclang-rt-14-dev prometheus \
-	systemd-container mandoc curl valgrind linux-perf
+	systemd-container mandoc curl valgrind linux-perf \
+	chromium nginx haproxy python3-websockets
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server wsserver serverlws ws upgrade \
-	listen http gen url producer control ctl_proto reload sd worker
+	tls listen http gen url producer control ctl_proto reload sd worker
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 # wsflowctl shares only the control protocol with the daemon.
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \

@@ -50,6 +50,7 @@ enum key_kind {
 	KEY_STR,		/* char *, not empty */
 	KEY_STR_EMPTY,		/* char *, may be empty */
 	KEY_WORD,		/* int: values[i] for words[i] */
+	KEY_LINES,		/* char *: a list of strings, one a line */
 	KEY_GROUP,		/* { ... } of keys, into the same struct */
 	KEY_CUSTOM,		/* check() parses it alone */
 };
@@ -66,6 +67,8 @@ struct key {
 	const struct key *group;	/* KEY_GROUP */
 	/* Once stored: further checks; KEY_CUSTOM: the whole parse. */
 	int		(*check)(struct parse *, config_setting_t *, void *obj);
+	/* KEY_LINES: NULL if the item is good, else what is wrong. */
+	const char	*(*item_check)(const char *);
 };
 
 #define INT_KEY(k, T, f, lo, hi, d)	{ .name = (k), .kind = KEY_INT,	\
@@ -84,6 +87,8 @@ struct key {
 	.group = (g), .check = (chk) }	/* fills the same struct */
 #define CUSTOM_KEY(k, fn)		{ .name = (k), .kind = KEY_CUSTOM,	\
 	.check = (fn) }
+#define LINES_KEY(k, T, f, chk)		{ .name = (k), .kind = KEY_LINES,	\
+	.off = offsetof(T, f), .item_check = (chk) }
 
 #define SIZE_MAX_KEY	((uint64_t)1 << 40)	/* keeps counts sane */
 
@@ -166,6 +171,49 @@ set_word(struct parse *p, config_setting_t *s, const struct key *k,
 	return fail(p, s, "'%s' = \"%s\" is not one of %s", k->name, v, list);
 }
 
+/* ( "a", "b" ) as "a\nb"; ( ) as NULL. */
+static int
+set_lines(struct parse *p, config_setting_t *s, const struct key *k,
+    char **field)
+{
+	size_t len = 0;
+	int n;
+	char *out;
+
+	if (!config_setting_is_list(s) && !config_setting_is_array(s))
+		return fail(p, s, "'%s' must be a list of strings: ( \"...\" )",
+		    k->name);
+	n = config_setting_length(s);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v, *why;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return fail(p, e, "'%s' must be a list of strings",
+			    k->name);
+		v = config_setting_get_string(e);
+		if ((why = k->item_check(v)) != NULL)
+			return fail(p, e, "'%s': \"%.64s\": %s", k->name, v,
+			    why);
+		len += strlen(v) + 1;
+	}
+	free(*field);
+	*field = NULL;
+	if (n == 0)
+		return 0;
+	if ((out = malloc(len + 1)) == NULL)
+		return fail(p, s, "out of memory");
+	out[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			strcat(out, "\n");
+		strcat(out, config_setting_get_string(config_setting_get_elem(s,
+		    (unsigned)i)));
+	}
+	*field = out;
+	return 0;
+}
+
 static int
 set_key(struct parse *p, config_setting_t *s, const struct key *k,
     void *obj)
@@ -203,6 +251,9 @@ set_key(struct parse *p, config_setting_t *s, const struct key *k,
 		break;
 	case KEY_WORD:
 		rc = set_word(p, s, k, field);
+		break;
+	case KEY_LINES:
+		rc = set_lines(p, s, k, field);
 		break;
 	case KEY_GROUP:
 		rc = parse_group(p, s, k->group, obj);
@@ -246,6 +297,7 @@ set_defaults(const struct key *keys, void *obj)
 			if (set_defaults(k->group, obj) == -1)
 				return -1;
 			break;
+		case KEY_LINES:		/* none */
 		case KEY_CUSTOM:
 			break;
 		}
@@ -375,6 +427,40 @@ set_p_name(struct parse *p, config_setting_t *s, void *obj)
 	return 0;
 }
 
+/* An extra request header: "Name: value", nothing that ends a line. */
+static const char *
+check_header(const char *v)
+{
+	const char *colon = strchr(v, ':');
+
+	for (const char *c = v; *c != '\0'; c++)
+		if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+			return "control characters are not allowed";
+	if (colon == NULL || colon == v)
+		return "must be \"Name: value\"";
+	for (const char *c = v; c < colon; c++)
+		if (!isalnum((unsigned char)*c) && strchr("!#$%&'*+-.^_`|~",
+		    *c) == NULL)
+			return "the name must be an HTTP token";
+	return NULL;
+}
+
+/* An Origin as browsers send it: scheme://host[:port], no path. */
+static const char *
+check_origin(const char *v)
+{
+	const char *host = strstr(v, "://");
+
+	for (const char *c = v; *c != '\0'; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+			return "control characters or spaces are not allowed";
+	if (host == NULL || host == v || host[3] == '\0' ||
+	    strchr(host + 3, '/') != NULL)
+		return "must be scheme://host[:port], like "
+		    "\"https://example.com\"";
+	return NULL;
+}
+
 /* ---- the tables ---- */
 
 static const char *const level_words[] = { "err", "warning", "notice",
@@ -426,6 +512,8 @@ static const struct key server_keys[] = {
 	BOOL_KEY("metrics", C, server.metrics, true),
 	WORD_KEY("framing", C, server.framing, framing_words, framing_values,
 	    FRAMING_WSFLOW),
+	/* Empty: any Origin (and none) is welcome. */
+	LINES_KEY("origins", C, server.origins, check_origin),
 	{ NULL }
 };
 
@@ -452,6 +540,7 @@ static const struct key producer_keys[] = {
 	U64_KEY("batch_size", P, batch_size, 1, SIZE_MAX_KEY, 0),
 	WORD_KEY("framing", P, framing, framing_words, framing_values,
 	    FRAMING_WSFLOW),
+	LINES_KEY("headers", P, headers, check_header),
 	GROUP_KEY("tls", producer_tls_keys, NULL),
 	{ NULL }
 };
@@ -619,6 +708,7 @@ conf_server_params(const struct wsflow_conf *c, struct server_params *p)
 	p->handshake_timeout = c->server.handshake_timeout;
 	p->metrics = c->server.metrics;
 	p->framing = c->server.framing;
+	p->origins = c->server.origins;
 }
 
 /* The defaults of a producer entry, for one started by hand. */
@@ -638,7 +728,7 @@ walk_keys(const char *prefix, const struct key *keys, conf_key_fn fn,
 		[KEY_INT] = "integer", [KEY_U32] = "integer",
 		[KEY_U64] = "integer", [KEY_BOOL] = "boolean",
 		[KEY_STR] = "string", [KEY_STR_EMPTY] = "string",
-		[KEY_WORD] = "word", [KEY_GROUP] = "group",
+		[KEY_WORD] = "word", [KEY_LINES] = "list", [KEY_GROUP] = "group",
 		[KEY_CUSTOM] = "other",
 	};
 
@@ -843,9 +933,11 @@ conf_free(struct wsflow_conf *c)
 	for (size_t i = 0; i < c->nproducers; i++) {
 		free(c->producers[i].url);
 		free(c->producers[i].tls_ca);
+		free(c->producers[i].headers);
 	}
 	free(c->producers);
 	free(c->server.digest);
+	free(c->server.origins);
 	free(c->control.path);
 	free(c->control.group);
 	free(c->path);
@@ -880,5 +972,6 @@ conf_producer_equal(const struct producer_conf *a,
 	    a->reconnect == b->reconnect && a->batch_size == b->batch_size &&
 	    a->framing == b->framing &&
 	    str_equal(a->tls_ca, b->tls_ca) &&
+	    str_equal(a->headers, b->headers) &&
 	    a->tls_verify == b->tls_verify;
 }

@@ -52,6 +52,7 @@ struct producer_conf {
 	enum wsflow_framing framing;	/* "lws": stock lws_write */
 	char		*tls_ca;	/* NULL: system store */
 	bool		 tls_verify;
+	char		*headers;	/* "Name: value" lines, or NULL */
 	int		 line;
 };
 
@@ -74,6 +75,7 @@ struct wsflow_conf {
 		uint32_t workers;	/* 0: one per CPU */
 		bool	 metrics;
 		enum wsflow_framing framing; /* "lws": lws parses plain ws */
+		char	*origins;	/* allowed Origin lines; NULL: any */
 	} server;
 	struct producer_conf *producers;
 	size_t		 nproducers;
@@ -87,6 +89,7 @@ struct server_params {
 	uint32_t	 handshake_timeout;
 	bool		 metrics;
 	enum wsflow_framing framing;	/* plain listeners parsed by lws too */
+	char		*origins;	/* lines; a worker owns its copy */
 };
 
 /*
@@ -99,6 +102,10 @@ int	 conf_load_string(const char *text, const char *name,
 	    struct wsflow_conf *conf, char *err, size_t errlen);
 void	 conf_free(struct wsflow_conf *conf);
 
+/*
+ * The server settings a worker takes.  Strings are borrowed from the
+ * configuration: a worker keeps its own copy (worker_set_params).
+ */
 void	 conf_server_params(const struct wsflow_conf *,
 	    struct server_params *);
 

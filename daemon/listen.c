@@ -6,8 +6,8 @@
  * cannot take an existing listening socket, so this one path serves
  * socket activation and self-bound sockets alike (docs/lws.md §3).  Each
  * accepted connection goes to the least loaded worker as work, and there
- * to the server adapter that frames it: wsflowd's own (wsserver.c) or
- * lws's (serverlws.c, TLS and framing = "lws").
+ * to the server adapter that frames it: wsflowd's own (wsserver.c, TLS
+ * included, tls.c) or lws's (serverlws.c, framing = "lws").
  */
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -26,6 +26,7 @@
 #include "listen.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "url.h"
 #include "worker.h"
 
@@ -184,6 +185,7 @@ listeners_free(struct wsflowd *wd)
 
 		free(l->tls_cert);
 		free(l->tls_key);
+		SSL_CTX_free(l->ssl_ctx);
 		free(l->vh_own);
 		free(l->vh_lws);
 		free(l->vh_names);
@@ -261,9 +263,9 @@ adopt_run(struct worker *w, struct work *k)
 
 	/* On failure lws has closed the fd: a peer that connects and goes
 	 * (a port check, on a TLS listener) is no news. */
-	if (l->tls || w->params.framing == FRAMING_LWS ?
+	if (w->params.framing == FRAMING_LWS ?
 	    serverlws_adopt(l->vh_lws[w->index], a->fd) == -1 :
-	    wsserver_adopt(l->vh_own[w->index], a->fd) == -1)
+	    wsserver_adopt(l->vh_own[w->index], a->fd, l->ssl_ctx) == -1)
 		log_debug("worker %u: a connection died while adopted",
 		    w->index);
 	atomic_fetch_sub(&w->wd->reg.pending, 1);
@@ -380,12 +382,18 @@ listener_start(struct wsflowd *wd, struct listener *l,
     const struct listen_conf *lc)
 {
 	lws_sock_file_fd_type fd;
+	char err[WSFLOW_ERR_MAX];
 
 	l->wd = wd;
 	l->tls = lc->tls_cert != NULL;
 	if (l->tls && ((l->tls_cert = strdup(lc->tls_cert)) == NULL ||
 	    (l->tls_key = strdup(lc->tls_key)) == NULL)) {
 		log_err("listeners: out of memory");
+		return -1;
+	}
+	if (l->tls && (l->ssl_ctx = tls_server_ctx(l->tls_cert, l->tls_key,
+	    err, sizeof(err))) == NULL) {
+		log_err("listen %s:%d: %s", l->address, l->port, err);
 		return -1;
 	}
 	if (l->fd == -1 && (l->fd = bind_socket(l)) == -1)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 
@@ -24,6 +25,7 @@ struct listener {
 	bool		 tls;
 	char		*tls_cert;	/* the configured entry's, copied */
 	char		*tls_key;
+	SSL_CTX		*ssl_ctx;	/* TLS on our own framing, shared */
 	bool		 inherited;	/* from systemd: never unlink/close early */
 	int		 fd;
 	struct lws	*wsi;		/* the adopted listening socket */

@@ -44,6 +44,8 @@ struct producer {
 	struct worker	*w;
 	struct producer_conf conf;	/* own copy: survives a reload */
 	struct wsurl	 url;
+	char		 host[sizeof(((struct wsurl *)0)->host) + 8];
+					/* Host: with the port unless default */
 	struct lws_vhost *vh;
 	struct lws	*wsi;
 	struct batcher	 b;
@@ -515,8 +517,8 @@ producer_connect(lws_sorted_usec_list_t *sul)
 	ci.address = p->url.host;
 	ci.port = p->url.port;
 	ci.path = p->url.path;
-	ci.host = p->url.host;
-	ci.origin = p->url.host;
+	ci.host = p->host;	/* lws takes the TLS name from it, less :port */
+	ci.origin = NULL;	/* a browser's header: not made up here */
 	ci.ietf_version_or_minus_one = -1;
 	ci.local_protocol_name = producer_protocol.name;
 	ci.userdata = p;
@@ -587,6 +589,29 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	schedule_connect(p, why);
 }
 
+/* The configured extra headers, each line "Name: value\r\n". */
+static int
+append_headers(struct producer *p, void *in, size_t len)
+{
+	char **at = in, *end = *at + len;
+	const char *h = p->conf.headers;
+
+	while (h != NULL && *h != '\0') {
+		size_t n = strcspn(h, "\n");
+
+		if ((size_t)(end - *at) < n + 3) {
+			log_stream(LOG_ERR, &p->s, "connect-failed", "the "
+			    "configured headers do not fit in the request");
+			return -1;
+		}
+		memcpy(*at, h, n);
+		memcpy(*at + n, "\r\n", 2);
+		*at += n + 2;
+		h += n + (h[n] == '\n');
+	}
+	return 0;
+}
+
 static int
 producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
@@ -594,6 +619,9 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	struct producer *p = user;
 
 	switch (reason) {
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		return p != NULL ? append_headers(p, in, len) : 0;
+
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (p == NULL)
 			return -1;
@@ -668,6 +696,7 @@ producer_free(struct producer *p)
 	free(p->expect);
 	free(p->conf.url);
 	free(p->conf.tls_ca);
+	free(p->conf.headers);
 	free(p);
 }
 
@@ -691,6 +720,7 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 	p->conf = *pc;
 	p->conf.url = strdup(pc->url);
 	p->conf.tls_ca = pc->tls_ca ? strdup(pc->tls_ca) : NULL;
+	p->conf.headers = pc->headers ? strdup(pc->headers) : NULL;
 	p->ecap = EXPECT_INITIAL;
 	p->expect = calloc(p->ecap, sizeof(*p->expect));
 	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
@@ -699,6 +729,7 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 	if (pc->mode == MODE_FRAME || pc->mode == MODE_MESSAGE)
 		batch = UINT64_MAX;
 	if (p->conf.url == NULL || (pc->tls_ca && p->conf.tls_ca == NULL) ||
+	    (pc->headers && p->conf.headers == NULL) ||
 	    p->expect == NULL || p->buf == NULL ||
 	    batcher_init(&p->b, wd->md, batch) == -1 ||
 	    gen_seed(&p->gen) == -1) {
@@ -711,6 +742,13 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 		producer_free(p);
 		return NULL;
 	}
+	/* RFC 7230 §5.4, RFC 6455 §4.1: the port when it is not the
+	 * scheme's; an IPv6 literal in brackets. */
+	snprintf(p->host, sizeof(p->host), strchr(p->url.host, ':') != NULL ?
+	    "[%s]" : "%s", p->url.host);
+	if (p->url.port != (p->url.tls ? 443 : 80))
+		snprintf(p->host + strlen(p->host), sizeof(p->host) -
+		    strlen(p->host), ":%d", p->url.port);
 	snprintf(p->s.name, sizeof(p->s.name), "%s", pc->name);
 	snprintf(p->s.peer, sizeof(p->s.peer), "%s", pc->url);
 	stream_set_state(&p->s, "connecting");

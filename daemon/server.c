@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -56,6 +57,24 @@ server_peer_name(int fd, char *buf, size_t len)
 		return;
 	snprintf(buf, len, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d",
 	    host, port);
+}
+
+/* May a page from this Origin stream here?  No Origin: not a browser. */
+bool
+server_origin_allowed(const struct server_params *p, const char *origin)
+{
+	size_t n = strlen(origin);
+
+	if (p->origins == NULL || *origin == '\0')
+		return true;
+	for (const char *l = p->origins; *l != '\0'; l += strcspn(l, "\n"),
+	    l += *l == '\n') {
+		size_t len = strcspn(l, "\n");
+
+		if (len == n && strncasecmp(l, origin, n) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* Batcher callback: queue one digest for sending. */
@@ -271,12 +290,12 @@ server_tick(struct stream *s, int64_t now_us)
 	    now_us - c->paused_at_us > idle) {
 		log_stream(LOG_INFO, s, "idle-timeout", "peer has read no "
 		    "digest for %u s: closing", c->w->params.idle_timeout);
-		server_stop(s, true);
+		c->io->close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 	} else if (idle > 0 && !c->paused && !c->closing &&
 	    now_us - c->last_rx_us > idle) {
-		log_stream(LOG_INFO, s, "idle-timeout", "no data for %u s: "
+		log_stream(LOG_INFO, s, "idle-timeout", "no frame for %u s: "
 		    "closing", c->w->params.idle_timeout);
-		server_stop(s, true);
+		c->io->close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 	}
 }
 

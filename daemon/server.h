@@ -9,9 +9,9 @@
  * socket, feeds the core, sends the queued digests and closes, through
  * a small table the core calls (struct server_io):
  *
- *   wsserver.c   wsflowd's own framing (wsparse.c, upgrade.c): plain
- *                listeners;
- *   serverlws.c  lws's framing: TLS listeners, and framing = "lws".
+ *   wsserver.c   wsflowd's own framing (ws.c, upgrade.c; tls.c over
+ *                TLS): every listener by default;
+ *   serverlws.c  lws's framing, kept as a reference: framing = "lws".
  */
 #ifndef WSFLOW_SERVER_H
 #define WSFLOW_SERVER_H
@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 
 #include "batch.h"
 #include "stream.h"
@@ -36,7 +37,8 @@ struct server_conn;
 
 /* What the core asks of the adapter that frames a connection. */
 struct server_io {
-	/* Start a close (after the digests owed), with a deadline. */
+	/* Start a close (after the digests owed), with a deadline; why is
+	 * a string that lives on (a literal). */
 	void	(*close)(struct server_conn *, uint16_t code, const char *why);
 	/* Once a second, after the core's own tick; or NULL. */
 	void	(*tick)(struct server_conn *, int64_t now_us);
@@ -58,6 +60,8 @@ struct server_conn {
 };
 
 int	server_path_mode(const char *path, enum wsflow_mode *);
+bool	server_origin_allowed(const struct server_params *,
+	    const char *origin);
 void	server_peer_name(int fd, char *buf, size_t len);
 void	server_socket_count(struct worker *, int delta);
 
@@ -78,7 +82,7 @@ void	server_conn_digest_sent(struct server_conn *, const char *hex,
 
 /* wsserver.c */
 extern const struct lws_protocols wsserver_protocol;
-int	wsserver_adopt(struct lws_vhost *, int fd);
+int	wsserver_adopt(struct lws_vhost *, int fd, SSL_CTX *);
 
 /* serverlws.c */
 extern const struct lws_protocols serverlws_protocol;

@@ -24,6 +24,7 @@ struct lws_conn {
 		size_t	 len, off;
 		unsigned flags;		/* of its last octet */
 	}		 rest;
+	const char	*close_why;	/* said at the WRITEABLE */
 	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE + 1];	/* + NUL */
 };
 
@@ -38,8 +39,8 @@ serverlws_adopt(struct lws_vhost *vh, int fd)
 static void
 lws_conn_close(struct server_conn *c, uint16_t code, const char *why)
 {
-	(void)code;
-	(void)why;		/* lws is told at the WRITEABLE */
+	(void)code;		/* always 1001: going away */
+	((struct lws_conn *)c)->close_why = why;	/* a string literal */
 	c->closing = true;
 	stream_set_state(&c->s, "closing");
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
@@ -175,7 +176,8 @@ conn_writeable(struct lws_conn *lc, struct lws *wsi)
 
 	if (c->closing) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
-		    (unsigned char *)"shutting down", 13);
+		    (unsigned char *)(uintptr_t)lc->close_why,
+		    strlen(lc->close_why));
 		return -1;
 	}
 	if (c->qlen == 0)
@@ -211,6 +213,11 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		/* Refuse upgrades to paths that name no mode. */
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
 		    0 || server_path_mode(path, &mode) == -1)
+			return 1;
+		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_ORIGIN) < 0)
+			path[0] = '\0';
+		if (!server_origin_allowed(&((struct worker *)
+		    lws_context_user(lws_get_context(wsi)))->params, path))
 			return 1;
 		return upgrade_valid(wsi) ? 0 : 1;
 

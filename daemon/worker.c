@@ -124,7 +124,24 @@ worker_stop_all(struct worker *w, bool going_away)
 static void
 params_run(struct worker *w, struct work *k)
 {
+	free(w->params.origins);
 	w->params = ((struct params_work *)k)->params;
+}
+
+static void
+params_drop(struct worker *w, struct work *k)
+{
+	(void)w;
+	free(((struct params_work *)k)->params.origins);
+}
+
+/* A copy of p that the worker owns, strings and all; 0 or -1. */
+static int
+params_copy(struct server_params *to, const struct server_params *p)
+{
+	*to = *p;
+	return p->origins != NULL && (to->origins = strdup(p->origins)) ==
+	    NULL ? -1 : 0;
 }
 
 void
@@ -132,13 +149,14 @@ worker_set_params(struct worker *w, const struct server_params *p)
 {
 	struct params_work *pw = calloc(1, sizeof(*pw));
 
-	if (pw == NULL) {
+	if (pw == NULL || params_copy(&pw->params, p) == -1) {
 		log_warnx("worker %u: out of memory for new parameters",
 		    w->index);
+		free(pw);
 		return;
 	}
 	pw->k.run = params_run;
-	pw->params = *p;
+	pw->k.drop = params_drop;
 	worker_post(w, &pw->k);
 }
 
@@ -289,13 +307,16 @@ static int
 worker_context(struct wsflowd *wd, struct worker *w, unsigned index)
 {
 	struct lws_context_creation_info info;
+	struct server_params p;
 
 	w->wd = wd;
 	w->index = index;
 	TAILQ_INIT(&w->streams);
 	TAILQ_INIT(&w->inbox);
 	pthread_mutex_init(&w->inbox_lock, NULL);
-	conf_server_params(&wd->conf, &w->params);
+	conf_server_params(&wd->conf, &p);
+	if (params_copy(&w->params, &p) == -1)
+		return -1;
 	if ((w->rxbuf = malloc(WSFLOW_RX_CHUNK)) == NULL)
 		return -1;
 	memset(&info, 0, sizeof(info));
@@ -430,6 +451,8 @@ workers_join(struct wsflowd *wd)
 		w->nca_vhosts = 0;
 		free(w->rxbuf);
 		w->rxbuf = NULL;
+		free(w->params.origins);
+		w->params.origins = NULL;
 		pthread_mutex_destroy(&w->inbox_lock);
 	}
 }

@@ -18,6 +18,7 @@
 #include "producer.h"
 #include "reload.h"
 #include "sd.h"
+#include "tls.h"
 #include "worker.h"
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
@@ -192,6 +193,32 @@ context_create(struct wsflowd *wd)
 	return 0;
 }
 
+/*
+ * -n: every TLS listener's certificate and key load, as this user, and
+ * belong together (the service's user may not read a root-only key).
+ */
+static int
+conf_check_tls(const struct wsflow_conf *conf, char *err, size_t errlen)
+{
+	char why[WSFLOW_ERR_MAX / 2];
+
+	for (size_t i = 0; i < conf->server.nlisten; i++) {
+		const struct listen_conf *l = &conf->server.listen[i];
+		SSL_CTX *ctx;
+
+		if (l->tls_cert == NULL)
+			continue;
+		if ((ctx = tls_server_ctx(l->tls_cert, l->tls_key, why,
+		    sizeof(why))) == NULL) {
+			snprintf(err, errlen, "%.200s:%d: %s", conf->path,
+			    l->line, why);
+			return -1;
+		}
+		SSL_CTX_free(ctx);
+	}
+	return 0;
+}
+
 /* The configured producers with autostart, spread over the workers. */
 static int
 producers_autostart(struct wsflowd *wd)
@@ -248,9 +275,14 @@ main(int argc, char *argv[])
 		return EXIT_CONFIG;
 	}
 	if (check) {
-		printf("configuration OK\n");
+		int rc = conf_check_tls(&wd.conf, err, sizeof(err));
+
+		if (rc == 0)
+			printf("configuration OK\n");
+		else
+			fprintf(stderr, "%s\n", err);
 		conf_free(&wd.conf);
-		return 0;
+		return rc == 0 ? 0 : EXIT_CONFIG;
 	}
 	wd.conf_path = path;
 	wd.md = EVP_get_digestbyname(wd.conf.server.digest);

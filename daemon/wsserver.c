@@ -17,9 +17,13 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "daemon.h"
 #include "http.h"
@@ -40,6 +44,11 @@ struct own_conn {
 	struct server_conn c;		/* first: the core's, the registry's */
 	struct ws_raw {
 		int		 fd;
+		SSL		*ssl;		/* TLS listeners: OpenSSL on fd */
+		bool		 tls_want_write; /* a read waits for POLLOUT */
+		bool		 rx_pending;	/* TLS holds input poll won't see */
+		bool		 in_writeable;	/* inside RAW_WRITEABLE_FILE */
+		lws_sorted_usec_list_t sul_write;	/* want_write from it */
 		char		*head;		/* handshake octets so far */
 		size_t		 head_len;
 		struct ws_parser parser;
@@ -66,6 +75,7 @@ struct own_conn {
 };
 
 static const struct server_io own_io;
+static void	want_write(struct own_conn *);
 static int	on_data(void *, const uint8_t *, size_t, unsigned);
 static int	on_control(void *, int, const uint8_t *, size_t);
 
@@ -74,15 +84,127 @@ static const struct ws_handler handler = {
 	.control = on_control,
 };
 
+/*
+ * Adopt an accepted socket; with ssl_ctx (a TLS listener), TLS is spoken
+ * on it by OpenSSL from the first octet.  On failure fd is closed.
+ */
 int
-wsserver_adopt(struct lws_vhost *vh, int fd)
+wsserver_adopt(struct lws_vhost *vh, int fd, SSL_CTX *ssl_ctx)
 {
 	lws_sock_file_fd_type desc;
+	SSL *ssl = NULL;
 
+	if (ssl_ctx != NULL && ((ssl = SSL_new(ssl_ctx)) == NULL ||
+	    SSL_set_fd(ssl, fd) != 1)) {
+		SSL_free(ssl);
+		close(fd);
+		return -1;
+	}
+	if (ssl != NULL)
+		SSL_set_accept_state(ssl);
 	desc.filefd = fd;
 	/* On failure lws has closed fd. */
-	return lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, desc,
-	    wsserver_protocol.name, NULL) == NULL ? -1 : 0;
+	if (lws_adopt_descriptor_vhost_via_info(&(lws_adopt_desc_t){
+	    .vh = vh, .type = LWS_ADOPT_RAW_FILE_DESC, .fd = desc,
+	    .vh_prot_name = wsserver_protocol.name, .opaque = ssl }) == NULL) {
+		SSL_free(ssl);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Ask for a WRITEABLE.  lws 4.1.6 clears a raw file's POLLOUT after its
+ * WRITEABLE callback returns (ops-raw-file.c), so a request made inside
+ * one would be lost and a stream paused for a slow reader would stall:
+ * from there, ask a millisecond later (docs/lws.md §3).
+ */
+static void
+write_later(lws_sorted_usec_list_t *sul)
+{
+	struct own_conn *o = lws_container_of(sul, struct own_conn,
+	    r.sul_write);
+
+	lws_callback_on_writable(o->c.wsi);
+}
+
+static void
+want_write(struct own_conn *o)
+{
+	if (!o->r.in_writeable)
+		lws_callback_on_writable(o->c.wsi);
+	else
+		lws_sul_schedule(lws_get_context(o->c.wsi), 0, &o->r.sul_write,
+		    write_later, LWS_US_PER_MS);
+}
+
+/* ---- the transport: the socket itself, or TLS over it ---- */
+
+/* TLS I/O that cannot go on now: -2 (wait), or -1 (the peer is gone). */
+static ssize_t
+tls_blocked(struct own_conn *o, int rc)
+{
+	switch (SSL_get_error(o->r.ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		return -2;
+	case SSL_ERROR_WANT_WRITE:
+		o->r.tls_want_write = true;	/* go on at POLLOUT */
+		want_write(o);
+		return -2;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;			/* close_notify: an end */
+	default:
+		ERR_clear_error();
+		return -1;
+	}
+}
+
+/* Octets read (> 0), 0 at the end, -2 for none now, -1 on error. */
+static ssize_t
+conn_read(struct own_conn *o, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (o->r.ssl != NULL) {
+		int rc = SSL_read(o->r.ssl, buf, len > INT_MAX ? INT_MAX :
+		    (int)len);
+
+		return rc > 0 ? rc : tls_blocked(o, rc);
+	}
+	n = read(o->r.fd, buf, len);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return -2;
+	return n;
+}
+
+/* Octets written (> 0), -2 for none now, -1 on error. */
+static ssize_t
+conn_write(struct own_conn *o, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (o->r.ssl != NULL) {
+		int rc = SSL_write(o->r.ssl, buf, len > INT_MAX ? INT_MAX :
+		    (int)len);
+
+		if (rc > 0)
+			return rc;
+		return (n = tls_blocked(o, rc)) == 0 ? -1 : n;
+	}
+	n = send(o->r.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return -2;
+	return n;
+}
+
+/* Our end of the stream: close_notify first under TLS, then FIN. */
+static void
+conn_shutdown(struct own_conn *o)
+{
+	if (o->r.ssl != NULL && SSL_is_init_finished(o->r.ssl))
+		(void)SSL_shutdown(o->r.ssl);
+	ERR_clear_error();
+	shutdown(o->r.fd, SHUT_WR);
 }
 
 static void
@@ -94,6 +216,8 @@ raw_free(struct own_conn *o)
 	o->r.held = NULL;
 	free(o->r.answer);
 	o->r.answer = NULL;
+	SSL_free(o->r.ssl);
+	o->r.ssl = NULL;
 }
 
 static void
@@ -143,7 +267,7 @@ wsserver_close(struct own_conn *o, uint16_t code, const char *why)
 	stream_set_state(&o->c.s, "closing");
 	lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_SEND,
 	    WSFLOW_CLOSE_DEADLINE_SECS);
-	lws_callback_on_writable(o->c.wsi);
+	want_write(o);
 }
 
 static bool
@@ -173,14 +297,14 @@ flush(struct own_conn *o)
 
 	for (;;) {
 		if (r->out_off < r->out_len) {
-			ssize_t n = send(r->fd, r->out + r->out_off,
-			    r->out_len - r->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			ssize_t n = conn_write(o, r->out + r->out_off,
+			    r->out_len - r->out_off);
 
-			if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-				lws_callback_on_writable(o->c.wsi);
+			if (n == -2) {
+				want_write(o);
 				return 0;
 			}
-			if (n == -1)
+			if (n <= 0)
 				return -1;	/* the peer is gone */
 			r->out_off += (unsigned)n;
 			continue;
@@ -204,7 +328,7 @@ flush(struct own_conn *o)
 	}
 	if (r->close_sent && r->hangup && r->out_len == 0 && !r->lingering) {
 		/* Our last frame is out: FIN, then wait for theirs. */
-		shutdown(r->fd, SHUT_WR);
+		conn_shutdown(o);
 		r->lingering = true;
 		rx_enable(o, true);
 		lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
@@ -278,6 +402,7 @@ on_control(void *arg, int opcode, const uint8_t *p, size_t len)
 	struct own_conn *o = arg;
 	struct ws_raw *r = &o->r;
 
+	o->c.last_rx_us = lws_now_usecs();	/* any frame is activity */
 	switch (opcode) {
 	case WS_OP_PING:
 		/* Only the latest needs an answer (RFC 6455 §5.5.3). */
@@ -335,6 +460,9 @@ set_lowat(struct own_conn *o)
 	const struct ws_parser *p = &o->r.parser;
 	uint64_t want = 1;
 
+	if (o->r.ssl != NULL)
+		return;		/* ciphertext: its records are not frames */
+
 	if (p->in_frame && !o->c.closing && !o->r.lingering) {
 		want = p->left;
 		if (o->c.s.mode == MODE_STREAMING &&
@@ -388,6 +516,12 @@ progress(struct own_conn *o)
 	    (r->close_sent && !r->hangup));
 	if (o->c.open)
 		set_lowat(o);
+	/* What TLS holds already, poll() does not report: read it soon. */
+	if (r->ssl != NULL && r->reading && !r->lingering && r->held == NULL &&
+	    !o->c.paused && SSL_has_pending(r->ssl)) {
+		r->rx_pending = true;
+		want_write(o);
+	}
 	return 0;
 }
 
@@ -401,19 +535,19 @@ answer_flush(struct own_conn *o)
 	struct ws_raw *r = &o->r;
 
 	while (r->answer_off < r->answer_len) {
-		ssize_t n = send(r->fd, r->answer + r->answer_off,
-		    r->answer_len - r->answer_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = conn_write(o, r->answer + r->answer_off,
+		    r->answer_len - r->answer_off);
 
-		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			lws_callback_on_writable(o->c.wsi);
+		if (n == -2) {
+			want_write(o);
 			return 0;
 		}
-		if (n == -1)
+		if (n <= 0)
 			return -1;
 		r->answer_off += (size_t)n;
 	}
 	if (!r->lingering) {
-		shutdown(r->fd, SHUT_WR);
+		conn_shutdown(o);
 		r->lingering = true;
 		rx_enable(o, true);
 		lws_set_timeout(o->c.wsi, PENDING_TIMEOUT_CLOSE_ACK, LINGER_SECS);
@@ -458,16 +592,26 @@ handshake_rx(struct own_conn *o)
 	size_t n, rest;
 	ssize_t got;
 
-	got = read(r->fd, r->head + r->head_len, UPGRADE_HEAD_MAX - r->head_len);
-	if (got == -1 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (got <= 0)
-		return -1;	/* gone before a request: not a stream */
-	r->head_len += (size_t)got;
-	if ((v = upgrade_parse(r->head, r->head_len, &u)) == UPGRADE_MORE)
+	/* Under TLS a request may span records poll() will not report. */
+	do {
+		got = conn_read(o, r->head + r->head_len,
+		    UPGRADE_HEAD_MAX - r->head_len);
+		if (got == -2)
+			return 0;
+		if (got <= 0)
+			return -1;	/* gone before a request: not a stream */
+		r->head_len += (size_t)got;
+	} while ((v = upgrade_parse(r->head, r->head_len, &u)) ==
+	    UPGRADE_MORE && r->ssl != NULL);
+	if (v == UPGRADE_MORE)
 		return 0;
 	status = upgrade_status(&u, v, server_path_mode(u.path, &mode) == 0,
 	    &why);
+	if (status == 101 && !server_origin_allowed(&o->c.w->params,
+	    u.origin)) {
+		status = 403;
+		why = "Origin not allowed here (server.origins)";
+	}
 	if (status != 101)
 		return answer(o, &u, status, why);
 	if ((n = upgrade_reply(&u, reply, sizeof(reply))) == 0)
@@ -488,31 +632,7 @@ handshake_rx(struct own_conn *o)
 	return progress(o);
 }
 
-static int
-data_rx(struct own_conn *o)
-{
-	struct ws_raw *r = &o->r;
-	uint8_t *buf = o->c.w->rxbuf;
-	ssize_t got;
-
-	/*
-	 * Input held back by a pause goes first; a POLLIN reported with the
-	 * POLLOUT that paused us again waits for the rx flow to reopen.
-	 */
-	if (!r->lingering && (r->held != NULL || o->c.paused))
-		return 0;
-	got = read(r->fd, buf, WSFLOW_RX_CHUNK);
-	if (got == -1 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (got <= 0)
-		return -1;	/* FIN or reset: a TCP drop is a normal end */
-	if (r->lingering)
-		return 0;	/* waiting for their FIN: discard */
-	feed(o, buf, (size_t)got);
-	return progress(o);
-}
-
-/* After an HTTP answer: discard until the peer's FIN (or the timeout). */
+/* After an HTTP answer or our FIN: discard until the peer's FIN. */
 static int
 linger_rx(struct own_conn *o)
 {
@@ -521,6 +641,34 @@ linger_rx(struct own_conn *o)
 	if (got == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	return got <= 0 ? -1 : 0;
+}
+
+static int
+data_rx(struct own_conn *o)
+{
+	struct ws_raw *r = &o->r;
+	uint8_t *buf = o->c.w->rxbuf;
+	size_t got = 0;
+	ssize_t n;
+
+	if (r->lingering)
+		return linger_rx(o);
+	/*
+	 * Input held back by a pause goes first; a POLLIN reported with the
+	 * POLLOUT that paused us again waits for the rx flow to reopen.
+	 */
+	if (r->held != NULL || o->c.paused)
+		return 0;
+	r->rx_pending = false;
+	/* TLS gives one record (16 KiB at most) a read: gather a buffer. */
+	do {
+		if ((n = conn_read(o, buf + got, WSFLOW_RX_CHUNK - got)) > 0)
+			got += (size_t)n;
+	} while (n > 0 && r->ssl != NULL && got < WSFLOW_RX_CHUNK);
+	if (got == 0)
+		return n == -2 ? 0 : -1; /* FIN, reset: a TCP drop is an end */
+	feed(o, buf, got);
+	return progress(o);
 }
 
 /* The core's side of the adapter. */
@@ -542,11 +690,28 @@ static const struct server_io own_io = {
 };
 
 static int
+writeable(struct own_conn *o)
+{
+	if (o->r.tls_want_write) {	/* a TLS read waited for this */
+		o->r.tls_want_write = false;
+		if (o->r.answer == NULL && (o->r.upgraded ? data_rx(o) :
+		    handshake_rx(o)) == -1)
+			return -1;
+	}
+	if (o->r.answer != NULL)
+		return answer_flush(o);
+	if (progress(o) == -1)
+		return -1;
+	return o->r.rx_pending ? data_rx(o) : 0;
+}
+
+static int
 wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len)
 {
 	struct own_conn *o = user;
 	struct worker *w;
+	int rc;
 
 	(void)in;
 	(void)len;
@@ -556,6 +721,7 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		o->c.w = w;
 		o->c.wsi = wsi;
 		o->r.fd = lws_get_socket_fd(wsi);
+		o->r.ssl = lws_get_opaque_user_data(wsi);
 		o->r.reading = true;
 		if ((o->r.head = malloc(UPGRADE_HEAD_MAX)) == NULL)
 			return -1;
@@ -569,11 +735,13 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return o->r.upgraded ? data_rx(o) : handshake_rx(o);
 
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-		if (o->r.answer != NULL)
-			return answer_flush(o);
-		return progress(o);
+		o->r.in_writeable = true;
+		rc = writeable(o);
+		o->r.in_writeable = false;
+		return rc;
 
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		lws_sul_cancel(&o->r.sul_write);
 		server_conn_close(&o->c);
 		raw_free(o);
 		return 0;
