@@ -62,6 +62,7 @@ import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -125,17 +126,36 @@ DROP = 'drop'
 TIMEOUT = 'timeout'
 
 
+# WSFLOW_ABUSE_TLS=1 (test_abuse_tls.py): every case against the daemon's
+# TLS listener, with the same expected answers: one data path serves both.
+TLS = os.environ.get('WSFLOW_ABUSE_TLS') == '1'
+if TLS:
+    TLS_CTX = ssl.create_default_context()      # once: it reads the CA store
+    TLS_CTX.check_hostname = False
+    TLS_CTX.verify_mode = ssl.CERT_NONE
+
+
+def ws_port(d):
+    return d.tls_port if TLS else d.port
+
+
 class Raw:
-    """A TCP connection to the daemon with exact control over every byte."""
+    """A TCP (or TLS) connection to the daemon with exact control over every
+    byte."""
     opened = []                 # closed by the case wrapper
 
     def __init__(self, port, timeout=2.0):
         self.timeout = timeout * SLOW
         self.sock = socket.create_connection(('127.0.0.1', port), self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.eof = False
+        if TLS:
+            try:
+                self.sock = TLS_CTX.wrap_socket(self.sock, server_hostname='localhost')
+            except OSError:         # closed before TLS: a drop
+                self.eof = True
         self.buf = bytearray()
         self.pos = 0
-        self.eof = False
         self.key = None
         self.seen = []
         Raw.opened.append(self)
@@ -208,6 +228,18 @@ class Raw:
         if not self.send(raw):
             return DROP, {}, ''
         return self.read_head(timeout)
+
+    def ends(self, timeout=3.0):
+        """The server ends the connection (the rest of an HTTP answer is
+        read and dropped) within timeout."""
+        deadline = time.monotonic() + timeout * SLOW
+        try:
+            while True:
+                self._fill(deadline)
+        except EOFError:
+            return True
+        except socket.timeout:
+            return False
 
     def read_head(self, timeout=2.0):
         deadline = time.monotonic() + timeout * SLOW
@@ -399,7 +431,7 @@ def daemon():
              % (dead.pid, dead.proc.returncode))
         _daemons.pop()
     if not _daemons:
-        d = Daemon(batch_size=BATCH, max_connections=MAX_CONNECTIONS,
+        d = Daemon(tls=TLS, batch_size=BATCH, max_connections=MAX_CONNECTIONS,
                    handshake_timeout=HANDSHAKE_TIMEOUT, idle_timeout=IDLE_TIMEOUT)
         _daemons.append(d.start())
         if not _first_pid:
@@ -408,7 +440,7 @@ def daemon():
 
 
 def ws(d, path='/stream', headers=()):
-    r = Raw(d.port)
+    r = Raw(ws_port(d))
     r.upgrade(path, headers)
     return r
 
@@ -419,7 +451,7 @@ def healthy(d):
     the previous case's sockets close yet)."""
     deadline = time.monotonic() + 2 * SLOW
     while True:
-        r = Raw(d.port)
+        r = Raw(ws_port(d))
         status, hdrs, head = r.handshake('/stream')
         if status == 503 and time.monotonic() < deadline:
             r.close()
@@ -441,7 +473,7 @@ def abuse(cat, what, health=True):
     """Register a case 'CAT WHAT' run against the shared daemon, followed
     by the health check."""
     def register(fn):
-        @case('%s %s' % (cat, what))
+        @case('%s%s %s' % (cat, ' [tls]' if TLS else '', what))
         def run():
             d = daemon()
             _counts[cat.split('.')[0]] = _counts.get(cat.split('.')[0], 0) + 1
@@ -485,90 +517,68 @@ def refused(status):
     return status == DROP or isinstance(status, int) and 400 <= status < 600
 
 
-def hs_refused(name, headers=(), path='/stream', request_line=None, key=None, raw=None,
-               note=''):
-    @abuse('hs', '%s → refused (4xx or dropped, never 101)%s' % (name, note))
+def hs_refused(name, want, headers=(), path='/stream', request_line=None, key=None,
+               raw=None, header=None):
+    """An upgrade refused with exactly the status of docs/wire.md §2, an
+    HTTP answer with Connection: close, never a bare drop."""
+    @abuse('hs', '%s → %d' % (name, want))
     def _(d):
-        r = Raw(d.port)
+        r = Raw(ws_port(d))
         status, hdrs, head = r.handshake(path, headers, request_line, key, raw)
-        check(refused(status), '%s: answered %r' % (name, head[:300] or status))
-        diag('%s: %s' % (name, status))
+        check(status == want, '%s: answered %r, want %d' % (name, head[:300] or status,
+                                                           want))
+        check(hdrs.get('connection', '').lower() == 'close',
+              '%s: no Connection: close in %r' % (name, head[:300]))
+        if header is not None:
+            check(hdrs.get(header[0], '') == header[1],
+                  '%s: no %s: %s in %r' % (name, header[0], header[1], head[:300]))
+        check(r.ends(), '%s: the connection stays open after the answer' % name)
 
 
-hs_refused('missing Upgrade header', [('Upgrade', None)])           # lws: plain GET, 404
-hs_refused('missing Connection header', [('Connection', None)])     # lws: drop
-hs_refused('missing Sec-WebSocket-Key', [('Sec-WebSocket-Key', None)])
-hs_refused('missing Host header', [('Host', None)])
-hs_refused('Upgrade: h2c instead of websocket', [('Upgrade', 'h2c')])
-hs_refused('POST with upgrade headers', request_line='POST /stream HTTP/1.1')
-hs_refused('unknown path /nope', path='/nope')
-# RFC 6455 §4.2.1 item 5: the key must decode to 16 octets, else 400.  lws
-# 4.1.6 hashes any key it gets; wsflowd sees the key in
-# LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION and can refuse there.
-hs_refused('Sec-WebSocket-Key of 8 octets (base64)',
+hs_refused('missing Upgrade header (a plain GET of a WebSocket path)', 426,
+           [('Upgrade', None)], header=('upgrade', 'websocket'))
+hs_refused('missing Connection header', 400, [('Connection', None)])
+hs_refused('missing Sec-WebSocket-Key', 400, [('Sec-WebSocket-Key', None)])
+hs_refused('missing Host header', 400, [('Host', None)])
+hs_refused('Upgrade: h2c instead of websocket', 426, [('Upgrade', 'h2c')])
+hs_refused('POST with upgrade headers', 405, request_line='POST /stream HTTP/1.1',
+           header=('allow', 'GET, HEAD'))
+hs_refused('unknown path /nope', 404, path='/nope')
+# RFC 6455 §4.2.1 item 5: the key must decode to 16 octets, else 400.
+hs_refused('Sec-WebSocket-Key of 8 octets (base64)', 400,
            key=base64.b64encode(b'12345678').decode())
-hs_refused('Sec-WebSocket-Key that is not base64', key='not base64 at all!!!!!!')
+hs_refused('Sec-WebSocket-Key that is not base64', 400, key='not base64 at all!!!!!!')
+# RFC 6455 §4.2.2/§4.4: 426 naming the version spoken.
+hs_refused('Sec-WebSocket-Version: 8', 426, [('Sec-WebSocket-Version', '8')],
+           header=('sec-websocket-version', '13'))
+# RFC 6455 §4.1: the handshake is HTTP/1.1 or later.
+hs_refused('HTTP/1.0 upgrade request', 400, request_line='GET /stream HTTP/1.0')
 
 
-@abuse('hs', 'Sec-WebSocket-Version: 8 → 426 with Sec-WebSocket-Version: 13, or 400 '
-       '(a bare refusal is noted), never 101')
+@abuse('hs', '64 KiB request header → 431 within 2 s')
 def _(d):
-    # RFC 6455 §4.2.2/§4.4.  lws 4.1.6 treats every version as 13
-    # (server-ws.c: "Unknown client spec version", then carries on), so
-    # only wsflowd's FILTER_PROTOCOL_CONNECTION callback can refuse.
-    r = Raw(d.port)
-    status, hdrs, head = r.handshake('/stream', [('Sec-WebSocket-Version', '8')])
-    check(status != 101, 'version 8 was upgraded: %r' % head[:300])
-    check(refused(status), 'version 8 answered %r' % head[:300])
-    if status == 426:
-        check('13' in hdrs.get('sec-websocket-version', ''),
-              '426 without Sec-WebSocket-Version: 13: %r' % head[:300])
-    diag('version 8: %s%s' % (status, '' if status in (400, 426) else
-                              ' (RFC 6455 §4.4 wants 426 + Sec-WebSocket-Version)'))
-
-
-@abuse('hs', 'HTTP/1.0 upgrade request → 101 and served '
-       '(lws 4.1.6 deviation: RFC 6455 §4.1 wants HTTP/1.1+)')
-def _(d):
-    # lws 4.1.6 does not check the request's HTTP version before an
-    # upgrade, and no public API tells wsflowd the version: expected.
-    r = Raw(d.port)
-    status, hdrs, head = r.handshake(request_line='GET /stream HTTP/1.0')
-    if refused(status):
-        diag('HTTP/1.0: refused with %s (lws changed its behaviour?)' % status)
-        return
-    check(status == 101 and hdrs.get('sec-websocket-accept') == r.accept_value(),
-          'HTTP/1.0: answered %r' % head[:300])
-    data = os.urandom(2 * KiB)
-    r.send(frame(data))
-    check_digests(r.digests(2), running(data), 'HTTP/1.0 stream')
-
-
-@abuse('hs', '64 KiB request header → 4xx or close within 2 s')
-def _(d):
-    r = Raw(d.port)
+    r = Raw(ws_port(d))
     req = r.request('/stream', [('X-Padding', 'a' * (64 * KiB))])
     t0 = time.monotonic()
     status, hdrs, head = r.handshake(raw=req)
-    check(refused(status), '64 KiB header: answered %r' % (head[:200] or status))
+    check(status == 431, '64 KiB header: answered %r' % (head[:200] or status))
     check(time.monotonic() - t0 < 2 * SLOW, '64 KiB header: took %.2fs' % (time.monotonic() - t0))
-    diag('64 KiB header: %s' % status)
 
 
-@abuse('hs', 'unknown subprotocol offered → refused (lws 4.1.6) or 101 without '
-       'Sec-WebSocket-Protocol')
+@abuse('hs', 'unknown subprotocol offered → 101 without Sec-WebSocket-Protocol, '
+       'digests flow')
 def _(d):
-    # RFC 6455 §4.2.2 lets a server ignore unknown subprotocols (101 with no
-    # Sec-WebSocket-Protocol).  lws 4.1.6 instead refuses an upgrade naming
-    # no protocol it knows (drop) before wsflowd gets a callback: expected.
-    r = Raw(d.port)
+    # RFC 6455 §4.2.2 lets a server select none of the offered
+    # subprotocols: browsers then open the socket (docs/wire.md §2).
+    r = Raw(ws_port(d))
     status, hdrs, head = r.handshake('/stream', [('Sec-WebSocket-Protocol', 'chat.nope')])
-    if status == 101:
-        check('sec-websocket-protocol' not in hdrs,
-              'accepted a protocol nobody offered: %r' % head[:300])
-    else:
-        check(refused(status), 'answered %r' % head[:300])
-    diag('unknown subprotocol: %s' % status)
+    check(status == 101 and hdrs.get('sec-websocket-accept') == r.accept_value(),
+          'answered %r' % head[:300])
+    check('sec-websocket-protocol' not in hdrs,
+          'accepted a protocol nobody offered: %r' % head[:300])
+    data = os.urandom(2 * KiB)
+    r.send(frame(data))
+    check_digests(r.digests(2), running(data), 'subprotocol stream')
 
 
 @abuse('hs', 'case-insensitive Upgrade: WebSocket and Connection: keep-alive, Upgrade → 101')
@@ -582,7 +592,7 @@ def _(d):
 @abuse('12.x', 'permessage-deflate offered → 101 without Sec-WebSocket-Extensions '
        '(declined), then an RSV1 frame → 1002')
 def _(d):
-    r = Raw(d.port)
+    r = Raw(ws_port(d))
     status, hdrs, head = r.handshake('/stream', [
         ('Sec-WebSocket-Extensions', 'permessage-deflate; client_max_window_bits')])
     check(status == 101 and hdrs.get('sec-websocket-accept') == r.accept_value(),
@@ -677,12 +687,12 @@ def _(d):
     check_digests(r.digests(1), [sha(data)], 'non-minimal 64-bit')
 
 
-@abuse('1.x', '64-bit length with the most significant bit set → TCP drop or 1002')
+@abuse('1.x', '64-bit length with the most significant bit set → 1002')
 def _(d):
-    # lws 4.1.6 drops TCP without a close frame (RFC §5.2: MSB MUST be 0).
+    # RFC 6455 §5.2: the MSB MUST be 0.
     r = ws(d)
     r.send(frame(b'', length=1 << 63) + b'\0' * 64)
-    expect_end(r, (DROP, 1002), 'MSB-set length')
+    expect_end(r, (1002,), 'MSB-set length')
     no_data(r, 'MSB-set length')
 
 
@@ -694,7 +704,7 @@ def _(d):
     r.send(frame(length=ENDLESS, fin=False, key=b'\0\0\0\0') + data)
     check_digests(r.digests(4), running(data), 'endless frame')
     r.close()
-    check(wait_for(lambda: metric(d.port, 'wsflow_server_connections') == 0, 2),
+    check(wait_for(lambda: metric(ws_port(d), 'wsflow_server_connections') == 0, 2),
           'server connections did not return to 0 after the TCP close')
 
 
@@ -735,13 +745,13 @@ ping_case('2.4', 'a 125-octet payload', os.urandom(125))
 ping_case('2.6', 'a 125-octet payload sent one octet per write', os.urandom(125), chop=True)
 
 
-@abuse('2.5', 'ping with a 126-octet payload → TCP drop or 1002')
+@abuse('2.5', 'ping with a 126-octet payload → 1002')
 def _(d):
-    # lws 4.1.6 drops TCP without a close frame (RFC §5.5: control payloads
-    # are at most 125 octets; Autobahn 2.5 accepts a drop).
+    # RFC 6455 §5.5: control payloads are at most 125 octets (Autobahn 2.5
+    # would accept a drop; wsflowd says why).
     r = ws(d)
     r.send(frame(b'p' * 126, opcode=9))
-    expect_end(r, (DROP, 1002), 'ping 126')
+    expect_end(r, (1002,), 'ping 126')
     check(not [m for m in r.seen if m[0] == 10], 'answered the 126-octet ping with a pong')
 
 
@@ -1104,14 +1114,11 @@ def _(d):
     expect_end(r, (None, 1000), 'empty close')
 
 
-@abuse('7.3.2', 'close with a 1-octet payload → 1002 (RFC 6455 §5.5.1, Autobahn), '
-       'or an empty close (lws 4.1.6)')
+@abuse('7.3.2', 'close with a 1-octet payload → 1002 (RFC 6455 §5.5.1, Autobahn)')
 def _(d):
-    # wsflowd's own parser says 1002; lws 4.1.6 (TLS listeners, framing =
-    # "lws") answers with an empty close (testing.md §3.3).
     r = ws(d)
     r.send(frame(b'\x03', opcode=8))
-    o = expect_end(r, (None, 1002, DROP), 'close of length 1')
+    o = expect_end(r, (1002,), 'close of length 1')
     diag('close length 1: %s' % show(o))
 
 
@@ -1122,21 +1129,21 @@ def _(d):
     expect_end(r, (1000,), 'close of length 125')
 
 
-@abuse('7.3.6', 'close with a 126-octet payload → TCP drop or 1002')
+@abuse('7.3.6', 'close with a 126-octet payload → 1002')
 def _(d):
-    # lws 4.1.6 drops TCP (control frame over 125 octets).
+    # A control frame over 125 octets (RFC 6455 §5.5).
     r = ws(d)
     r.send(frame(close_payload(1000, b'*' * 124), opcode=8))
-    expect_end(r, (DROP, 1002), 'close of length 126')
+    expect_end(r, (1002,), 'close of length 126')
 
 
-@abuse('7.5.1', 'close reason with invalid UTF-8 → TCP drop, 1002 or 1007')
+@abuse('7.5.1', 'close reason with invalid UTF-8 → 1007')
 def _(d):
-    # lws 4.1.6 with LWS_SERVER_OPTION_VALIDATE_UTF8 drops TCP here
-    # (testing.md §3.3); Autobahn 7.5.1 accepts a drop.
+    # RFC 6455 §7.4.1: 1007 for data inconsistent with its type (Autobahn
+    # 7.5.1 would accept a drop).
     r = ws(d)
     r.send(frame(close_payload(1000, KOSME + b'\xed\xa0\x80edited'), opcode=8))
-    o = expect_end(r, (DROP, 1002, 1007), 'invalid UTF-8 reason')
+    o = expect_end(r, (1007,), 'invalid UTF-8 reason')
     diag('invalid UTF-8 reason: %s' % show(o))
 
 
@@ -1156,25 +1163,24 @@ for _i, _c in enumerate((0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999)):
     close_code_case('7.9.%d' % (_i + 1), _c, 1002)
 
 
-@abuse('7.x', 'IANA-registered close codes 1012, 1013, 1014 → echoed, or close 1002 (lws 4.1.6)')
+@abuse('7.x', 'IANA-registered close codes 1012, 1013, 1014 → echoed')
 def _(d):
-    # wsflowd's parser takes the IANA registry's 1012-1014; lws 4.1.6
-    # (ops-ws.c) maps them to 1002.  Autobahn lists them as neither valid
-    # (7.7) nor invalid (7.9).
+    # wsflowd takes the IANA registry's 1012-1014 (docs/wire.md §3);
+    # Autobahn lists them as neither valid (7.7) nor invalid (7.9).
     for code in (1012, 1013, 1014):
         r = ws(d)
         r.send(frame(close_payload(code), opcode=8))
-        o = expect_end(r, (1002, code), 'close %d' % code)
+        o = expect_end(r, (code,), 'close %d' % code)
         diag('close %d: %s' % (code, show(o)))
 
 
-@abuse('7.13.x', 'informational close codes 5000 and 65535 → echoed (lws 4.1.6) or 1002')
+@abuse('7.13.x', 'close codes 5000 and 65535 (no range of RFC 6455 §7.4.2) → 1002')
 def _(d):
-    # Autobahn 7.13 is informational; lws 4.1.6 echoes codes >= 5000.
+    # Autobahn 7.13 is informational; RFC 6455 defines nothing past 4999.
     for code in (5000, 65535):
         r = ws(d)
         r.send(frame(close_payload(code), opcode=8))
-        o = expect_end(r, (code, 1002), 'close %d' % code)
+        o = expect_end(r, (1002,), 'close %d' % code)
         diag('close %d: %s' % (code, show(o)))
 
 # ---------------------------------------------------------------- 9.x bigger messages
@@ -1208,7 +1214,7 @@ big_case('9.4.5', '4 MiB binary message in 64 KiB fragments at /message → its 
 @abuse('res', 'slowloris handshake (1 octet / 0.5 s) → closed within '
        'handshake_timeout + 1 s (3 s)')
 def _(d):
-    r = Raw(d.port)
+    r = Raw(ws_port(d))
     req = r.request('/stream', [('X-Slow', 'x' * 64)])
     bound = HANDSHAKE_TIMEOUT + (1.5 if SANITIZE else 1)
     t0 = time.monotonic()
@@ -1244,7 +1250,7 @@ def _(d):
 
 @abuse('res', 'silent TCP connection → closed within handshake_timeout + 1 s (3 s)')
 def _(d):
-    r = Raw(d.port)
+    r = Raw(ws_port(d))
     bound = HANDSHAKE_TIMEOUT + (1.5 if SANITIZE else 1)
     t0 = time.monotonic()
     got = r.read_frame((bound + 0.5) / SLOW)
@@ -1256,7 +1262,8 @@ def _(d):
 
 
 @abuse('res', '80 connections at once with max_connections 64: the excess gets HTTP 503 '
-       '(or a close) while an existing stream keeps its digests')
+       '(over TLS: closed before the TLS handshake) while an existing stream keeps its '
+       'digests')
 def _(d):
     s = ws(d)
     data = os.urandom(4 * KiB)
@@ -1264,7 +1271,7 @@ def _(d):
     got = s.digests(1)
     others, statuses = [], {}
     for i in range(79):
-        r = Raw(d.port)
+        r = Raw(ws_port(d))
         status, hdrs, head = r.handshake('/stream')
         statuses[status] = statuses.get(status, 0) + 1
         others.append((r, status))
@@ -1275,9 +1282,11 @@ def _(d):
     got += s.digests(2)
     check_digests(got, running(data), 'existing stream')
     diag('79 more connections: %s' % statuses)
-    bad = {k: v for k, v in statuses.items() if k not in (101, 503, DROP)}
+    # Over TLS the excess is closed before a TLS handshake: a 503 would
+    # need one, on the thread that accepts (docs/wire.md §2).
+    bad = {k: v for k, v in statuses.items() if k not in ((101, DROP) if TLS else (101, 503))}
     check(not bad, 'unexpected answers: %s' % bad)
-    n101, nref = statuses.get(101, 0), statuses.get(503, 0) + statuses.get(DROP, 0)
+    n101, nref = statuses.get(101, 0), statuses.get(DROP if TLS else 503, 0)
     check(n101 <= MAX_CONNECTIONS - 1, '%d upgrades beside the stream: over max_connections'
           % n101)
     check(nref >= 79 - (MAX_CONNECTIONS - 1) and n101 >= MAX_CONNECTIONS - 8,
@@ -1298,7 +1307,7 @@ def _(d):
 def _(d):
     t0 = time.monotonic()
     for i in range(200):
-        r = Raw(d.port)
+        r = Raw(ws_port(d))
         kind = i % 4
         if kind == 0:
             r.close()
@@ -1313,9 +1322,9 @@ def _(d):
             r.abort()
         Raw.opened.remove(r)
     diag('churn: %.2fs' % (time.monotonic() - t0))
-    check(wait_for(lambda: metric(d.port, 'wsflow_server_connections') == 0, 2),
+    check(wait_for(lambda: metric(ws_port(d), 'wsflow_server_connections') == 0, 2),
           'connections gauge is %d, not 0, 2 s after the churn'
-          % metric(d.port, 'wsflow_server_connections'))
+          % metric(ws_port(d), 'wsflow_server_connections'))
 
 # ---------------------------------------------------------------- log: §6 item 12
 

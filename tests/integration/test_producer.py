@@ -15,7 +15,8 @@ import urllib.request
 
 from wsflowtest import (SANITIZE, SLOW, BUILD, SRCDIR, CheckFailed, Daemon,
                         case, check, diag, run_cases, start_peer, tmpdir,
-                        wait_for, wait_peer, wait_value, free_port, lc_value)
+                        wait_for, wait_peer, wait_value, free_port, lc_value,
+                        run_wsflowd, tmpfile)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -691,5 +692,47 @@ def _():
     f = finished(d, 'nowhere')
     check(f is not None and f['why'] == 'stopped', 'after SIGTERM in backoff: %r' % f)
 
+
+
+@case('the request a producer sends: Host with the port when it is not the default, no '
+      'Origin, the configured headers as given; a header with a CR LF is refused with '
+      'file:line')
+def _():
+    lst = socket.socket()
+    lst.bind(('127.0.0.1', 0))
+    lst.listen(1)
+    lst.settimeout(10 * SLOW)
+    port = lst.getsockname()[1]
+    d = Daemon()
+    with open(d.conf, 'a') as f:
+        f.write('producers = ( { name = "hdr"; url = "ws://127.0.0.1:%d/stream"; '
+                'reconnect = false; headers = ( "Authorization: Bearer x", '
+                '"X-Test: one two" ); } );\n' % port)
+    d.start()
+    try:
+        conn, _ = lst.accept()
+        conn.settimeout(5 * SLOW)
+        head = b''
+        while b'\r\n\r\n' not in head:
+            more = conn.recv(4096)
+            if not more:
+                break
+            head += more
+        conn.close()
+    finally:
+        lst.close()
+    lines = head.decode('latin-1').split('\r\n')
+    names = [l.split(':', 1)[0].lower() for l in lines[1:] if ':' in l]
+    check(lines[0] == 'GET /stream HTTP/1.1', 'request line %r' % lines[0])
+    check('Host: 127.0.0.1:%d' % port in lines, 'no Host with the port: %r' % lines)
+    check('origin' not in names, 'a made-up Origin: %r' % lines)
+    check('Authorization: Bearer x' in lines and 'X-Test: one two' in lines,
+          'the configured headers are not in %r' % lines)
+    d.check_clean_stop()
+    bad = tmpfile('badhdr.conf', 'producers = ( { name = "b"; url = "ws://127.0.0.1:1/";\n'
+                  '  headers = ( "X-Evil: a\\r\\nX-Injected: yes" ); } );\n')
+    r = run_wsflowd(['-n', '-f', bad])
+    check(r.returncode == 78 and '%s:2:' % bad in r.stderr and 'control characters' in r.stderr,
+          '-n on a header with CR LF: exit %d, %r' % (r.returncode, r.stderr))
 
 run_cases()

@@ -4,6 +4,8 @@
 tutorial clients (tests/peers) and a raw-frame client; every digest is
 checked against hashlib."""
 import os
+import socket
+import ssl
 import threading
 import time
 
@@ -355,6 +357,70 @@ def _():
 def _():
     d = shared()
     fresh_client_served(d)
+    d.check_clean_stop()
+
+
+def upgrade_status(port, tls, origin=None):
+    """The status line a bare upgrade to /stream gets (with this Origin)."""
+    s = socket.create_connection(('127.0.0.1', port), 5 * SLOW)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        s = ctx.wrap_socket(s, server_hostname='localhost')
+    with s:
+        s.sendall(('GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+                   'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+                   'Sec-WebSocket-Version: 13\r\n%s\r\n'
+                   % ('Origin: %s\r\n' % origin if origin else '')).encode())
+        head = b''
+        while b'\r\n' not in head:
+            more = s.recv(1024)
+            if not more:
+                break
+            head += more
+    return head.split(b'\r\n')[0].decode('latin-1')
+
+
+@case('server.origins: an Origin outside the list gets 403, one in it (any case) and none '
+      'at all get 101, on plain and TLS listeners alike')
+def _():
+    d = Daemon(tls=True)
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, 'w') as f:
+        f.write(text.replace('server: {', 'server: {\n  origins = ( "https://ok.example", '
+                             '"http://127.0.0.1:8080" );', 1))
+    d.start()
+    for port, tls in ((d.port, False), (d.tls_port, True)):
+        for origin, want in (('https://evil.example', '403'), ('https://ok.example', '101'),
+                             ('HTTPS://OK.EXAMPLE', '101'), ('http://127.0.0.1:8080', '101'),
+                             ('http://127.0.0.1:8081', '403'), (None, '101')):
+            line = upgrade_status(port, tls, origin)
+            check(line.startswith('HTTP/1.1 ' + want), '%s, Origin %r: %r, want %s'
+                  % ('wss' if tls else 'ws', origin, line, want))
+    d.check_clean_stop()
+
+
+@case('idle_timeout counts any frame from the peer: pings every 0.5 s keep a stream open past '
+      'it; silence then closes it with 1001 "idle timeout" (plain and TLS)')
+def _():
+    d = Daemon(tls=True, idle_timeout=2).start()
+    for port, tls in ((d.port, False), (d.tls_port, True)):
+        c = WSClient(port, '/stream', tls=tls)
+        c.start_reader()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4 * SLOW:
+            c.send_frame(b'p', opcode=9)
+            time.sleep(0.5)
+            check(c.end is None, '%s: closed while pinging, after %.1f s: %s'
+                  % ('wss' if tls else 'ws', time.monotonic() - t0, c.end))
+        t1 = time.monotonic()
+        check(wait_for(lambda: c.end is not None, 5),
+              '%s: not closed 5 s after the pings stopped' % ('wss' if tls else 'ws'))
+        check(c.end.code == 1001 and 'idle timeout' in str(c.end),
+              '%s: ended with %s' % ('wss' if tls else 'ws', c.end))
+        diag('%s: closed %.1f s after the last ping: %s'
+             % ('wss' if tls else 'ws', time.monotonic() - t1, c.end))
     d.check_clean_stop()
 
 
