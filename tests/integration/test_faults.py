@@ -566,9 +566,4 @@ def _():
     d.check_clean_stop()
 
 
-if os.environ.get('TEST_ONLY'):        # e.g. TEST_ONLY=a,f while debugging
-    import wsflowtest
-    only = os.environ['TEST_ONLY'].split(',')
-    wsflowtest._cases[:] = [c for c in wsflowtest._cases
-                            if any(c[0].startswith(o + ')') for o in only)]
-run_cases()
+run_cases()                             # TEST_ONLY=a,f while debugging

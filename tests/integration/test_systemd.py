@@ -1158,12 +1158,15 @@ def install():
     return None
 
 
+def sysd_only(cases):
+    """WSFLOW_SYSD_CASES=1,4 runs only those."""
+    return wsflowtest.only('WSFLOW_SYSD_CASES', cases, lambda x: x[0].split('.')[0])[0]
+
+
 def run_group(name, preset, cases):
-    only = os.environ.get('WSFLOW_SYSD_CASES')      # e.g. "1,4": run only those
-    if only:
-        cases = [x for x in cases if x[0].split('.')[0] in only.split(',')]
-        if not cases:
-            return
+    cases = sysd_only(cases)
+    if not cases:
+        return
     c = Container(name, preset)
     c.write_conf(wsconf())      # there before boot: the socket may start the service
     try:
@@ -1191,19 +1194,21 @@ def run_group(name, preset, cases):
 
 def main():
     t0 = time.monotonic()
+    kept = sysd_only(CASES_A) + sysd_only(CASES_B)
+    wsflowtest.plan(len(kept), len(CASES_A + CASES_B) - len(kept), 'WSFLOW_SYSD_CASES')
     why = None
     if shutil.which('systemd-nspawn') is None:
         why = 'systemd-nspawn not installed (make deps installs systemd-container)'
     elif os.geteuid() != 0:
         why = 'systemd-nspawn needs root'
     if why:
-        for desc, _ in CASES_A + CASES_B:
+        for desc, _ in kept:
             skip(desc, why)
         wsflowtest.finish()
     err = install()
     if err:
-        for desc, _ in CASES_A + CASES_B:
-            ok(False, desc, err if desc == CASES_A[0][0] else 'make install failed')
+        for desc, _ in kept:
+            ok(False, desc, err if desc == kept[0][0] else 'make install failed')
         wsflowtest.finish()
     # A: both units disabled: wsflowd binds its own sockets; everything else
     # the host's presets would enable (host services) stays off.

@@ -81,9 +81,30 @@ def case(desc):
     return register
 
 
+def plan(n, left_out=0, why=''):
+    """TAP's plan: this program reports n cases (tests/run fails it when
+    it reports another number); left_out: cases a filter dropped, said so."""
+    print('1..%d' % n, flush=True)
+    if left_out:
+        print('# filtered: %d cases left out by %s' % (left_out, why), flush=True)
+
+
+def only(env, names, key):
+    """The cases a filter variable (a comma list) keeps: (kept, left out)."""
+    want = os.environ.get(env)
+    if not want:
+        return list(names), 0
+    keep = [x for x in names if key(x) in want.split(',')]
+    return keep, len(names) - len(keep)
+
+
 def run_cases():
     """Run every registered case (one failing or crashing case does not stop
-    the others), then exit with the overall status."""
+    the others), then exit with the overall status.  TEST_ONLY=a,b keeps
+    the cases whose names start with "a)" or "b)" (say so in the plan)."""
+    global _cases
+    _cases, left = only('TEST_ONLY', _cases, lambda c: c[0].split(')')[0])
+    plan(len(_cases), left, 'TEST_ONLY')
     for desc, fn in _cases:
         before = len(Daemon.started)
         try:

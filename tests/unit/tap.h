@@ -4,8 +4,10 @@
  *	ok(cond, "what %d", n);		"ok - what 1" or "not ok - what 1 (at f.c:12)"
  *	skip("what", "why");		"ok - what # skip why"
  *	diag("got %s", s);		"# got s" (context; never counted)
- *	return done();			"N passed, N failed" (", N skipped");
- *					the exit status
+ *	return done();			the plan "1..N" (TAP, at the end:
+ *					a crash leaves none, tests/run fails
+ *					it), "N passed, N failed" (", N
+ *					skipped"); the exit status
  *
  * Every line is flushed at once, so a crash loses nothing already reported.
  */
@@ -67,6 +69,7 @@ skip(const char *what, const char *why)
 static inline int
 done(void)
 {
+	printf("1..%d\n", tap_passed + tap_failed + tap_skipped);
 	if (tap_skipped > 0)
 		printf("%d passed, %d failed, %d skipped\n", tap_passed,
 		    tap_failed, tap_skipped);
