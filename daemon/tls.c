@@ -15,6 +15,8 @@
 
 #include "tls.h"
 
+#define TLS_READ_AHEAD	(128 * 1024)	/* octets OpenSSL reads at once */
+
 /* What OpenSSL said last, for a message. */
 static const char *
 tls_why(char *buf, size_t len)
@@ -75,6 +77,10 @@ tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+	/* Many records a read(): a 16 KiB record in two syscalls (header,
+	 * body) was a tenth of a TLS stream's CPU. */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_AHEAD);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		snprintf(err, errlen, "TLS certificate %s: %s", cert,
