@@ -197,6 +197,25 @@ conn_write(struct own_conn *o, const void *buf, size_t len)
 	return n;
 }
 
+/* Write buf[*off, len): 1 all out, 0 wait for POLLOUT, -1 peer gone. */
+static int
+write_out(struct own_conn *o, const void *buf, size_t len, size_t *off)
+{
+	while (*off < len) {
+		ssize_t n = conn_write(o, (const uint8_t *)buf + *off,
+		    len - *off);
+
+		if (n == -2) {
+			want_write(o);
+			return 0;
+		}
+		if (n <= 0)
+			return -1;
+		*off += (size_t)n;
+	}
+	return 1;
+}
+
 /* Our end of the stream: close_notify first under TLS, then FIN. */
 static void
 conn_shutdown(struct own_conn *o)
@@ -296,19 +315,12 @@ flush(struct own_conn *o)
 	unsigned hexlen;
 
 	for (;;) {
-		if (r->out_off < r->out_len) {
-			ssize_t n = conn_write(o, r->out + r->out_off,
-			    r->out_len - r->out_off);
+		size_t off = r->out_off;
+		int rc = write_out(o, r->out, r->out_len, &off);
 
-			if (n == -2) {
-				want_write(o);
-				return 0;
-			}
-			if (n <= 0)
-				return -1;	/* the peer is gone */
-			r->out_off += (unsigned)n;
-			continue;
-		}
+		r->out_off = (unsigned)off;
+		if (rc <= 0)
+			return rc;
 		r->out_off = r->out_len = 0;
 		if (r->close_sent)
 			break;
@@ -533,19 +545,10 @@ static int
 answer_flush(struct own_conn *o)
 {
 	struct ws_raw *r = &o->r;
+	int rc = write_out(o, r->answer, r->answer_len, &r->answer_off);
 
-	while (r->answer_off < r->answer_len) {
-		ssize_t n = conn_write(o, r->answer + r->answer_off,
-		    r->answer_len - r->answer_off);
-
-		if (n == -2) {
-			want_write(o);
-			return 0;
-		}
-		if (n <= 0)
-			return -1;
-		r->answer_off += (size_t)n;
-	}
+	if (rc <= 0)
+		return rc;
 	if (!r->lingering) {
 		conn_shutdown(o);
 		r->lingering = true;
