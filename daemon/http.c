@@ -5,8 +5,8 @@
  * Off the data path: an answer is built whole on request.  On listeners
  * wsflowd reads itself (wsserver.c) it is one buffer, Connection: close,
  * and the connection ends after it: a request body is never read, so it
- * can never be taken for a second request.  Listeners lws frames (TLS,
- * framing = "lws") answer the same resources through lws.
+ * can never be taken for a second request.  Under framing = "lws" the
+ * same resources are answered through lws, one answer a connection.
  */
 #include <stdarg.h>
 #include <stddef.h>

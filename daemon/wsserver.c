@@ -1,8 +1,11 @@
 /*
- * wsserver.c — server streams on plain listeners, framed by wsflowd.
+ * wsserver.c — the server adapter for connections wsflowd frames itself:
+ * every listener, plain or TLS (OpenSSL on the socket, tls.c), unless
+ * framing = "lws".
  *
- * socket -> read() into the worker's buffer -> wsparse (unmask in place,
- * wide) -> batcher -> digest queue -> send().  lws still runs the loop:
+ * socket -> read() (or SSL_read) into the worker's buffer -> ws.c (unmask
+ * in place, wide) -> the core (server.c: batcher -> digest queue) ->
+ * send() (or SSL_write).  lws still runs the loop:
  * the socket is adopted as a RAW_FILE descriptor, so lws only polls it
  * (docs/lws.md §3) and times it out.  Every request is answered here:
  * a 101, or an HTTP answer (http.c) after which the connection ends; a
