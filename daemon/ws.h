@@ -7,7 +7,7 @@
  * plain listeners wsflowd reads the socket itself and parses here: the
  * payload is unmasked eight or 32 octets at a time, in place, and handed
  * straight to the batcher.  No I/O and no allocation: octets in, events
- * out (tests/unit/test_wsparse.c).
+ * out (tests/unit/test_wsparse.c, test_frame.c).
  */
 #ifndef WSFLOW_WS_H
 #define WSFLOW_WS_H

@@ -1,7 +1,7 @@
 /*
  * fuzz_wsparse.c — libFuzzer target for what a client sends a plain
  * listener: the first request (upgrade.c), then, behind a valid upgrade,
- * the frames (wsparse.c), as one stream.  Input that is no upgrade is
+ * the frames (ws.c), as one stream.  Input that is no upgrade is
  * fuzzed as frames from its first octet too.
  *
  * Checked: no crash and no over-read (every buffer an exact copy); every

@@ -608,7 +608,7 @@ def _(d):
 @abuse('mask', 'unmasked client frame → close 1002 (RFC 6455 §5.1 "MUST close"), '
        'no digest')
 def _(d):
-    # wsflowd parses frames itself on plain listeners (daemon/wsparse.c).
+    # wsflowd parses frames itself on plain listeners (daemon/ws.c).
     # lws 4.1.6, which frames TLS listeners, accepts them (testing.md §3.3).
     r = ws(d)
     data = os.urandom(2 * KiB)

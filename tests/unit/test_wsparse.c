@@ -1,5 +1,5 @@
 /*
- * test_wsparse.c — the server's side of RFC 6455 framing (daemon/wsparse.c)
+ * test_wsparse.c — the server's side of RFC 6455 framing (daemon/ws.c)
  * against a model of the RFC written here.
  *
  * Client frames are built here, masked with random keys.  Alongside each
