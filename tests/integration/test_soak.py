@@ -680,10 +680,9 @@ def _():
     check(rc in (0, 33), 'valgrind wsflowd exited %s on SIGTERM\n%s' % (rc, d.log_tail()))
     check(not ours, '%d definite leak(s) allocated by wsflow:\n%s'
           % (len(ours), '\n'.join(h + '\n  ' + '\n  '.join(f[:8]) for h, f in ours)))
+    check(not errs, 'memcheck errors: %s' % errs[:5])
     check(rc == 0 or leaks, 'valgrind exit 33 without a definite leak: memcheck errors?')
     check_stats(stats, 50)
-    if errs:
-        diag('memcheck errors (not leaks): %s' % errs[:5])
 
 
 run_cases()
