@@ -202,13 +202,26 @@ def new_daemon(producers_of, mode=None):
 M = None
 
 
+M_DEATHS = []       # exit codes of shared daemons that died under a case
+
+
 def main_daemon():
+    """The shared daemon.  One that died is a failure of the case that finds
+    it (and of the final clean-stop case); a replacement keeps later cases
+    testing something."""
     global M
+    died_rc = None
+    if M is not None and not M.alive():
+        died_rc = M.proc.poll()
+        M_DEATHS.append(died_rc)
+        tail = M.log_tail()
     if M is None or not M.alive():
         M = new_daemon(std_producers)
         check(wait_for(lambda: len(by_name(streams(), 'loop')) == 1 and
                        len(by_name(streams(), 'fr')) == 1, 10),
               'loop and fr never showed up: %s' % streams())
+    check(died_rc is None, 'the shared wsflowd had died (exit %s); replaced:\n%s'
+          % (died_rc, tail if died_rc is not None else ''))
     return M
 
 
@@ -1224,6 +1237,8 @@ def t_second_daemon():
 
 @case('wsflowd stops cleanly (exit 0, no sanitizer report) and removes its control socket')
 def t_clean_stop():
+    check(not M_DEATHS, 'the shared wsflowd died %d time(s) during the run '
+          '(exits %s)' % (len(M_DEATHS), M_DEATHS))
     d = main_daemon()
     d.check_clean_stop()
     check(not os.path.exists(d.sock), 'control socket left behind')

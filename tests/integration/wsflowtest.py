@@ -151,15 +151,44 @@ def tmpfile(name, text=None):
     return path
 
 
+def _daemon_exit_problem(d, was_running):
+    """Why d's end is not a clean one, or None.  Every SIGTERM stop() sends
+    must end in exit 0 (a hang is SIGKILLed: -9); a daemon that ended otherwise may have
+    been killed (SIGKILL/SIGTERM) or refused a config on purpose, but a
+    crash signal or a sanitizer report is never on purpose."""
+    rc = d.returncode
+    errs = d.sanitizer_errors()
+    if errs:
+        return 'sanitizer report: %s' % errs[:3]
+    if d.term_rc not in (None, 0):
+        return 'exited %s on SIGTERM%s' % (d.term_rc, ' (at exit)' if was_running else '')
+    if rc is not None and rc < 0 and -rc not in (signal.SIGKILL, signal.SIGTERM):
+        return 'ended by signal %d' % -rc
+    return None
+
+
 def _cleanup():
+    problems = []
     for d in Daemon.started:
+        was_running = d.alive()
         d.stop()
+        why = _daemon_exit_problem(d, was_running)
+        if why:
+            problems.append('%s (pid %d): %s' % (d.name, d.pid, why))
     for p in _peers:
         if p.poll() is None:
             p.kill()
             p.wait()
-    if _tmp and not os.environ.get('WSFLOW_KEEP_TMP'):
+    if _tmp and not os.environ.get('WSFLOW_KEEP_TMP') and not problems:
         shutil.rmtree(_tmp, ignore_errors=True)
+    if problems:
+        # After the cases: tests/run counts a non-zero exit as a failure.
+        for p in problems:
+            print('# daemon not stopped cleanly: ' + p)
+        print('# logs kept in ' + str(_tmp))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 atexit.register(_cleanup)
@@ -234,6 +263,7 @@ class Daemon:
         self.log = tmpfile(self.name + '.log')
         self.proc = None
         self.returncode = None
+        self.term_rc = None     # exit status after a SIGTERM stop() sent
 
     @property
     def pid(self):
@@ -309,6 +339,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.term_rc = self.proc.returncode     # checked at exit: 0 or fail
         self.returncode = self.proc.returncode
         return self.returncode
 
