@@ -291,9 +291,9 @@ def _():
     names = ['own-' + m for m, _ in MODE_PATHS]
     first = {n: wait_stream(d, n, lambda s: s['digests_verified'] > 0, 10,
                             'first verified digest') for n in names}
-    time.sleep(1)
     for n in names:
-        s = show(d, n)
+        s = wait_stream(d, n, lambda s, n=n: s['digests_verified'] >
+                        first[n]['digests_verified'], 10, 'verified growing')
         check(s is not None, '%s gone' % n)
         check(s['role'] == 'producer' and s['mode'] == n[4:], '%s: %r' % (n, s))
         check(s['digests_verified'] > first[n]['digests_verified'],
@@ -559,10 +559,8 @@ def _():
     r = stop_server(peer, 'first server')
     t_down = time.monotonic()
     check(r.get('connections') == 1, 'first server: %r' % r)
-    time.sleep(1)
-    s_mid = show(d, 're')
-    check(s_mid is not None and s_mid['state'] in ('backoff', 'connecting'),
-          'producer state while the server is down: %r' % s_mid)
+    s_mid = wait_stream(d, 're', lambda s: s['state'] in ('backoff', 'connecting'), 5,
+                        'backoff or connecting while the server is down')
     peer2 = start_server('server_record.py', port)
     t_up = time.monotonic()
     s2 = wait_stream(d, 're', lambda s: s['digests_verified'] > s_mid['digests_verified'],

@@ -8,6 +8,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 
 from wsflowtest import (SLOW, CheckFailed, Closed, Daemon, WSClient,
                         batch_digests, case, check, check_peer, diag,
@@ -338,13 +339,25 @@ def _():
     check(not d.sanitizer_errors(), 'sanitizer: %s' % d.sanitizer_errors()[:3])
 
 
+def digests_sent(d):
+    """wsflow_server_digests_sent_total from /metrics on the plain port."""
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % d.port,
+                                timeout=5 * SLOW) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith('wsflow_server_digests_sent_total '):
+                return int(line.split()[1])
+    raise CheckFailed('no wsflow_server_digests_sent_total in /metrics')
+
+
 @case('SIGTERM while the producer client streams over wss: exit 0, '
       'the client gets close 1001, its digests all verified')
 def _():
     d = Daemon(tls=True).start()
     p = start_peer('client_producer.py', d.url('/', tls=True), '--cafile', d.cert,
                    '--seconds', 60 * SLOW)
-    time.sleep(1.5 * SLOW)          # Python start, TLS handshake, some digests
+    # SIGTERM once the client is in full stream: two digests sent
+    check(wait_for(lambda: digests_sent(d) >= 2, 15),
+          'the wss client got no digests in 15 s:\n' + d.log_tail())
     rc = d.stop(timeout=10)
     prc, r = wait_peer(p, 30)
     check(rc == 0, 'wsflowd exit %s on SIGTERM' % rc)
