@@ -70,13 +70,19 @@ name_is(const char *name, size_t nlen, const char *want)
 	return nlen == strlen(want) && strncasecmp(name, want, nlen) == 0;
 }
 
-/* RFC 7230 §3.2.6 tchar: what a method or a header name is made of. */
+/* RFC 7230 §3.2.6 token: what a method or a header name is made of. */
 static bool
-is_tchar(char c)
+is_token(const char *s, size_t len)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	    (c >= '0' && c <= '9') || (c != '\0' &&
-	    strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || (c != '\0' &&
+		    strchr("!#$%&'*+-.^_`|~", c) != NULL)))
+			return false;
+	}
+	return true;
 }
 
 static void
@@ -95,16 +101,12 @@ request_line(struct upgrade *u, const char *buf, const char *eol)
 	const char *sp, *target, *proto;
 	size_t mlen, plen, len = (size_t)(eol - buf);
 
-	if ((sp = memchr(buf, ' ', len)) == NULL || sp == buf) {
+	if ((sp = memchr(buf, ' ', len)) == NULL || sp == buf ||
+	    !is_token(buf, (size_t)(sp - buf))) {
 		refuse(u, 400, "malformed request line");
 		return;
 	}
 	mlen = (size_t)(sp - buf);
-	for (size_t i = 0; i < mlen; i++)
-		if (!is_tchar(buf[i])) {
-			refuse(u, 400, "malformed request line");
-			return;
-		}
 	if (mlen == 3 && memcmp(buf, "GET", 3) == 0)
 		u->method = METHOD_GET;
 	else if (mlen == 4 && memcmp(buf, "HEAD", 4) == 0)
@@ -169,16 +171,11 @@ header(struct upgrade *u, const char *line, const char *eol,
 		return;
 	}
 	if ((colon = memchr(line, ':', (size_t)(eol - line))) == NULL ||
-	    colon == line) {
+	    colon == line || !is_token(line, (size_t)(colon - line))) {
 		refuse(u, 400, "malformed header line");
 		return;
 	}
 	nlen = (size_t)(colon - line);
-	for (size_t i = 0; i < nlen; i++)
-		if (!is_tchar(line[i])) {
-			refuse(u, 400, "malformed header line");
-			return;
-		}
 	for (const char *p = colon + 1; p < eol; p++)
 		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
 			refuse(u, 400, "control character in a header");

@@ -43,7 +43,7 @@ import wsflowtest
 from wsflowtest import (BUILD, PYTHON, SANITIZE, SLOW, SRCDIR, CheckFailed,
                         Daemon, Skip, batch_digests, check, check_peer,
                         diag, free_port, hexdigest, lc_value, make_cert, mask,
-                        run_cases, start_peer, tmpdir, tmpfile, wait_for,
+                        run_cases, start_peer, terminate, tmpdir, tmpfile, wait_for,
                         wait_peer, wait_value)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
@@ -111,13 +111,7 @@ def stop(p, timeout=10):
     later the ids may belong to others."""
     if p.stopped:
         return p.returncode
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout * SLOW)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    terminate(p, timeout)
     try:
         os.killpg(p.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

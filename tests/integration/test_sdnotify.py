@@ -18,7 +18,7 @@ import time
 
 from wsflowtest import (SLOW, WSFLOWD, Skip, WSClient,
                         batch_digests, case, check, config_text, diag,
-                        free_port, run_cases, tmpfile, wait_for)
+                        free_port, run_cases, terminate, tmpfile, wait_for)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(os.path.dirname(WSFLOWD), 'wsflowctl')
 MiB = 1 << 20
@@ -112,17 +112,6 @@ def start_daemon(name, env_extra, watchdog_pid_self=False):
     return p, port, ctl
 
 
-def stop(p, timeout=10):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout * SLOW)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
-
-
 def log_tail(name, n=20):
     try:
         with open(tmpfile(name + '.log'), errors='replace') as f:
@@ -209,7 +198,7 @@ def _():
         wpids = {pid for _, pid, f in n.messages if f.get('WATCHDOG') == '1'}
         check(wpids == {p.pid}, 'WATCHDOG=1 from pids %s' % wpids)
     finally:
-        rc = stop(p)
+        rc = terminate(p)
         n.close()
     check(rc == 0, 'exit %s on SIGTERM:\n%s' % (rc, log_tail('n1')))
 
@@ -255,7 +244,7 @@ def _():
         check(rc == 0, 'exit %s on SIGTERM:\n%s' % (rc, log_tail('n2')))
         check(n.messages[s][1] == p.pid, 'STOPPING=1 from pid %s' % n.messages[s][1])
     finally:
-        stop(p)
+        terminate(p)
         n.close()
 
 
@@ -310,7 +299,7 @@ def _():
         check(os.path.exists(ctl) and stat.S_ISSOCK(os.stat(ctl).st_mode),
               'the inherited control socket %s was removed at stop' % ctl)
     finally:
-        stop(p)
+        terminate(p)
 
 
 if __name__ == '__main__':

@@ -198,6 +198,20 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
 # ---------------------------------------------------------------- config
 
 
+def terminate(p, timeout=10):
+    """SIGTERM to the process p by PID, a wait bounded by timeout (stretched
+    under ASan), then SIGKILL; returns its exit status (negative: the signal
+    that ended it)."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
 def free_port():
     """A port free right now (bind port 0, close)."""
     with socket.socket() as s:
@@ -333,13 +347,7 @@ class Daemon:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout * SLOW)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.term_rc = self.proc.returncode     # checked at exit: 0 or fail
+            self.term_rc = terminate(self.proc, timeout)    # checked at exit: 0 or fail
         self.returncode = self.proc.returncode
         return self.returncode
 
