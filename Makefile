@@ -35,6 +35,9 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
+# Another apt or dpkg at work (unattended-upgrades, a second shell): wait
+# for its lock, up to 10 minutes, instead of failing at once.
+APT_WAIT := -o DPkg::Lock::Timeout=600
 
 # Debian packages: build, tests, benchmarks.
 DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
@@ -107,8 +110,8 @@ deps:
 		grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq $$missing >/dev/null; \
+		apt-get $(APT_WAIT) update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get $(APT_WAIT) install -y -qq $$missing >/dev/null; \
 	fi
 
 run: deps all
@@ -146,28 +149,46 @@ fuzz: deps $(FUZZ_TARGETS)
 BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+DOCDIR ?= $(PREFIX)/share/doc/wsflow
 SYSCONFDIR ?= /etc
 MANPAGES := daemon/wsflowd.8 ctl/wsflowctl.8 daemon/wsflow.conf.5
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SYSCONFDIR)/wsflow
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(COMPLETIONDIR) \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/wsflow
 	install -m 755 $(BUILD)/wsflowd $(BUILD)/wsflowctl $(DESTDIR)$(BINDIR)
 	install -m 644 daemon/wsflowd.8 ctl/wsflowctl.8 $(DESTDIR)$(MANDIR)/man8
 	install -m 644 daemon/wsflow.conf.5 $(DESTDIR)$(MANDIR)/man5
 	sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/etc/wsflow/|$(SYSCONFDIR)/wsflow/|g' \
 		systemd/wsflow.service >$(DESTDIR)$(UNITDIR)/wsflow.service
 	install -m 644 systemd/wsflow.socket $(DESTDIR)$(UNITDIR)
-	@# An existing configuration is the admin's: never overwrite it.
+	install -m 644 systemd/wsflow.sysusers $(DESTDIR)$(SYSUSERSDIR)/wsflow.conf
+	install -m 644 systemd/wsflow-localhost.conf conf/wsflow.conf $(DESTDIR)$(DOCDIR)
+	if [ -e ctl/wsflowctl.bash ]; then \
+		install -m 644 ctl/wsflowctl.bash $(DESTDIR)$(COMPLETIONDIR)/wsflowctl; fi
+	@# The user and group now, not at the next boot (a package's postinst
+	@# does the same); with DESTDIR the target system makes them.
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+		echo "systemd-sysusers $(SYSUSERSDIR)/wsflow.conf"; \
+		systemd-sysusers $(SYSUSERSDIR)/wsflow.conf; fi
+	@# An existing configuration is the admin's: never overwrite it.  A
+	@# new one starts no producer: conf/wsflow.conf's (make run's) loop is
+	@# left in it commented out.
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf ]; then \
 		echo "keeping $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf"; \
 	else \
-		install -m 644 conf/wsflow.conf \
-		    $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf; \
+		sed '/^producers = (/,/^);/s/^/#/' conf/wsflow.conf \
+		    >$(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf && \
+		chmod 644 $(DESTDIR)$(SYSCONFDIR)/wsflow/wsflow.conf; \
 	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && \
+	    [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -path '$(BUILD)/sysroot' -prune -o -name '*.d' -type f -print 2>/dev/null)

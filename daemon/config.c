@@ -366,13 +366,46 @@ check_digest(struct parse *p, config_setting_t *s, void *obj)
 	return 0;
 }
 
+/*
+ * A TLS file may live in the service's credentials (LoadCredential=, see
+ * systemd.exec(5)): "$CREDENTIALS_DIRECTORY/NAME" is read from there.
+ * Outside the service (wsflowd -n from a shell) the variable is unset:
+ * the service's directory is used, readable by root while it runs.
+ */
+#define CREDS_VAR	"$CREDENTIALS_DIRECTORY"
+#define CREDS_DEFAULT	"/run/credentials/wsflow.service"
+
+static int
+expand_credentials(struct parse *p, config_setting_t *s, char **path)
+{
+	const char *dir, *rest;
+	char *full;
+
+	if (*path == NULL || strncmp(*path, CREDS_VAR, strlen(CREDS_VAR)) != 0)
+		return 0;
+	rest = *path + strlen(CREDS_VAR);
+	if (*rest != '/' && *rest != '\0')
+		return fail(p, s, "'%s': only " CREDS_VAR "/NAME is expanded",
+		    *path);
+	if ((dir = getenv("CREDENTIALS_DIRECTORY")) == NULL || *dir == '\0')
+		dir = CREDS_DEFAULT;
+	if (asprintf(&full, "%s%s", dir, rest) == -1)
+		return fail(p, s, "out of memory");
+	free(*path);
+	*path = full;
+	return 0;
+}
+
 static int
 check_listen_tls(struct parse *p, config_setting_t *s, void *obj)
 {
-	const struct listen_conf *l = obj;
+	struct listen_conf *l = obj;
 
 	if (l->tls_cert == NULL || l->tls_key == NULL)
 		return fail(p, s, "tls needs both 'cert' and 'key'");
+	if (expand_credentials(p, s, &l->tls_cert) == -1 ||
+	    expand_credentials(p, s, &l->tls_key) == -1)
+		return -1;
 	return 0;
 }
 
@@ -393,13 +426,11 @@ check_tls_ca(struct parse *p, config_setting_t *s, void *obj)
 {
 	struct producer_conf *pc = obj;
 
-	(void)p;
-	(void)s;
 	if (pc->tls_ca[0] == '\0') {
 		free(pc->tls_ca);
 		pc->tls_ca = NULL;
 	}
-	return 0;
+	return expand_credentials(p, s, &pc->tls_ca);
 }
 
 static int

@@ -309,11 +309,14 @@ do_stop(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 static void
 do_reload(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 {
-	char err[WSFLOW_ERR_MAX];
+	char err[WSFLOW_ERR_MAX], note[128];
 
 	(void)payload;
-	if (daemon_reload(c->wd, err, sizeof(err)) == -1)
+	if (daemon_reload(c->wd, err, sizeof(err), note, sizeof(note)) == -1)
 		result(c, h->seq, CTL_ERR_RELOAD, 0, "%s", err);
+	else if (note[0] != '\0')
+		result(c, h->seq, CTL_OK, 0, "configuration reloaded; changes "
+		    "to %s take effect at restart", note);
 	else
 		result(c, h->seq, CTL_OK, 0, "configuration reloaded");
 }
@@ -615,17 +618,24 @@ ctl_path_free(const char *path)
 	return 0;
 }
 
-/* Group and mode, set on the socket itself: never through a link. */
+/*
+ * Group and mode, set on the socket itself: never through a link.  Under
+ * wsflow.service the socket is born in the group (Group=wsflow), and
+ * chown is not even allowed (SystemCallFilter=~@privileged).
+ */
 static void
 ctl_path_perms(struct wsflowd *wd, const char *path)
 {
 	const char *group = wd->conf.control.group;
 	struct group *gr;
+	struct stat st;
 
 	if (group != NULL && group[0] != '\0') {
 		if ((gr = getgrnam(group)) == NULL)
 			log_warnx("control group '%s' does not exist: only "
 			    "root may change things", group);
+		else if (lstat(path, &st) == 0 && st.st_gid == gr->gr_gid)
+			;		/* already */
 		else if (lchown(path, (uid_t)-1, gr->gr_gid) == -1)
 			log_warn("control socket: chown to group %s", group);
 	}

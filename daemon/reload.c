@@ -15,6 +15,12 @@
 #include "worker.h"
 
 static bool
+str_same(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
 listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
 {
 	if (a->server.nlisten != b->server.nlisten)
@@ -24,10 +30,37 @@ listeners_differ(const struct wsflow_conf *a, const struct wsflow_conf *b)
 		    *y = &b->server.listen[i];
 
 		if (strcmp(x->address, y->address) != 0 || x->port != y->port ||
-		    (x->tls_cert == NULL) != (y->tls_cert == NULL))
+		    !str_same(x->tls_cert, y->tls_cert) ||
+		    !str_same(x->tls_key, y->tls_key))
 			return true;
 	}
 	return false;
+}
+
+/*
+ * The settings a reload cannot apply, named in "note" (empty when there
+ * are none): the sockets and the threads are made once, at start.
+ */
+static void
+restart_only(const struct wsflow_conf *oc, const struct wsflow_conf *nc,
+    char *note, size_t notelen)
+{
+	const char *what[4];
+	size_t n = 0, off = 0;
+
+	if (listeners_differ(oc, nc))
+		what[n++] = "server.listen";
+	if (strcmp(oc->control.path, nc->control.path) != 0)
+		what[n++] = "control.path";
+	if (oc->control.mode != nc->control.mode ||
+	    !str_same(oc->control.group, nc->control.group))
+		what[n++] = "control.mode/group";
+	if (oc->server.workers != nc->server.workers)
+		what[n++] = "server.workers";
+	note[0] = '\0';
+	for (size_t i = 0; i < n && off < notelen; i++)
+		off += (size_t)snprintf(note + off, notelen - off, "%s%s",
+		    i ? ", " : "", what[i]);
 }
 
 /*
@@ -77,15 +110,18 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
  * Parse the file in full; refuse it whole if it is broken.  Otherwise
  * producers removed from it stop, changed ones restart, added ones start;
  * streams whose configuration did not change are not touched.  Server
- * settings apply to new connections; listeners need a restart.
+ * settings apply to new connections; "note" names what needs a restart
+ * (listeners, control socket, workers), empty when nothing does.
  */
 int
-daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
+daemon_reload(struct wsflowd *wd, char *err, size_t errlen, char *note,
+    size_t notelen)
 {
 	struct wsflow_conf nc, oc;
 	struct server_params params;
 	unsigned stopped = 0, started = 0;
 
+	note[0] = '\0';
 	if (wd->stopping) {
 		snprintf(err, errlen, "daemon is stopping");
 		return -1;
@@ -98,11 +134,10 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen)
 		return -1;
 	}
 	(void)listen_fit_fds(&nc);	/* as at start: fit the fd limit */
-	if (listeners_differ(&wd->conf, &nc))
-		log_warnx("reload: listener changes take effect at restart");
-	if (strcmp(wd->conf.control.path, nc.control.path) != 0)
-		log_warnx("reload: control path changes take effect at "
-		    "restart");
+	restart_only(&wd->conf, &nc, note, notelen);
+	if (note[0] != '\0')
+		log_warnx("reload: changes to %s take effect at restart",
+		    note);
 	oc = wd->conf;
 	wd->conf = nc;
 	wd->md = EVP_get_digestbyname(wd->conf.server.digest);

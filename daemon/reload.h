@@ -9,6 +9,7 @@
 
 struct wsflowd;
 
-int	daemon_reload(struct wsflowd *, char *err, size_t errlen);
+int	daemon_reload(struct wsflowd *, char *err, size_t errlen, char *note,
+	    size_t notelen);
 
 #endif

@@ -3,6 +3,9 @@
  */
 #include <sys/socket.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "ctl_proto.h"
 #include "daemon.h"
 #include "log.h"
 #include "sd.h"
@@ -54,6 +58,90 @@ sd_sockets_take(struct sd_sockets *out)
 	for (int i = 0; names != NULL && i < n; i++)
 		free(names[i]);
 	free(names);
+}
+
+/* Each connection waiting on a passed socket, accepted and handed to fn. */
+static void
+drain(int lfd, void (*fn)(int, const char *), const char *why)
+{
+	int fd;
+
+	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) == -1)
+		return;
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) != -1) {
+		fn(fd, why);
+		close(fd);
+	}
+}
+
+/* Wait a little for what the peer sent with its connect, and read it. */
+static ssize_t
+first_read(int fd, void *buf, size_t len)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	if (poll(&pfd, 1, 500) != 1)
+		return -1;
+	return recv(fd, buf, len, MSG_DONTWAIT);
+}
+
+static void
+refuse_ctl(int fd, const char *why)
+{
+	union {
+		char		 buf[CTL_MSG_MAX];
+		struct ctl_hdr	 h;
+	} in;
+	struct {
+		struct ctl_hdr		h;
+		struct ctl_result	r;
+	} out;
+	ssize_t n = first_read(fd, &in, sizeof(in));
+
+	memset(&out, 0, sizeof(out));
+	out.h.len = sizeof(out);
+	out.h.version = CTL_VERSION;
+	out.h.type = CTL_REP_RESULT;
+	out.h.seq = n >= (ssize_t)sizeof(in.h) ? in.h.seq : 0;
+	out.r.code = CTL_ERR_STOPPING;
+	snprintf(out.r.message, sizeof(out.r.message), "wsflowd cannot "
+	    "start: %s", why);
+	(void)send(fd, &out, sizeof(out), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void
+refuse_http(int fd, const char *why)
+{
+	static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
+	    "Connection: close\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 43\r\n\r\n"
+	    "wsflowd cannot start: configuration error\r\n";
+	char buf[4096];
+
+	(void)why;		/* the file's name and line stay on the host */
+	(void)first_read(fd, buf, sizeof(buf));
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;		/* unread input would turn close into RST */
+	(void)send(fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)shutdown(fd, SHUT_WR);
+}
+
+/*
+ * wsflowd cannot start (a configuration error): answer every connection
+ * that woke the socket units, then exit.  Left queued, each would start
+ * the service again at once, and five failed starts in ten seconds would
+ * take wsflow.socket down with the service.  wsflowctl gets the reason.
+ */
+void
+sd_refuse_pending(const char *why)
+{
+	struct sd_sockets sds;
+
+	sd_sockets_take(&sds);
+	if (sds.control != -1)
+		drain(sds.control, refuse_ctl, why);
+	for (size_t i = 0; i < sds.nws; i++)
+		drain(sds.ws[i], refuse_http, why);
 }
 
 static void
@@ -105,9 +193,10 @@ sd_status(struct wsflowd *wd)
 	n = stream_count(&wd->reg);
 	totals_get(&wd->reg, &t);
 	sd_notifyf(0, "STATUS=%llu stream%s, %.1f GB hashed, %llu "
-	    "mismatches", n, n == 1 ? "" : "s",
+	    "mismatch%s", n, n == 1 ? "" : "s",
 	    (double)(t.bytes_received + t.bytes_sent) / 1e9,
-	    (unsigned long long)t.digest_mismatches);
+	    (unsigned long long)t.digest_mismatches,
+	    t.digest_mismatches == 1 ? "" : "es");
 }
 
 void

@@ -25,6 +25,7 @@ struct sd_sockets {
 };
 
 void	sd_sockets_take(struct sd_sockets *);
+void	sd_refuse_pending(const char *why);
 void	sd_ready(struct wsflowd *);
 void	sd_watchdog_start(struct wsflowd *);
 void	sd_status(struct wsflowd *);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include "tls.h"
 
@@ -88,11 +89,17 @@ tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, errlen, "TLS key %s: %s", key,
-		    tls_why(why, sizeof(why)));
-		goto fail;
+		if (ERR_GET_REASON(ERR_peek_last_error()) !=
+		    X509_R_KEY_VALUES_MISMATCH) {
+			snprintf(err, errlen, "TLS key %s: %s", key,
+			    tls_why(why, sizeof(why)));
+			goto fail;
+		}
+		ERR_clear_error();
+		goto mismatch;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
+mismatch:
 		snprintf(err, errlen, "TLS key %s does not belong to the "
 		    "certificate %s", key, cert);
 		ERR_clear_error();
@@ -102,4 +109,27 @@ tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+/* A producer's CA file: readable and holding certificates OpenSSL loads. */
+int
+tls_check_ca(const char *ca, char *err, size_t errlen)
+{
+	char why[256];
+	SSL_CTX *ctx;
+	int rc = 0;
+
+	if (readable("CA file", ca, err, errlen) == -1)
+		return -1;
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "TLS: %s", tls_why(why, sizeof(why)));
+		return -1;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+		snprintf(err, errlen, "TLS CA file %s: %s", ca,
+		    tls_why(why, sizeof(why)));
+		rc = -1;
+	}
+	SSL_CTX_free(ctx);
+	return rc;
 }

@@ -16,4 +16,7 @@
 SSL_CTX	*tls_server_ctx(const char *cert, const char *key, char *err,
 	    size_t errlen);
 
+/* 0 if the CA file can be read and loads; -1 with a message. */
+int	 tls_check_ca(const char *, char *, size_t);
+
 #endif

@@ -58,9 +58,10 @@ signal_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			    "SIGINT");
 			break;
 		case SIGHUP: {
-			char err[WSFLOW_ERR_MAX];
+			char err[WSFLOW_ERR_MAX], note[128];
 
-			(void)daemon_reload(wd, err, sizeof(err));
+			(void)daemon_reload(wd, err, sizeof(err), note,
+			    sizeof(note));
 			break;
 		}
 		default:
@@ -194,8 +195,10 @@ context_create(struct wsflowd *wd)
 }
 
 /*
- * -n: every TLS listener's certificate and key load, as this user, and
- * belong together (the service's user may not read a root-only key).
+ * Every TLS file loads, as this user: a listener's certificate and key
+ * (and belong together), a producer's CA file.  At start as under -n: the
+ * service's user may not read a root-only key, and that will not mend by
+ * restarting (exit 78, no restart loop).
  */
 static int
 conf_check_tls(const struct wsflow_conf *conf, char *err, size_t errlen)
@@ -215,6 +218,16 @@ conf_check_tls(const struct wsflow_conf *conf, char *err, size_t errlen)
 			return -1;
 		}
 		SSL_CTX_free(ctx);
+	}
+	for (size_t i = 0; i < conf->nproducers; i++) {
+		const struct producer_conf *pc = &conf->producers[i];
+
+		if (pc->tls_ca != NULL &&
+		    tls_check_ca(pc->tls_ca, why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "%.200s:%d: producer %.40s: %.200s",
+			    conf->path, pc->line, pc->name, why);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -270,19 +283,18 @@ main(int argc, char *argv[])
 	memset(&wd, 0, sizeof(wd));
 	registry_init(&wd.reg);
 	log_init(debug || check ? LOG_TO_STDERR : LOG_TO_JOURNAL, LOG_INFO);
-	if (conf_load_file(path, &wd.conf, err, sizeof(err)) == -1) {
+	if (conf_load_file(path, &wd.conf, err, sizeof(err)) == -1 ||
+	    conf_check_tls(&wd.conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
+		conf_free(&wd.conf);
+		if (!check)
+			sd_refuse_pending(err);
 		return EXIT_CONFIG;
 	}
 	if (check) {
-		int rc = conf_check_tls(&wd.conf, err, sizeof(err));
-
-		if (rc == 0)
-			printf("configuration OK\n");
-		else
-			fprintf(stderr, "%s\n", err);
+		printf("configuration OK\n");
 		conf_free(&wd.conf);
-		return rc == 0 ? 0 : EXIT_CONFIG;
+		return 0;
 	}
 	wd.conf_path = path;
 	wd.md = EVP_get_digestbyname(wd.conf.server.digest);

@@ -14,7 +14,12 @@ c) producer URLs with control characters or spaces are refused, both by
    `wsflowctl start` (exit 1, nothing reaches the URL's port: no header
    injection) and in a configuration file (-n: exit 78, FILE:LINE);
 d) digests OpenSSL names but cannot run (md4, whirlpool) are refused at
-   -n with FILE:LINE; sha256, sha512, sha3-256, blake2b512 still pass.
+   -n with FILE:LINE; sha256, sha512, sha3-256, blake2b512 still pass;
+e) TLS files (issue #10.5): a missing certificate, key or producer CA, a
+   key of another certificate, a CA file without certificates: -n exits
+   78 with FILE:LINE and the reason, and so does a real start (78, not 1:
+   systemd must not restart it); "$CREDENTIALS_DIRECTORY/NAME" is read
+   from the service's credentials (LoadCredential=).
 
 Needs root (chown to nobody, a racer run as nobody).
 """
@@ -32,8 +37,8 @@ import tempfile
 import threading
 
 from wsflowtest import (BUILD, PYTHON, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon, Skip,
-                        case, check, config_text, diag, lc_value, run_cases, run_wsflowd,
-                        tmpfile, wait_for)
+                        case, check, config_text, diag, lc_value, make_cert, run_cases,
+                        run_wsflowd, tmpfile, wait_for)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 GROUP = 'daemon'                    # an existing group other than root's
@@ -319,6 +324,55 @@ def digests():
         r = run_wsflowd(['-n', '-f', tmpfile('ok-%s.conf' % name, text(name))])
         check(r.returncode == 0 and 'configuration OK' in r.stdout + r.stderr,
               'digest %s: exit %d\n%s%s' % (name, r.returncode, r.stdout, r.stderr))
+
+
+# ------------------------------------------------------------ e) TLS files
+
+
+@case('e) TLS files: missing cert, key or CA, a key of another cert, a CA file with no '
+      'certificate -> wsflowd -n exits 78 "FILE:LINE: ... reason", a start exits 78 too; '
+      '$CREDENTIALS_DIRECTORY/NAME read from $CREDENTIALS_DIRECTORY')
+def tls_files():
+    cert, key = make_cert('hard-a')
+    cert2, key2 = make_cert('hard-b')
+    nothing = tmpfile('hard-missing.pem')
+    if os.path.exists(nothing):
+        os.unlink(nothing)
+    garbage = tmpfile('hard-garbage.pem', 'not a certificate\n')
+    sock = tmpfile('unused.sock')
+
+    def listener(c, k):
+        return config_text([(1, c, k)], control_path=sock)
+
+    def producer(ca):
+        return config_text([1], control_path=sock) + \
+            'producers = (\n  { name = "x"; url = "wss://127.0.0.1:1/";\n' \
+            '    autostart = false; tls = { ca = "%s"; }; }\n);\n' % ca
+    bad = (('tls-no-cert.conf', listener(nothing, key), 'tls =', 'No such file'),
+           ('tls-no-key.conf', listener(cert, nothing), 'tls =', 'No such file'),
+           ('tls-other-key.conf', listener(cert, key2), 'tls =', 'does not belong'),
+           ('tls-no-ca.conf', producer(nothing), 'name = "x"', 'No such file'),
+           ('tls-garbage-ca.conf', producer(garbage), 'name = "x"', 'no certificate'))
+    for name, text, needle, what in bad:
+        conf_error(text, name, needle, what)
+        r = run_wsflowd(['-d', '-f', tmpfile(name)], timeout=10)
+        check(r.returncode == 78, '%s: a start exited %d, want 78 (a restart cannot mend '
+              'it):\n%s' % (name, r.returncode, r.stderr[-800:]))
+    creds = os.path.dirname(cert)
+    text = listener('$CREDENTIALS_DIRECTORY/' + os.path.basename(cert),
+                    '$CREDENTIALS_DIRECTORY/' + os.path.basename(key))
+    path = tmpfile('tls-creds.conf', text)
+    r = subprocess.run([WSFLOWD, '-n', '-f', path], capture_output=True, text=True,
+                       timeout=20 * SLOW, env=dict(os.environ, CREDENTIALS_DIRECTORY=creds))
+    check(r.returncode == 0 and 'configuration OK' in r.stdout,
+          'CREDENTIALS_DIRECTORY=%s: exit %d %s%s' % (creds, r.returncode, r.stdout, r.stderr))
+    env = dict(os.environ)
+    env.pop('CREDENTIALS_DIRECTORY', None)
+    r = subprocess.run([WSFLOWD, '-n', '-f', path], capture_output=True, text=True,
+                       timeout=20 * SLOW, env=env)
+    check(r.returncode == 78 and '/run/credentials/wsflow.service/' in r.stderr,
+          'no CREDENTIALS_DIRECTORY: exit %d %r, want 78 naming the service\'s credentials'
+          % (r.returncode, r.stderr))
 
 
 if __name__ == '__main__':

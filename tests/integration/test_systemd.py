@@ -630,7 +630,7 @@ def case2(c):
               % (p0, p1, c.journal_text(40)))
         st = {}
         check(wait_until(lambda: st.update(c.show('StatusText')) or
-                         st.get('StatusText', '').endswith(' 1 mismatches'), 5),
+                         st.get('StatusText', '').endswith(' 1 mismatch'), 5),
               'StatusText after one mismatch: %r' % st.get('StatusText'))
     finally:
         peer.send_signal(signal.SIGTERM)
@@ -716,8 +716,8 @@ def case3(c):
         since = now_us()
         c.write_conf('\n'.join(lines) + '\n')
         r = c.systemctl('reload', 'wsflow.service')
-        check(r.returncode == 0, 'systemctl reload (broken file): exit %d %s'
-              % (r.returncode, r.stderr))
+        check(r.returncode != 0, 'systemctl reload of a broken file succeeded (ExecReload '
+              'must wait for the daemon\'s answer)')
         refused = []
         check(wait_until(lambda: refused.extend(
             e for e in c.journal(since) if e.get('WSFLOW_EVENT') == 'reload-refused') or refused,
@@ -737,6 +737,12 @@ def case3(c):
         w.send_frame(part3, opcode=0, fin=True)
         check(w.recv_digests(1) == whole[2:3], 'outside stream: digest after the refusal differs')
         check(w.close() == 1000, 'outside stream: close not answered with 1000')
+        # a listener change cannot apply at reload: the answer says so
+        c.write_conf(wsconf([a, b]).replace('port = %d;' % PORT, 'port = %d;' % (PORT + 1)))
+        r = c.wsflowctl('reload')
+        check(r.returncode == 0 and 'server.listen' in r.stdout and 'restart' in r.stdout,
+              'wsflowctl reload after a listen change: exit %d %r %r (want it to name '
+              'server.listen as waiting for a restart)' % (r.returncode, r.stdout, r.stderr))
     finally:
         w.sock.close()
 
@@ -999,12 +1005,10 @@ def case7(c):
 
 def case6(c):
     """Socket activation: zero refused connections through 5 restarts."""
+    c.systemctl('stop', 'wsflow.service')      # case 12 activated it
     p = c.show('ActiveState', 'SubState', unit='wsflow.socket')
     check(p.get('ActiveState') == 'active' and p.get('SubState') == 'listening',
           'wsflow.socket after boot: %s' % p)
-    s = c.show('ActiveState')
-    check(s.get('ActiveState') == 'inactive', 'wsflow.service active before any connection: %s'
-          % s)
     stop = threading.Event()
     counts = {'ok': 0, 'refused': 0, 'other': 0, 'errors': []}
 
@@ -1083,6 +1087,228 @@ def case6(c):
     check(got == batch_digests(data, MiB) and code == 1000, 'client after the restarts: %s %s'
           % (got, code))
 
+# ---------------------------------------------------------------- operating (issue #10)
+
+MEMBER, OUTSIDER = 'alice', 'bob'
+
+
+def make_users(c):
+    """alice in group wsflow, bob not (sysusers.d: useradd wants a login.defs
+    the container's empty /etc lacks)."""
+    c.write_file('/run/sysusers.d/wsflowtest.conf',
+                 'u %s - - -\nm %s wsflow\nu %s - - -\n' % (MEMBER, MEMBER, OUTSIDER))
+    c.ok_sh(['systemd-sysusers'])
+
+
+def as_user(c, user, *args):
+    return c.sh(['setpriv', '--reuid', user, '--regid', user, '--init-groups',
+                 WSFLOWCTL_IN] + list(args))
+
+
+def ids_of(c, name):
+    """(uid, group gid, primary gid of the user) from the container."""
+    u = c.ok_sh(['getent', 'passwd', name]).stdout.split(':')
+    g = c.ok_sh(['getent', 'group', name]).stdout.split(':')
+    return int(u[2]), int(g[2]), int(u[3])
+
+
+def check_socket(c, gid):
+    st = os.stat(c.path(CTL_IN))
+    check(stat.S_ISSOCK(st.st_mode) and st.st_uid == 0 and st.st_gid == gid and
+          stat.S_IMODE(st.st_mode) == 0o660,
+          '%s is %d:%d %o, want root:wsflow (gid %d) 0660'
+          % (CTL_IN, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), gid))
+
+
+def case9(c):
+    """The admin made the group first (groupadd wsflow, as old docs said),
+    then installed: sysusers makes the user on that group; the service runs
+    as it; a member of wsflow runs every command, a non-member gets exit 4."""
+    c.systemctl('stop', 'wsflow.service')
+    c.sh(['userdel', 'wsflow'])
+    c.sh(['groupdel', 'wsflow'])
+    c.ok_sh(['groupadd', '-r', 'wsflow'])
+    c.ok_sh(['systemd-sysusers', '/usr/local/lib/sysusers.d/wsflow.conf'])
+    uid, gid, ugid = ids_of(c, 'wsflow')
+    check(ugid == gid, 'user wsflow has primary gid %d, group wsflow is %d' % (ugid, gid))
+    make_users(c)
+    a = dict(name='a', url='ws://127.0.0.1:%d/' % PORT, rate=1000000, autostart=False)
+    p = c.fresh_start(wsconf([a]))
+    with open('/proc/%d/status' % host_pid(c, int(p['MainPID']))) as f:
+        m = re.search(r'^Uid:\s+(\d+)', f.read(), re.M)
+    check(m and int(m.group(1)) == uid, 'wsflowd runs as uid %s, want wsflow (%d)'
+          % (m and m.group(1), uid))
+    check_socket(c, gid)
+    for args in (('status',), ('start', 'a'), ('streams',), ('stop', 'a'), ('reload',)):
+        r = as_user(c, MEMBER, *args)
+        check(r.returncode == 0, '%s (member of wsflow): wsflowctl %s: exit %d %s%s'
+              % (MEMBER, ' '.join(args), r.returncode, r.stdout, r.stderr))
+    r = as_user(c, OUTSIDER, 'status')
+    check(r.returncode == 4 and 'permission denied' in r.stderr.lower(),
+          '%s (not a member): wsflowctl status: exit %d %r, want 4 and "permission denied"'
+          % (OUTSIDER, r.returncode, r.stderr))
+    r = c.systemctl('reload', 'wsflow.service')
+    check(r.returncode == 0, 'systemctl reload (ExecReload=wsflowctl reload as wsflow): exit %d %s'
+          % (r.returncode, r.stderr))
+
+
+def tls_pair(c, d):
+    """A self-signed certificate and key in d (inside), root 0700/0600."""
+    tmp = os.path.join(tmpdir(), 'tls-' + c.name)
+    os.makedirs(tmp, exist_ok=True)
+    r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                        '-subj', '/CN=localhost', '-keyout', tmp + '/key.pem',
+                        '-out', tmp + '/cert.pem'], capture_output=True, timeout=60)
+    check(r.returncode == 0, 'openssl req failed: %s' % r.stderr[-300:])
+    os.makedirs(c.path(d), exist_ok=True)
+    os.chmod(c.path(d), 0o700)
+    for f in ('key.pem', 'cert.pem'):
+        shutil.copy(os.path.join(tmp, f), c.path(d + '/' + f))
+        os.chmod(c.path(d + '/' + f), 0o600)
+
+
+def tls_conf(cert, key):
+    return wsconf().replace('port = %d; }' % PORT, 'port = %d; tls = { cert = "%s"; '
+                            'key = "%s"; }; }' % (PORT, cert, key))
+
+
+def case10(c):
+    """A key readable only by root: named directly, the start fails once
+    with exit 78 (Permission denied, no restart); delivered with
+    LoadCredential= and named $CREDENTIALS_DIRECTORY/..., wss:// works."""
+    keys = '/etc/wsflow-keys'
+    tls_pair(c, keys)
+    c.systemctl('stop', 'wsflow.service')
+    c.systemctl('reset-failed', 'wsflow.service')
+    c.write_conf(tls_conf(keys + '/cert.pem', keys + '/key.pem'))
+    r = c.systemctl('start', 'wsflow.service', timeout=60)
+    check(r.returncode != 0, 'started with a key it cannot read')
+    time.sleep(2.5)             # > RestartSec: a restart would have come
+    p = c.show('ActiveState', 'NRestarts', 'ExecMainStatus')
+    check(p.get('ActiveState') == 'failed' and p.get('NRestarts') == '0' and
+          p.get('ExecMainStatus') == '78', 'unreadable key: %s, want failed, 0 restarts, 78' % p)
+    check('Permission denied' in c.journal_text(10), 'the journal does not say Permission '
+          'denied:\n' + c.journal_text(10))
+    dropin = DROPIN_DIR + '/20-test-credentials.conf'
+    c.write_file(dropin, '[Service]\nLoadCredential=wsflow.crt:%s/cert.pem\n'
+                 'LoadCredential=wsflow.key:%s/key.pem\n' % (keys, keys))
+    try:
+        c.ok_sh(['systemctl', 'daemon-reload'])
+        c.fresh_start(tls_conf('$CREDENTIALS_DIRECTORY/wsflow.crt',
+                               '$CREDENTIALS_DIRECTORY/wsflow.key'))
+        data = os.urandom(MiB)
+
+        def client():
+            w = WSClient(PORT, '/', tls=True)
+            w.send_frame(data)
+            got = w.recv_digests(1)
+            return got, w.close()
+        got, code = c.in_netns(client)
+        check(got == batch_digests(data, MiB), 'wss:// digest differs: %s' % got)
+    finally:
+        os.unlink(c.path(dropin))
+        c.sh(['systemctl', 'daemon-reload'])
+        c.systemctl('stop', 'wsflow.service')
+
+
+def case11(c):
+    """The journal names the stream in MESSAGE; progress and end entries
+    carry their numbers."""
+    a = dict(name='jn', url='ws://127.0.0.1:%d/' % PORT, rate=2000000)
+    since = now_us()
+    c.fresh_start(wsconf([a]))
+    ids = {}
+    check(wait_until(lambda: ids.update(producer_ids(c)) or 'jn' in ids, 10),
+          'producer jn not running: %s' % ids)
+    prefix = '[producer %s jn]' % ids['jn']
+    prog = []
+    check(wait_until(lambda: prog.extend(e for e in c.journal(since)
+                                         if e.get('WSFLOW_EVENT') == 'progress') or prog, 15, 0.5),
+          'no WSFLOW_EVENT=progress entry within 15 s:\n' + c.journal_text())
+    e = prog[0]
+    check(prefix in e.get('MESSAGE', ''), 'progress MESSAGE %r does not name %s'
+          % (e.get('MESSAGE'), prefix))
+    check(e.get('WSFLOW_BYTES', '').isdigit() and e.get('WSFLOW_RATE', '').isdigit(),
+          'progress entry lacks numeric WSFLOW_BYTES/WSFLOW_RATE: %s' % e)
+    rate = int(e['WSFLOW_RATE'])
+    check(1500000 <= rate <= 2500000, 'WSFLOW_RATE=%d for rate = 2000000' % rate)
+    r = c.wsflowctl('stop', 'jn')
+    check(r.returncode == 0, 'stop jn: %s' % r.stderr)
+    end = []
+    check(wait_until(lambda: end.extend(e for e in c.journal(since)
+                                        if e.get('WSFLOW_EVENT') == 'stream-end' and
+                                        e.get('WSFLOW_PRODUCER') == 'jn') or end, 10),
+          'no WSFLOW_EVENT=stream-end entry for jn:\n' + c.journal_text())
+    check(end[0].get('WSFLOW_END_REASON') and prefix in end[0].get('MESSAGE', ''),
+          'stream-end entry: %s' % end[0])
+    for e in c.journal(since):
+        if e.get('WSFLOW_PRODUCER') == 'jn':
+            check(prefix in e.get('MESSAGE', ''), 'journal MESSAGE %r about producer jn does '
+                  'not name it (%s)' % (e.get('MESSAGE'), prefix))
+
+
+def case12(c):
+    """A clean boot with wsflow.socket enabled and the installed
+    configuration: the socket is root:wsflow 0660 before the daemon runs; a
+    member's wsflowctl status starts it; no producer runs."""
+    make_users(c)
+    _, gid, _ = ids_of(c, 'wsflow')
+    s = c.show('ActiveState')
+    check(s.get('ActiveState') == 'inactive', 'wsflow.service active before any connection: %s'
+          % s)
+    check_socket(c, gid)
+    r = as_user(c, MEMBER, 'status')
+    check(r.returncode == 0, 'wsflowctl status (member, socket activation): exit %d %s%s'
+          % (r.returncode, r.stdout, r.stderr))
+    c.wait_state('active', 10)
+    js = c.ctl_json('status')
+    check(js.get('producers', {}).get('running') == 0, 'the installed configuration runs '
+          'producers: %s' % js.get('producers'))
+    check(not producer_ids(c), 'producers in wsflowctl streams: %s' % producer_ids(c))
+
+
+def case13(c):
+    """A configuration error at restart: one failure (exit 78), no restart,
+    wsflow.socket stays active; wsflowctl says why; fixed, it starts."""
+    with open(c.path(CONF_IN)) as f:
+        good = f.read()
+    c.ok_sh(['systemctl', 'start', 'wsflow.service'])
+    c.write_conf('server: { bogus = 1; };\n')
+    r = c.systemctl('restart', 'wsflow.service', timeout=60)
+    check(r.returncode != 0, 'restart with a broken configuration succeeded')
+    time.sleep(2.5)             # > RestartSec
+    p = c.show('ActiveState', 'NRestarts', 'ExecMainStatus')
+    check(p.get('ActiveState') == 'failed' and p.get('NRestarts') == '0' and
+          p.get('ExecMainStatus') == '78', 'after a broken restart: %s' % p)
+    r = c.wsflowctl('status')
+    check(r.returncode != 0 and 'wsflow.conf:1' in r.stderr and 'bogus' in r.stderr,
+          'wsflowctl status while the configuration is broken: exit %d %r (want the '
+          'file:line of the error)' % (r.returncode, r.stderr))
+
+    def http_get():
+        with socket.create_connection(('127.0.0.1', PORT), 10 * SLOW) as k:
+            k.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+            k.settimeout(10 * SLOW)
+            got = b''
+            while True:
+                b = k.recv(4096)
+                if not b:
+                    return got
+                got += b
+    got = c.in_netns(http_get)
+    check(got.startswith(b'HTTP/1.1 503'), 'a TCP client while the configuration is broken got '
+          '%r, want a 503' % got[:200])
+    time.sleep(1)
+    q = c.show('ActiveState', 'Result', unit='wsflow.socket')
+    check(q.get('ActiveState') == 'active', 'wsflow.socket after the failed starts: %s' % q)
+    p = c.show('NRestarts')
+    check(p.get('NRestarts') == '0', 'restarts: %s' % p)
+    c.write_conf(good)
+    r = c.systemctl('start', 'wsflow.service', timeout=60)
+    check(r.returncode == 0, 'start after the fix: exit %d %s' % (r.returncode, r.stderr))
+    c.wait_state('active', 10)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -1093,7 +1319,7 @@ CASES_A = [
     ('2. journalctl -u wsflow -o json: stream-open/stream-close entries with WSFLOW_STREAM, '
      'WSFLOW_PEER, WSFLOW_EVENT, SYSLOG_IDENTIFIER=wsflowd; a producer against a peer that '
      'corrupts one digest gives exactly one PRIORITY=3 WSFLOW_EVENT=digest-mismatch entry '
-     '(and "1 mismatches" in StatusText)', case2),
+     '(and "1 mismatch" in StatusText)', case2),
     ('3. systemctl reload: added producer b starts, producer a keeps its stream id, an outside '
      'stream keeps streaming, same MainPID/NRestarts; a broken file is refused (PRIORITY=3 '
      'reload-refused with file:line), service stays active with the old configuration', case3),
@@ -1109,11 +1335,27 @@ CASES_A = [
      'from the host (PTRACE_SEIZE + PTRACE_INTERRUPT) while the main thread runs on -> the '
      'WATCHDOG=1 pings stop, systemd kills and restarts it (Result=watchdog or NRestarts+1, '
      'new MainPID) within 2 x WatchdogSec+RestartSec+5 s; no kill while idle', case8),
+    ('9. users (issue #10.1-2): groupadd wsflow before the install, then systemd-sysusers: the '
+     'user wsflow takes that group, wsflowd runs as it, the control socket is root:wsflow 0660; '
+     'a member of wsflow (setpriv) runs status, start, stop, streams, reload; a non-member gets '
+     'exit 4 "permission denied"; systemctl reload works (ExecReload=wsflowctl reload)', case9),
+    ('10. TLS key (issue #10.5): a root-only key named directly fails the start once (exit 78, '
+     'Permission denied, NRestarts 0); delivered with LoadCredential= and named '
+     '$CREDENTIALS_DIRECTORY/wsflow.key, a wss:// client gets its digest', case10),
+    ('11. journal (issue #10.10): MESSAGE names its stream "[producer N name]"; progress entries '
+     'carry WSFLOW_EVENT=progress, WSFLOW_BYTES, WSFLOW_RATE (interval average within 25 % of '
+     'rate); stop -> WSFLOW_EVENT=stream-end with WSFLOW_END_REASON', case11),
 ]
 CASES_B = [
+    ('12. clean boot with wsflow.socket and the installed /etc/wsflow/wsflow.conf (issue #10.2-3): '
+     'socket root:wsflow 0660 before the daemon runs; a member\'s wsflowctl status starts it; '
+     'no producer running', case12),
     ('6. socket activation (wsflow.socket enabled from boot): a client connecting every 10 ms '
      'through 5 systemctl restarts sees 0 refused connections; /run/wsflow/wsflowd.sock '
      'survives and wsflowctl status works after each restart', case6),
+    ('13. configuration error at restart (issue #10.4): one failure, exit 78, NRestarts 0, '
+     'wsflow.socket still active; wsflowctl status names file:line, an HTTP client gets 503 (the '
+     'daemon answers what woke the socket before it exits); fixed -> starts', case13),
 ]
 
 
@@ -1163,12 +1405,12 @@ def sysd_only(cases):
     return wsflowtest.only('WSFLOW_SYSD_CASES', cases, lambda x: x[0].split('.')[0])[0]
 
 
-def run_group(name, preset, cases):
+def run_group(name, preset, cases, conf=None):
     cases = sysd_only(cases)
     if not cases:
         return
     c = Container(name, preset)
-    c.write_conf(wsconf())      # there before boot: the socket may start the service
+    c.write_conf(conf or wsconf())  # there before boot: the socket may start the service
     try:
         try:
             c.boot()
@@ -1214,7 +1456,11 @@ def main():
     # the host's presets would enable (host services) stays off.
     run_group('a', 'disable wsflow.service\ndisable wsflow.socket\ndisable *\n', CASES_A)
     # B: wsflow.socket listening from boot, the service started by it.
-    run_group('b', 'enable wsflow.socket\ndisable wsflow.service\ndisable *\n', CASES_B)
+    # make install's own /etc/wsflow/wsflow.conf (it listens on PORT).
+    with open(os.path.join(SYSROOT, CONF_IN.lstrip('/'))) as f:
+        installed = f.read()
+    run_group('b', 'enable wsflow.socket\ndisable wsflow.service\ndisable *\n', CASES_B,
+              installed)
     diag('total %.1f s' % (time.monotonic() - t0))
     wsflowtest.finish()
 
