@@ -985,6 +985,10 @@ def case7(c):
         if float(m.group(1)) > 2.0:
             probs.append('exposure level %s > 2.0:\n%s' % (m.group(1), '\n'.join(
                 l for l in r.stdout.splitlines() if l.startswith('✗'))))
+    # issue #10.12: no IP policy by default (a test tool reaches other hosts)
+    r = c.sh(['systemctl', 'show', 'wsflow.service', '-p', 'IPAddressDeny,IPAddressAllow'])
+    if any(l.split('=', 1)[1].strip() for l in r.stdout.splitlines() if '=' in l):
+        probs.append('wsflow.service sets an IP address policy: %s' % r.stdout.strip())
     mandoc = shutil.which('mandoc')
     pages = [os.path.join(SYSROOT, 'usr/local/share/man', p) for p in
              ('man8/wsflowd.8', 'man8/wsflowctl.8', 'man5/wsflow.conf.5')]
@@ -1329,7 +1333,7 @@ CASES_A = [
      'systemd kills and restarts it (NRestarts+1, new MainPID) within WatchdogSec+RestartSec+3 s',
      case5),
     ('7. off-line: systemd-analyze verify of the installed units prints nothing on stderr; '
-     'systemd-analyze security --offline=yes exposure <= 2.0; mandoc -Tlint -Wwarning clean on '
+     'systemd-analyze security --offline=yes exposure <= 2.0; no IPAddressDeny/Allow; mandoc -Tlint -Wwarning clean on '
      'wsflowd.8, wsflowctl.8, wsflow.conf.5', case7),
     ('8. watchdog and workers (drop-in WatchdogSec=3s): worker thread wsflowd-w0 alone frozen '
      'from the host (PTRACE_SEIZE + PTRACE_INTERRUPT) while the main thread runs on -> the '

@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+# timeout: 180
+"""The tools around the tests (issue #10.15):
+
+a) `make deps` waits for another apt's dpkg lock instead of failing at
+   once: it hands apt-get DPkg::Lock::Timeout (checked with a stand-in
+   apt-get first on PATH and a package that is not installed);
+b) Ctrl-C stops `make check`: SIGINT to tests/run while a test program
+   runs ends the runner (exit 130) within seconds, the program (in a
+   session of its own under timeout) is gone and its /tmp/wsflow-test-*
+   directory removed.
+"""
+import glob
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+from wsflowtest import SLOW, SRCDIR, case, check, diag, run_cases, tmpdir, wait_for
+
+
+@case('a) make deps with a package missing: apt-get update and install both get '
+      '-o DPkg::Lock::Timeout=N (N > 0): it waits for another apt instead of failing')
+def deps_lock():
+    fake = os.path.join(tmpdir(), 'fakebin')
+    os.makedirs(fake)
+    calls = os.path.join(tmpdir(), 'apt-calls')
+    with open(os.path.join(fake, 'apt-get'), 'w') as f:
+        f.write('#!/bin/sh\necho "$*" >>%s\n' % calls)
+    os.chmod(os.path.join(fake, 'apt-get'), 0o755)
+    r = subprocess.run(['make', '-s', '-C', SRCDIR, 'deps', 'DEPS=wsflow-no-such-package'],
+                       capture_output=True, text=True, timeout=60 * SLOW,
+                       env=dict(os.environ, PATH=fake + ':' + os.environ['PATH']),
+                       stdin=subprocess.DEVNULL)
+    check(r.returncode == 0, 'make deps: exit %d %s%s' % (r.returncode, r.stdout, r.stderr))
+    with open(calls) as f:
+        got = f.read().splitlines()
+    check(len(got) == 2, 'apt-get calls: %s' % got)
+    for line in got:
+        words = line.split()
+        ok = any(w.startswith('DPkg::Lock::Timeout=') and
+                 int(w.split('=', 1)[1]) > 0 for w in words)
+        check(ok, 'apt-get %s: no -o DPkg::Lock::Timeout=N' % line)
+
+
+def descendants(pid):
+    kids = {}
+    for p in os.listdir('/proc'):
+        if not p.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(')') + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(p))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().split()[2] != 'Z'
+    except OSError:
+        return False
+
+
+@case('b) SIGINT (Ctrl-C) to tests/run while test_hardening runs: the runner exits 130 '
+      'within 20 s, no process it started is left, the program\'s /tmp/wsflow-test-* '
+      'directory is removed')
+def runner_sigint():
+    tmp = tempfile.gettempdir()
+    before = set(glob.glob(os.path.join(tmp, 'wsflow-test-*')))
+    p = subprocess.Popen([os.path.join(SRCDIR, 'tests', 'run'), 'test_hardening'],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        new = set()
+        check(wait_for(lambda: new.update(set(glob.glob(os.path.join(tmp, 'wsflow-test-*')))
+                                          - before) or new, 30),
+              'test_hardening made no /tmp/wsflow-test-* directory in 30 s')
+        kids = descendants(p.pid)
+        check(kids, 'tests/run has no children')
+        os.killpg(p.pid, signal.SIGINT)     # what the terminal does on Ctrl-C
+        t0 = time.monotonic()
+        try:
+            out, _ = p.communicate(timeout=20 * SLOW)
+        except subprocess.TimeoutExpired:
+            raise AssertionError('tests/run still running 20 s after SIGINT')
+        diag('runner ended %.1f s after SIGINT, exit %d' % (time.monotonic() - t0, p.returncode))
+        check(p.returncode == 130, 'tests/run exit %d after SIGINT, want 130:\n%s'
+              % (p.returncode, out.decode(errors='replace')[-800:]))
+        check(wait_for(lambda: not any(alive(k) for k in kids), 10),
+              'left running after Ctrl-C: %s' % [k for k in kids if alive(k)])
+        left = [d for d in new if os.path.exists(d)]
+        check(not left, 'temporary directories left: %s' % left)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+
+
+if __name__ == '__main__':
+    run_cases()
