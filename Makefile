@@ -48,7 +48,7 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server wsserver serverlws ws upgrade \
-	tls listen http gen url producer control ctl_proto reload sd worker
+	tls listen http gen url producer control ctl_proto reload sd worker hist
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 # wsflowctl shares only the control protocol with the daemon.
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
@@ -58,11 +58,12 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/t
 # Each unit test links only the pure modules it tests: nothing proves a
 # module pure like a link that would fail if it reached for more.
 UNIT_OBJS_batch := batch
+UNIT_OBJS_hist := hist
 UNIT_OBJS_config := config ctl_proto url
 UNIT_OBJS_frame := ws gen url
 UNIT_OBJS_upgrade := upgrade
 UNIT_OBJS_wsparse := ws
-UNIT_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl 2>/dev/null)
+UNIT_LIBS = $(shell $(PKG_CONFIG) --libs libconfig openssl 2>/dev/null) -lm
 
 # libFuzzer targets (clang): make fuzz [FUZZ_SECONDS=60]
 FUZZ_SECONDS ?= 60
