@@ -377,6 +377,8 @@ parse(struct own_conn *o, uint8_t *buf, size_t len)
 	if (r->parser.error != 0) {
 		log_stream(LOG_INFO, &o->c.s, "protocol-error",
 		    "closing with %u: %s", r->parser.error, r->parser.why);
+		stream_set_end(&o->c.s, STREAM_FAILED, "protocol error",
+		    r->parser.why);
 		wsserver_close(o, r->parser.error, r->parser.why);
 		r->hangup = true;
 		return len;
