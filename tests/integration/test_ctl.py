@@ -128,7 +128,8 @@ def by_name(rows, name):
 
 
 def show(key, sock=None):
-    """The stream as `show` has it, or None (exit 1: no such stream)."""
+    """The live stream as `show` has it, or None (exit 1: no such stream;
+    or an ended one, which show also gives, with its end_reason)."""
     sock = sock or M.sock
     r = run_ctl('-j', 'show', key, sock=sock)
     if r.rc == 1:
@@ -137,6 +138,8 @@ def show(key, sock=None):
     check(r.rc == 0, r.detail())
     out = r.json
     check(isinstance(out.get('stream'), dict), 'show %s: no "stream" object: %s' % (key, out))
+    if out['stream'].get('end_reason'):
+        return None
     return out['stream']
 
 
@@ -260,7 +263,8 @@ HDR = struct.Struct('=IHHII')          # len, version, type, seq, reserved
 # The protocol version is the header's, not a copy of it.
 with open(os.path.join(os.environ.get('SRCDIR', '.'), 'daemon', 'ctl_proto.h')) as _f:
     CTL_VERSION = int(re.search(r'#define\s+CTL_VERSION\s+(\d+)', _f.read()).group(1))
-REQ_STATUS, REQ_STREAMS, REQ_DIGESTS, REQ_START, REQ_STOP, REQ_RELOAD = range(1, 7)
+REQ_STATUS, REQ_STREAMS, REQ_DIGESTS, REQ_START, REQ_STOP, REQ_RELOAD, REQ_STREAMS_ALL = \
+    range(1, 8)
 REP_STATUS, REP_LISTENER, REP_STREAM, REP_END, REP_RESULT = range(64, 69)
 KEY_SIZE, START_SIZE, STATUS_SIZE, RESULT_SIZE = 64, 608, 416, 272
 CTL_ERR_BAD_REQUEST, CTL_ERR_VERSION = 1, 2
@@ -1092,7 +1096,7 @@ def t_abuse():
             ('wrong payload size (start, short)', msg(REQ_START, b'\0' * 100), None),
             ('unknown type 99', msg(99), None),
             ('unknown type 0', msg(0), None),
-            ('unknown type 7 (first after the requests)', msg(7), None),
+            ('unknown type 8 (first after the requests)', msg(8), None),
             ('reply type as a request', msg(REP_STATUS, b'\0' * STATUS_SIZE, seq=8), 8),
             ('reply type RESULT as a request', msg(REP_RESULT, b'\0' * RESULT_SIZE, seq=9), 9),
             ('unterminated key', msg(REQ_STREAMS, b'A' * KEY_SIZE, seq=10), 10),
