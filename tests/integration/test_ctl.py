@@ -933,10 +933,11 @@ def t_start_stop():
     check(wait_for(lambda: not [x for x in streams() if x['id'] in (pid_, sid)], 3),
           'stopped streams still listed after 3 s: %s' % streams())
     diag('stop %d: both rows gone in %.2fs' % (pid_, time.monotonic() - t0))
-    fin = r'\[producer %d c4\] finished: (\d+) bytes sent, (\d+) digests, (\d+) verified, 0 mismatched' % pid_
+    # Stopped by a user: its end line says so (finished is for limits).
+    fin = r'\[producer %d c4\] stopped: (\d+) bytes sent, (\d+) digests, (\d+) verified, 0 mismatched' % pid_
     clo = r'\[stream %d\] closed: (\d+) bytes' % sid
     check(wait_for(lambda: log_lines(d, fin) and log_lines(d, clo), 3),
-          'no finished:/closed: lines for %d/%d:\n%s' % (pid_, sid, d.log_tail()))
+          'no stopped:/closed: lines for %d/%d:\n%s' % (pid_, sid, d.log_tail()))
     sent = int(re.search(fin, log_lines(d, fin)[0]).group(1))
     got = int(re.search(clo, log_lines(d, clo)[0]).group(1))
     check(sent == got, 'producer sent %d, server received %d: not a clean end' % (sent, got))
