@@ -750,6 +750,11 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		lws_sul_cancel(&o->r.sul_write);
+		/* Gone without the client's close frame (or ours): lost. */
+		if (o->r.upgraded && !o->r.parser.closed && !o->r.close_sent)
+			stream_set_end(&o->c.s, STREAM_FAILED,
+			    "connection lost", "the client went away without "
+			    "a close frame");
 		server_conn_close(&o->c);
 		raw_free(o);
 		return 0;

@@ -30,7 +30,7 @@ import subprocess
 import threading
 import time
 
-from wsflowtest import (BUILD, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon, Skip,
+from wsflowtest import (BUILD, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon, Skip, WSClient,
                         case, check, diag, free_port, run_cases, tmpfile, wait_for)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
@@ -202,6 +202,45 @@ def _():
     check(s['id'] == c and s['state'] not in ('finished', 'failed', 'stopped'), 'live: %r' % s)
     check(show(d, str(a))['bytes'] == 100000, 'by id, the first run')
     ctl(d, 'stop', str(c))
+
+
+@case('j) server streams: a client close is finished ("client closed"), a client that '
+      'drops TCP without a close frame failed ("connection lost"), stop ID stopped')
+def _():
+    d = server()
+
+    def ended(port):
+        rows = [r for r in all_streams(d) if r['role'] == 'server' and
+                r['peer'] == '127.0.0.1:%d' % port and r['state'] in
+                ('finished', 'failed', 'stopped')]
+        return rows[0] if rows else None
+    c = WSClient(d.port)
+    port = c.sock.getsockname()[1]
+    c.send_frame(b'x' * 1000)
+    c.close()
+    check(wait_for(lambda: ended(port), 5), 'no ended row for the closed client')
+    r = show(d, str(ended(port)['id']))
+    check(r['state'] == 'finished' and r['end_reason'] == 'client closed' and
+          r['bytes'] == 1000, '%r' % r)
+    c = WSClient(d.port)
+    port = c.sock.getsockname()[1]
+    c.send_frame(b'y' * 2000, fin=False)
+    time.sleep(0.2)
+    c.abort()
+    check(wait_for(lambda: ended(port), 5), 'no ended row for the dropped client')
+    r = show(d, str(ended(port)['id']))
+    check(r['state'] == 'failed' and r['end_reason'] == 'connection lost' and r['error'],
+          '%r' % r)
+    c = WSClient(d.port)
+    c.send_frame(b'z' * 10, fin=False)
+    port = c.sock.getsockname()[1]
+    check(wait_for(lambda: [x for x in jctl(d, 'streams')['streams']
+                            if x['peer'] == '127.0.0.1:%d' % port], 5), 'not listed')
+    sid = [x for x in jctl(d, 'streams')['streams'] if x['peer'] == '127.0.0.1:%d' % port][0]['id']
+    ctl(d, 'stop', sid)
+    r = wait_state(d, str(sid), 'stopped')
+    check(r['end_reason'] == 'stopped', '%r' % r)
+    c.abort()
 
 
 # ---- the journal, read from our own socket
