@@ -174,6 +174,27 @@ def _():
     d.check_clean_stop()
 
 
+@case('k) a reload that lowers server.history keeps the newest ended streams')
+def _():
+    d = daemon(history=10).start()
+    ids = []
+    for i in range(3):
+        ids.append(int(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'r%d' % i).stdout))
+        wait_state(d, 'r%d' % i, 'finished')
+    check(wait_for(lambda: not jctl(d, 'streams')['streams'], 5), 'streams still live')
+    check(len(all_streams(d)) == 6, 'before: %r' % all_streams(d))
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, 'w') as f:
+        f.write(text.replace('history = 10;', 'history = 1;'))
+    ctl(d, 'reload')
+    left = all_streams(d)
+    # The newest: r2 or its server stream, whichever ended last.
+    check(len(left) == 1 and left[0]['id'] >= ids[2], 'after: %r' % left)
+    check(show(d, 'r0') is None and show(d, 'r1') is None, 'older kept past history = 1')
+    d.check_clean_stop()
+
+
 @case('e) configured producer with autostart = false: streams -a lists it as stopped, '
       'streams does not; show NAME works')
 def _():
