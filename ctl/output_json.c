@@ -107,6 +107,12 @@ json_stream(enum action a, const struct ctl_stream *s)
 		add_u64(o, "digest_latency_last_us", s->latency_last_us);
 		add_u64(o, "digest_latency_max_us", s->latency_max_us);
 		add_str(o, "last_digest", s->last_digest);
+		/* How it ended; "" while it runs. */
+		add_str(o, "end_reason", s->end_reason);
+		add_str(o, "error", s->error);
+		if (s->ended)
+			json_object_object_add(o, "seconds",
+			    json_object_new_double(s->run_usec / 1e6));
 	}
 	if (list != NULL)
 		json_object_array_add(list, o);

@@ -94,8 +94,13 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %s\n", "Peer:", s->peer);
 		printf("%-20s %s\n", "Mode:", wsflow_mode_name(s->mode));
 		printf("%-20s %s\n", "State:", s->state);
-		printf("%-20s %s\n", "Age:", human_secs(s->age_sec, b1,
-		    sizeof(b1)));
+		if (s->ended) {
+			printf("%-20s %s\n", "End reason:", s->end_reason);
+			printf("%-20s %s\n", "Error:", s->error[0] ?
+			    s->error : "-");
+		}
+		printf("%-20s %s\n", s->ended ? "Ran for:" : "Age:",
+		    human_secs(s->age_sec, b1, sizeof(b1)));
 		printf("%-20s %" PRIu64 " (%s)\n", "Bytes:", s->bytes,
 		    human_bytes(s->bytes, b1, sizeof(b1)));
 		printf("%-20s %" PRIu64 "\n", "Messages:", s->messages);
@@ -139,13 +144,17 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-6s %-8s %-16s %-9s %-9s %10s %9s %9s %8s %11s  %s\n",
 		    "ID", "ROLE", "NAME", "MODE", "STATE", "BYTES", "DIGESTS",
 		    "VERIFIED", "MISMATCH", "RATE", "PEER");
-	printf("%-6" PRIu64 " %-8s %-16.16s %-9s %-9s %10s %9" PRIu64 " %9"
-	    PRIu64 " %8" PRIu64 " %9s/s  %s\n", s->id, stream_role_name(s->role),
+	if (s->id == 0)		/* configured, not running */
+		snprintf(b3, sizeof(b3), "-");
+	else
+		snprintf(b3, sizeof(b3), "%" PRIu64, s->id);
+	printf("%-6s %-8s %-16.16s %-9s %-9s %10s %9" PRIu64 " %9"
+	    PRIu64 " %8" PRIu64 " %9s/s  %s\n", b3, stream_role_name(s->role),
 	    s->name[0] ? s->name : "-", wsflow_mode_name(s->mode), s->state,
 	    human_bytes(s->bytes, b1, sizeof(b1)), s->digests,
 	    s->digests_verified, s->digest_mismatches,
-	    human_bytes(s->bytes_per_sec, b2, sizeof(b2)), s->peer);
-	(void)b3;
+	    human_bytes(s->ended ? s->avg_bytes_per_sec : s->bytes_per_sec,
+	    b2, sizeof(b2)), s->peer);
 }
 
 static void

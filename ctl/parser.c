@@ -16,7 +16,8 @@ static const struct command {
 	const char	*help;
 } commands[] = {
 	{ "status", ACT_STATUS, "", "daemon, listeners and totals" },
-	{ "streams", ACT_STREAMS, "", "one row per live stream" },
+	{ "streams", ACT_STREAMS, "[-a]", "one row per live stream (-a: "
+	    "ended and configured too)" },
 	{ "show", ACT_SHOW, "ID|NAME", "one stream in full" },
 	{ "start", ACT_START, "NAME | URL [--mode M] [--bytes N] "
 	    "[--duration S] [--rate R] [--name NAME]",
@@ -207,6 +208,18 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 			return -1;
 		}
 		return set_key(r, argv[0], err, errlen);
+	case ACT_STREAMS:
+		/* -a: ended streams and idle configured producers too. */
+		if (argc == 1 && (strcmp(argv[0], "-a") == 0 ||
+		    strcmp(argv[0], "--all") == 0)) {
+			r->all = 1;
+			return 0;
+		}
+		if (argc != 0) {
+			snprintf(err, errlen, "%s takes %s", c->name, c->args);
+			return -1;
+		}
+		return 0;
 	case ACT_DIGESTS:
 		if (argc > 1) {
 			snprintf(err, errlen, "%s takes %s", c->name, c->args);

@@ -22,6 +22,7 @@ enum action {
 struct parse_result {
 	enum action	 action;
 	struct ctl_key	 key;		/* show, stop, digests */
+	int		 all;		/* streams -a */
 	struct ctl_start start;
 };
 

@@ -106,6 +106,8 @@ terminate_strings(unsigned type, void *payload)
 		s->name[sizeof(s->name) - 1] = '\0';
 		s->peer[sizeof(s->peer) - 1] = '\0';
 		s->last_digest[sizeof(s->last_digest) - 1] = '\0';
+		s->end_reason[sizeof(s->end_reason) - 1] = '\0';
+		s->error[sizeof(s->error) - 1] = '\0';
 		break;
 	case CTL_REP_RESULT:
 		r->message[sizeof(r->message) - 1] = '\0';
@@ -252,7 +254,7 @@ main(int argc, char *argv[])
 		break;
 	case ACT_STREAMS:
 	case ACT_SHOW:
-		type = CTL_REQ_STREAMS;
+		type = res.all ? CTL_REQ_STREAMS_ALL : CTL_REQ_STREAMS;
 		payload = &res.key;
 		plen = sizeof(res.key);
 		break;

@@ -545,6 +545,8 @@ static const struct key server_keys[] = {
 	    FRAMING_WSFLOW),
 	/* Empty: any Origin (and none) is welcome. */
 	LINES_KEY("origins", C, server.origins, check_origin),
+	/* Ended streams kept for wsflowctl streams -a and show. */
+	U32_KEY("history", C, server.history, 0, 10000, 100),
 	{ NULL }
 };
 
@@ -632,9 +634,10 @@ set_listen(struct parse *p, config_setting_t *s, void *obj)
 	if (!config_setting_is_list(s) && !config_setting_is_array(s))
 		return fail(p, s, "'listen' must be a list: ( { address = "
 		    "\"127.0.0.1\"; port = 9000; } )");
-	if (config_setting_length(s) == 0)
-		return fail(p, s, "'listen' must name at least one address");
 	free_listen(c);		/* the default entry */
+	/* ( ): no listener, a producer-only daemon. */
+	if (config_setting_length(s) == 0)
+		return 0;
 	c->server.listen = list_alloc(p, s, sizeof(*c->server.listen),
 	    listen_keys, &n);
 	if (c->server.listen == NULL)

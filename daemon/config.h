@@ -76,6 +76,7 @@ struct wsflow_conf {
 		bool	 metrics;
 		enum wsflow_framing framing; /* "lws": lws parses plain ws */
 		char	*origins;	/* allowed Origin lines; NULL: any */
+		uint32_t history;	/* ended streams kept */
 	} server;
 	struct producer_conf *producers;
 	size_t		 nproducers;

@@ -47,7 +47,11 @@ struct ctl_conn {
 	size_t		 inlen;
 	/* a listing in progress: streams with id > cursor still to send */
 	bool		 listing;
+	int		 phase;		/* LIST_LIVE, ... */
+	bool		 all;		/* streams -a: ended, configured too */
 	uint64_t	 cursor;
+	uint64_t	 hcursor;	/* ended: records with seq > hcursor */
+	size_t		 pcursor;	/* configured: entries from here */
 	uint32_t	 list_seq;
 	char		 list_key[CTL_NAME_MAX];
 	size_t		 outlen;
@@ -117,7 +121,70 @@ stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
 	(void)wd;
 }
 
-/* Fill the output with the next streams of a listing, then END. */
+/* An ended stream, from the history's copy. */
+static void
+record_info(const struct stream_record *r, struct ctl_stream *o)
+{
+	int64_t secs_us = r->ended_us - r->started_us;
+
+	memset(o, 0, sizeof(*o));
+	o->id = r->id;
+	o->role = r->role;
+	o->mode = r->mode;
+	o->ended = 1;
+	ctl_strlcpy(o->state, r->state, sizeof(o->state));
+	ctl_strlcpy(o->end_reason, r->end_reason, sizeof(o->end_reason));
+	ctl_strlcpy(o->error, r->error, sizeof(o->error));
+	ctl_strlcpy(o->name, r->name, sizeof(o->name));
+	ctl_strlcpy(o->peer, r->peer, sizeof(o->peer));
+	o->age_sec = (uint64_t)(secs_us / LWS_US_PER_SEC);
+	o->run_usec = (uint64_t)secs_us;
+	o->bytes = r->bytes;
+	o->messages = r->messages;
+	o->digests = r->digests;
+	o->digests_verified = r->verified;
+	o->digest_mismatches = r->mismatched;
+	o->avg_bytes_per_sec = secs_us > 0 ? (uint64_t)((double)r->bytes *
+	    LWS_US_PER_SEC / secs_us) : 0;
+	o->backpressure_pauses = r->bp_pauses;
+	o->backpressure_usec = r->bp_usec;
+	o->latency_last_us = r->latency_last_us;
+	o->latency_max_us = r->latency_max_us;
+	ctl_strlcpy(o->last_digest, r->last_digest, sizeof(o->last_digest));
+}
+
+/* A configured producer that is not running: listed, id 0. */
+static void
+configured_info(const struct producer_conf *pc, struct ctl_stream *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->role = ROLE_PRODUCER;
+	o->mode = pc->mode;
+	o->ended = 1;
+	ctl_strlcpy(o->state, STREAM_STOPPED, sizeof(o->state));
+	ctl_strlcpy(o->end_reason, "not running", sizeof(o->end_reason));
+	ctl_strlcpy(o->name, pc->name, sizeof(o->name));
+	ctl_strlcpy(o->peer, pc->url, sizeof(o->peer));
+}
+
+static bool
+producer_live_locked(struct wsflowd *wd, const char *name)
+{
+	struct stream *s;
+
+	TAILQ_FOREACH(s, &wd->reg.streams, entry)
+		if (s->role == ROLE_PRODUCER && strcmp(s->name, name) == 0)
+			return true;
+	return false;
+}
+
+enum { LIST_LIVE, LIST_ENDED, LIST_CONFIGURED, LIST_DONE };
+
+/*
+ * Fill the output with the next streams of a listing, then END: live
+ * streams in id order, then (streams -a) ended ones oldest first, then
+ * configured producers that are not running.
+ */
 static void
 listing_fill(struct ctl_conn *c)
 {
@@ -125,23 +192,92 @@ listing_fill(struct ctl_conn *c)
 	int64_t now = lws_now_usecs();
 	struct ctl_stream o;
 	struct stream *s, *only = NULL;
+	bool full = false;
 
 	pthread_mutex_lock(&wd->reg.lock);
-	if (c->list_key[0] != '\0' &&
-	    (only = stream_find_locked(&wd->reg, c->list_key)) == NULL)
-		c->cursor = UINT64_MAX;		/* gone meanwhile */
-	/* The registry is kept in id order: resume after the cursor. */
-	TAILQ_FOREACH(s, &wd->reg.streams, entry) {
-		if (s->id <= c->cursor || (only != NULL && s != only))
-			continue;
-		stream_info(wd, s, &o, now);
-		if (reply(c, CTL_REP_STREAM, c->list_seq, &o, sizeof(o)) == -1)
-			break;		/* full: more at the next WRITEABLE */
-		c->cursor = s->id;
+	if (c->phase == LIST_LIVE) {
+		if (c->list_key[0] != '\0' && (only =
+		    stream_find_locked(&wd->reg, c->list_key)) == NULL)
+			c->cursor = UINT64_MAX;		/* gone meanwhile */
+		/* The registry is kept in id order: resume after it. */
+		TAILQ_FOREACH(s, &wd->reg.streams, entry) {
+			if (s->id <= c->cursor || (only != NULL && s != only))
+				continue;
+			stream_info(wd, s, &o, now);
+			if (reply(c, CTL_REP_STREAM, c->list_seq, &o,
+			    sizeof(o)) == -1)
+				break;	/* full: more at the next WRITEABLE */
+			c->cursor = s->id;
+		}
+		full = s != NULL;
+		if (!full)
+			c->phase = c->all ? LIST_ENDED : LIST_DONE;
+	}
+	if (c->phase == LIST_ENDED) {
+		for (unsigned i = 0; i < wd->reg.hist_len && !full; i++) {
+			const struct stream_record *r =
+			    history_at_locked(&wd->reg, i);
+
+			if (r->seq <= c->hcursor)
+				continue;
+			record_info(r, &o);
+			if (reply(c, CTL_REP_STREAM, c->list_seq, &o,
+			    sizeof(o)) == -1)
+				full = true;
+			else
+				c->hcursor = r->seq;
+		}
+		if (!full)
+			c->phase = LIST_CONFIGURED;
+	}
+	if (c->phase == LIST_CONFIGURED) {
+		for (; c->pcursor < wd->conf.nproducers && !full;
+		    c->pcursor++) {
+			const struct producer_conf *pc =
+			    &wd->conf.producers[c->pcursor];
+
+			if (producer_live_locked(wd, pc->name))
+				continue;
+			configured_info(pc, &o);
+			if (reply(c, CTL_REP_STREAM, c->list_seq, &o,
+			    sizeof(o)) == -1)
+				full = true;
+		}
+		if (!full)
+			c->phase = LIST_DONE;
 	}
 	pthread_mutex_unlock(&wd->reg.lock);
-	if (s == NULL && reply(c, CTL_REP_END, c->list_seq, NULL, 0) == 0)
+	if (c->phase == LIST_DONE && reply(c, CTL_REP_END, c->list_seq, NULL,
+	    0) == 0)
 		c->listing = false;
+}
+
+/*
+ * show of a stream that is not live: the newest ended one of that id or
+ * name, else a configured producer that is not running.  One reply.
+ */
+static bool
+show_not_live(struct ctl_conn *c, uint32_t seq, const char *key)
+{
+	struct wsflowd *wd = c->wd;
+	const struct stream_record *r;
+	const struct producer_conf *pc;
+	struct ctl_stream o;
+	bool found = true;
+
+	pthread_mutex_lock(&wd->reg.lock);
+	if ((r = history_find_locked(&wd->reg, key)) != NULL)
+		record_info(r, &o);
+	else if ((pc = conf_find_producer(&wd->conf, key)) != NULL)
+		configured_info(pc, &o);
+	else
+		found = false;
+	pthread_mutex_unlock(&wd->reg.lock);
+	if (found) {
+		(void)reply(c, CTL_REP_STREAM, seq, &o, sizeof(o));
+		(void)reply(c, CTL_REP_END, seq, NULL, 0);
+	}
+	return found;
 }
 
 /* ---- handlers ---- */
@@ -201,6 +337,8 @@ do_streams(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		pthread_mutex_lock(&c->wd->reg.lock);
 		s = stream_find_locked(&c->wd->reg, k->key);
 		pthread_mutex_unlock(&c->wd->reg.lock);
+		if (s == NULL && show_not_live(c, h->seq, k->key))
+			return;
 		if (s == NULL) {
 			result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such "
 			    "stream: %s", k->key);
@@ -208,7 +346,10 @@ do_streams(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		}
 	}
 	c->listing = true;
-	c->cursor = 0;
+	c->phase = LIST_LIVE;
+	c->all = h->type == CTL_REQ_STREAMS_ALL;
+	c->cursor = c->hcursor = 0;
+	c->pcursor = 0;
 	c->list_seq = h->seq;
 	memcpy(c->list_key, k->key, sizeof(c->list_key));
 	listing_fill(c);
@@ -330,6 +471,7 @@ static const struct {
 	{ CTL_REQ_STATUS, false, do_status },
 	{ CTL_REQ_STREAMS, false, do_streams },
 	{ CTL_REQ_DIGESTS, false, do_streams },
+	{ CTL_REQ_STREAMS_ALL, false, do_streams },
 	{ CTL_REQ_START, true, do_start },
 	{ CTL_REQ_STOP, true, do_stop },
 	{ CTL_REQ_RELOAD, true, do_reload },

@@ -15,6 +15,7 @@ static const long payload_sizes[CTL_TYPE_MAX] = {
 	[CTL_REQ_START] = sizeof(struct ctl_start),
 	[CTL_REQ_STOP] = sizeof(struct ctl_key),
 	[CTL_REQ_RELOAD] = 0,
+	[CTL_REQ_STREAMS_ALL] = sizeof(struct ctl_key),
 	[CTL_REP_STATUS] = sizeof(struct ctl_status),
 	[CTL_REP_LISTENER] = sizeof(struct ctl_listener),
 	[CTL_REP_STREAM] = sizeof(struct ctl_stream),
@@ -26,7 +27,7 @@ static const long payload_sizes[CTL_TYPE_MAX] = {
 static int
 type_valid(unsigned type)
 {
-	return (type >= CTL_REQ_STATUS && type <= CTL_REQ_RELOAD) ||
+	return (type >= CTL_REQ_STATUS && type <= CTL_REQ_STREAMS_ALL) ||
 	    (type >= CTL_REP_STATUS && type < CTL_TYPE_MAX);
 }
 
@@ -170,7 +171,7 @@ ctl_request_decode(const void *buf, size_t avail, struct ctl_request *rq,
 		*fatal = n < 0;		/* framing lost: nothing after is sane */
 		return n;
 	}
-	if (rq->hdr.type > CTL_REQ_RELOAD) {
+	if (rq->hdr.type > CTL_REQ_STREAMS_ALL) {
 		*why = "not a request";
 		return -1;
 	}
@@ -180,6 +181,7 @@ ctl_request_decode(const void *buf, size_t avail, struct ctl_request *rq,
 	case CTL_REQ_STREAMS:
 	case CTL_REQ_DIGESTS:
 	case CTL_REQ_STOP:
+	case CTL_REQ_STREAMS_ALL:
 		if (!ctl_str_ok(rq->u.key.key, sizeof(rq->u.key.key))) {
 			*why = "unterminated key";
 			return -1;

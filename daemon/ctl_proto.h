@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_VERSION		2
+#define CTL_VERSION		3
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
 #define WSFLOW_CTL_PATH		"/run/wsflow/wsflowd.sock"	/* default */
 #define CTL_NAME_MAX		64
@@ -57,6 +57,7 @@ enum ctl_type {
 	CTL_REQ_START,			/* ctl_start */
 	CTL_REQ_STOP,			/* ctl_key: id, name or "all" */
 	CTL_REQ_RELOAD,
+	CTL_REQ_STREAMS_ALL,		/* ctl_key ""; with ended, configured */
 	/* replies */
 	CTL_REP_STATUS = 64,		/* ctl_status */
 	CTL_REP_LISTENER,		/* ctl_listener */
@@ -150,6 +151,12 @@ struct ctl_stream {
 	uint64_t	latency_last_us;
 	uint64_t	latency_max_us;
 	char		last_digest[129];
+	/* An ended stream: state "finished", "failed" or "stopped". */
+	uint32_t	ended;
+	uint32_t	reserved;
+	uint64_t	run_usec;	/* ended: from start to end */
+	char		end_reason[32];
+	char		error[CTL_TEXT_MAX];
 };
 
 struct ctl_result {

@@ -426,8 +426,8 @@ listeners_open(struct wsflowd *wd, const int *inherited, size_t ninherited)
 	bool *covered;
 	int rc = -1;
 
-	wd->listeners = calloc(nconf + ninherited, sizeof(*wd->listeners));
-	covered = calloc(nconf, sizeof(*covered));
+	wd->listeners = calloc(nconf + ninherited + 1, sizeof(*wd->listeners));
+	covered = calloc(nconf + 1, sizeof(*covered));
 	if (wd->listeners == NULL || covered == NULL) {
 		log_err("listeners: out of memory");
 		goto out;

@@ -98,13 +98,29 @@ log_stderr(int prio, const char *msg)
 	    ts.tv_nsec / 1000000, prio_names[prio & 7], msg);
 }
 
+/* Fields a few events add: progress figures, how a stream ended. */
+struct log_extra {
+	bool		 progress;
+	uint64_t	 bytes, rate;
+	bool		 end;		/* WSFLOW_END_REASON */
+};
+
+/* "[producer 3 loop] " or "[stream 7] ": the text names its stream. */
+static void
+stream_prefix(const struct stream *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "[%s %llu%s%s] ", s->role == ROLE_PRODUCER ?
+	    "producer" : "stream", (unsigned long long)s->id,
+	    s->name[0] ? " " : "", s->name);
+}
+
 /* One entry with only the fields that have a value. */
 static int
 journal_send(int prio, const struct stream *s, const char *event,
-    const char *msg)
+    const struct log_extra *x, const char *msg)
 {
-	char f[7][1100];
-	struct iovec iov[7];
+	char f[10][1100];
+	struct iovec iov[10];
 	int n = 0;
 
 	snprintf(f[n++], sizeof(f[0]), "MESSAGE=%s", msg);
@@ -122,6 +138,15 @@ journal_send(int prio, const struct stream *s, const char *event,
 	}
 	if (event != NULL)
 		snprintf(f[n++], sizeof(f[0]), "WSFLOW_EVENT=%s", event);
+	if (x != NULL && x->progress) {
+		snprintf(f[n++], sizeof(f[0]), "WSFLOW_BYTES=%llu",
+		    (unsigned long long)x->bytes);
+		snprintf(f[n++], sizeof(f[0]), "WSFLOW_RATE=%llu",
+		    (unsigned long long)x->rate);
+	}
+	if (x != NULL && x->end && s != NULL)
+		snprintf(f[n++], sizeof(f[0]), "WSFLOW_END_REASON=%s",
+		    s->end_reason);
 	for (int i = 0; i < n; i++) {
 		iov[i].iov_base = f[i];
 		iov[i].iov_len = strlen(f[i]);
@@ -130,10 +155,11 @@ journal_send(int prio, const struct stream *s, const char *event,
 }
 
 static void
-vlog(int prio, const struct stream *s, const char *event, bool limited,
-    const char *fmt, va_list ap)
+vlog(int prio, const struct stream *s, const char *event,
+    const struct log_extra *x, bool limited, const char *fmt, va_list ap)
 {
-	char msg[1024];
+	char msg[1200];
+	size_t pre = 0;
 	int saved = errno;
 
 	if (prio > logger.level)
@@ -152,27 +178,19 @@ vlog(int prio, const struct stream *s, const char *event, bool limited,
 			    "streams suppressed (rate limit)", dropped);
 			if (logger.dest != LOG_TO_JOURNAL ||
 			    journal_send(LOG_WARNING, NULL, "log-suppressed",
-			    msg) < 0)
+			    NULL, msg) < 0)
 				log_stderr(LOG_WARNING, msg);
 		}
 	}
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (logger.dest == LOG_TO_JOURNAL && journal_send(prio, s, event,
-	    msg) >= 0) {
-		pthread_mutex_unlock(&logger.lock);
-		errno = saved;
-		return;
-	}
-	/* Not asked for the journal, or none here: stderr. */
+	/* The same text both ways: a journal line says its stream too. */
 	if (s != NULL) {
-		char line[1200];
-
-		snprintf(line, sizeof(line), "[%s %llu%s%s] %s",
-		    s->role == ROLE_PRODUCER ? "producer" : "stream",
-		    (unsigned long long)s->id, s->name[0] ? " " : "", s->name,
-		    msg);
-		log_stderr(prio, line);
-	} else
+		stream_prefix(s, msg, sizeof(msg));
+		pre = strlen(msg);
+	}
+	vsnprintf(msg + pre, sizeof(msg) - pre, fmt, ap);
+	/* Not asked for the journal, or none here: stderr. */
+	if (logger.dest != LOG_TO_JOURNAL || journal_send(prio, s, event, x,
+	    msg) < 0)
 		log_stderr(prio, msg);
 	pthread_mutex_unlock(&logger.lock);
 	errno = saved;
@@ -185,7 +203,7 @@ fn(const char *fmt, ...)						\
 	va_list ap;							\
 									\
 	va_start(ap, fmt);						\
-	vlog(prio, NULL, NULL, false, fmt, ap);			\
+	vlog(prio, NULL, NULL, NULL, false, fmt, ap);			\
 	va_end(ap);							\
 }
 
@@ -217,7 +235,33 @@ log_stream(int prio, const struct stream *s, const char *event,
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(prio, s, event, s != NULL, fmt, ap);
+	vlog(prio, s, event, NULL, s != NULL, fmt, ap);
+	va_end(ap);
+}
+
+/* Not rate limited: one a stream every 10 s, by the daemon's clock. */
+void
+log_progress(const struct stream *s, uint64_t bytes, uint64_t rate,
+    const char *fmt, ...)
+{
+	struct log_extra x = { .progress = true, .bytes = bytes,
+	    .rate = rate };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_INFO, s, "progress", &x, false, fmt, ap);
+	va_end(ap);
+}
+
+/* The stream's end, with WSFLOW_END_REASON (stream_set_end first). */
+void
+log_stream_end(int prio, const struct stream *s, const char *fmt, ...)
+{
+	struct log_extra x = { .end = true };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(prio, s, "stream-end", &x, true, fmt, ap);
 	va_end(ap);
 }
 
@@ -227,7 +271,7 @@ log_ratelimited(int prio, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(prio, NULL, NULL, true, fmt, ap);
+	vlog(prio, NULL, NULL, NULL, true, fmt, ap);
 	va_end(ap);
 }
 

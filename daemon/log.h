@@ -9,6 +9,7 @@
 #define WSFLOW_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <syslog.h>
 
 struct stream;
@@ -34,6 +35,16 @@ void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
  */
 void	log_stream(int prio, const struct stream *, const char *event,
 	    const char *, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * A progress line: WSFLOW_EVENT=progress, WSFLOW_BYTES (octets so far),
+ * WSFLOW_RATE (octets/s over the interval since the last one).
+ */
+void	log_progress(const struct stream *, uint64_t bytes, uint64_t rate,
+	    const char *, ...) __attribute__((format(printf, 4, 5)));
+/* A stream's end: WSFLOW_EVENT=stream-end, WSFLOW_END_REASON. */
+void	log_stream_end(int prio, const struct stream *, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
 
 /* A message peers can provoke at will: rate limited. */
 void	log_ratelimited(int prio, const char *, ...)

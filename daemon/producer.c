@@ -72,6 +72,7 @@ struct producer {
 	int64_t		 tokens_at_us;
 	int64_t		 choked_at_us;
 	int64_t		 progress_at_us;
+	uint64_t	 progress_bytes;	/* st.bytes at progress_at_us */
 	unsigned	 attempt;	/* connect attempts since success */
 
 	char		 rx[RX_MAX];
@@ -536,8 +537,11 @@ producer_connect(lws_sorted_usec_list_t *sul)
 		p->wsi = NULL;
 		if (p->conf.reconnect)
 			schedule_connect(p, "cannot start a connection");
-		else
+		else {
+			stream_set_end(&p->s, STREAM_FAILED, "connect failed",
+			    "cannot start a connection");
 			producer_finish(p, "cannot start a connection");
+		}
 	}
 }
 
@@ -546,6 +550,7 @@ duration_over(lws_sorted_usec_list_t *sul)
 {
 	struct producer *p = lws_container_of(sul, struct producer, sul_end);
 
+	stream_set_end(&p->s, STREAM_FINISHED, "duration limit", NULL);
 	producer_stop(p, false);
 }
 
@@ -561,6 +566,7 @@ on_established(struct producer *p, struct lws *wsi)
 	p->elen = p->ehead = 0;		/* a new server owes nothing */
 	p->tokens = 0;
 	p->tokens_at_us = p->progress_at_us = lws_now_usecs();
+	p->progress_bytes = STAT_GET(p->s.st.bytes);
 	STAT_ADD(p->w->totals.running, 1);
 	log_stream(LOG_INFO, &p->s, "stream-open", "%s stream to %s",
 	    wsflow_mode_name(p->s.mode), p->conf.url);
@@ -578,11 +584,19 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
 		STAT_SET(p->w->totals.running, STAT_GET(p->w->totals.running) - 1);
+	/* Whichever came first (duration, stop) has said so already. */
+	if (limit_reached(p))
+		stream_set_end(&p->s, STREAM_FINISHED, "bytes limit", NULL);
+	else if (p->w->wd->stopping)
+		stream_set_end(&p->s, STREAM_STOPPED, "shutdown", NULL);
 	if (p->done || limit_reached(p) || p->w->wd->stopping) {
-		producer_finish(p, "finished");
+		producer_finish(p, p->s.end_state != NULL ? p->s.end_state :
+		    STREAM_FINISHED);
 		return;
 	}
 	if (!p->conf.reconnect) {
+		stream_set_end(&p->s, STREAM_FAILED, was_open ?
+		    "connection lost" : "connect failed", why);
 		producer_finish(p, why);
 		return;
 	}
@@ -826,9 +840,12 @@ start_run(struct worker *w, struct work *k)
 	struct producer *p = ((struct start_work *)k)->p;
 
 	worker_stream_attach(w, &p->s);
+	STAT_ADD(w->totals.producers_total, 1);
 	if ((p->vh = worker_client_vhost(w, p->conf.tls_ca)) == NULL) {
 		log_stream(LOG_ERR, &p->s, "connect-failed", "cannot set up "
 		    "TLS with CA '%s'", p->conf.tls_ca);
+		stream_set_end(&p->s, STREAM_FAILED, "not started",
+		    "cannot set up TLS with tls.ca");
 		producer_finish(p, "not started");
 		return;
 	}
@@ -858,7 +875,8 @@ producer_stop(struct producer *p, bool going_away)
 	p->done = true;
 	p->going_away = p->going_away || going_away;
 	if (p->wsi == NULL) {	/* backing off, or not yet connecting */
-		producer_finish(p, "stopped");
+		producer_finish(p, p->s.end_state != NULL ? p->s.end_state :
+		    STREAM_STOPPED);
 		return;
 	}
 	p->ending = true;
@@ -871,9 +889,17 @@ static void
 producer_finish(struct producer *p, const char *why)
 {
 	struct worker *w = p->w;
+	char mism[64];
 
-	log_stream(STAT_GET(p->s.st.mismatched) ? LOG_WARNING : LOG_INFO,
-	    &p->s, "stream-close", "%s: %llu bytes sent, %llu digests, %llu "
+	if (STAT_GET(p->s.st.mismatched) > 0) {
+		snprintf(mism, sizeof(mism), "%llu digests mismatched",
+		    (unsigned long long)STAT_GET(p->s.st.mismatched));
+		if (p->s.error[0] == '\0')
+			snprintf(p->s.error, sizeof(p->s.error), "%s", mism);
+	}
+	stream_set_end(&p->s, STREAM_STOPPED, "stopped", NULL);
+	log_stream_end(STAT_GET(p->s.st.mismatched) ? LOG_WARNING : LOG_INFO,
+	    &p->s, "%s: %llu bytes sent, %llu digests, %llu "
 	    "verified, %llu mismatched", why,
 	    (unsigned long long)STAT_GET(p->s.st.bytes),
 	    (unsigned long long)STAT_GET(p->s.st.digests),
@@ -905,6 +931,7 @@ producer_tick(struct stream *s, int64_t now_us)
 {
 	struct producer *p = (struct producer *)s;
 	char digest[2 * EVP_MAX_MD_SIZE + 1];
+	uint64_t bytes, rate;
 
 	stream_sample_rate(&p->s, now_us);
 	/* One batch in flight and no digest: say why, once. */
@@ -918,21 +945,27 @@ producer_tick(struct stream *s, int64_t now_us)
 	}
 	if (now_us - p->progress_at_us < PROGRESS_US)
 		return;
+	/* The rate over the whole interval, not the last short sample. */
+	bytes = STAT_GET(p->s.st.bytes);
+	rate = (bytes - p->progress_bytes) * (uint64_t)LWS_US_PER_SEC /
+	    (uint64_t)(now_us - p->progress_at_us);
 	p->progress_at_us = now_us;
+	p->progress_bytes = bytes;
 	if (p->wsi == NULL)
 		return;
 	stream_get_digest(&p->s, digest, sizeof(digest));
-	log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "
+	log_progress(&p->s, bytes, rate, "%.1f MB sent, %llu digests "
 	    "verified, %llu mismatched, %.1f MB/s, last %.16s...",
-	    STAT_GET(p->s.st.bytes) / 1e6,
-	    (unsigned long long)STAT_GET(p->s.st.verified),
-	    (unsigned long long)STAT_GET(p->s.st.mismatched),
-	    STAT_GET(p->s.st.bytes_per_sec) / 1e6, digest);
+	    bytes / 1e6, (unsigned long long)STAT_GET(p->s.st.verified),
+	    (unsigned long long)STAT_GET(p->s.st.mismatched), rate / 1e6,
+	    digest);
 }
 
 static void
 stop_op(struct stream *s, bool going_away)
 {
+	stream_set_end(s, STREAM_STOPPED, going_away ? "shutdown" : "stopped",
+	    NULL);
 	producer_stop((struct producer *)s, going_away);
 }
 

@@ -145,6 +145,8 @@ daemon_reload(struct wsflowd *wd, char *err, size_t errlen, char *note,
 	for (unsigned i = 0; i < wd->nworkers; i++)
 		worker_set_params(&wd->workers[i], &params);
 	producers_reload(wd, &oc, &stopped, &started);
+	if (registry_set_history(&wd->reg, wd->conf.server.history) == -1)
+		log_warnx("reload: out of memory: server.history unchanged");
 	conf_free(&oc);
 	log_setlevel(wd->conf.log_level > wd->log_floor ? wd->conf.log_level :
 	    wd->log_floor);

@@ -150,7 +150,9 @@ server_conn_close(struct server_conn *c)
 		return;
 	c->open = false;
 	STAT_SET(w->totals.connections, STAT_GET(w->totals.connections) - 1);
-	log_stream(LOG_INFO, &c->s, "stream-close",
+	/* Nothing else said why: the client ended it. */
+	stream_set_end(&c->s, STREAM_FINISHED, "client closed", NULL);
+	log_stream_end(LOG_INFO, &c->s,
 	    "closed: %llu bytes, %llu messages, %llu digests sent",
 	    (unsigned long long)STAT_GET(c->s.st.bytes),
 	    (unsigned long long)STAT_GET(c->s.st.messages),
@@ -268,7 +270,9 @@ server_stop(struct stream *s, bool going_away)
 {
 	struct server_conn *c = (struct server_conn *)s;
 
-	(void)going_away;		/* a server stream always goes away */
+	/* A server stream always goes away (1001). */
+	stream_set_end(s, STREAM_STOPPED, going_away ? "shutdown" : "stopped",
+	    NULL);
 	c->io->close(c, WS_CLOSE_GOING_AWAY, "shutting down");
 }
 
@@ -290,11 +294,15 @@ server_tick(struct stream *s, int64_t now_us)
 	    now_us - c->paused_at_us > idle) {
 		log_stream(LOG_INFO, s, "idle-timeout", "peer has read no "
 		    "digest for %u s: closing", c->w->params.idle_timeout);
+		stream_set_end(s, STREAM_FAILED, "idle timeout",
+		    "the client read no digest");
 		c->io->close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 	} else if (idle > 0 && !c->paused && !c->closing &&
 	    now_us - c->last_rx_us > idle) {
 		log_stream(LOG_INFO, s, "idle-timeout", "no frame for %u s: "
 		    "closing", c->w->params.idle_timeout);
+		stream_set_end(s, STREAM_FAILED, "idle timeout",
+		    "the client sent no frame");
 		c->io->close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 	}
 }

@@ -1,8 +1,9 @@
 /*
  * stream.c — the registry of live streams (ids, lookup, totals), and the
  * few fields of a stream that another thread may read while the owner
- * writes.
+ * writes; the history of ended streams, recorded as each one leaves.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,9 @@ registry_free(struct registry *reg)
 {
 	free(reg->shards);
 	reg->shards = NULL;
+	free(reg->hist);
+	reg->hist = NULL;
+	reg->hist_cap = reg->hist_len = reg->hist_next = 0;
 	pthread_mutex_destroy(&reg->lock);
 }
 
@@ -77,10 +81,104 @@ stream_publish(struct registry *reg, struct worker *owner, struct stream *s,
 	pthread_mutex_unlock(&reg->lock);
 }
 
+/* Copy what a user may ask about an ended stream; under the lock. */
+static void
+history_record_locked(struct registry *reg, const struct stream *s)
+{
+	struct stream_record *r;
+
+	reg->hist_seq++;
+	if (reg->hist_cap == 0)
+		return;
+	r = &reg->hist[reg->hist_next];
+	reg->hist_next = (reg->hist_next + 1) % reg->hist_cap;
+	if (reg->hist_len < reg->hist_cap)
+		reg->hist_len++;
+	memset(r, 0, sizeof(*r));
+	r->id = s->id;
+	r->seq = reg->hist_seq;
+	r->role = s->role;
+	r->mode = s->mode;
+	/* Nobody said: the daemon dropped it on its way out. */
+	r->state = s->end_state != NULL ? s->end_state : STREAM_STOPPED;
+	snprintf(r->end_reason, sizeof(r->end_reason), "%s",
+	    s->end_state != NULL ? s->end_reason : "shutdown");
+	snprintf(r->error, sizeof(r->error), "%s", s->error);
+	snprintf(r->name, sizeof(r->name), "%s", s->name);
+	snprintf(r->peer, sizeof(r->peer), "%s", s->peer);
+	r->started_us = s->started_us;
+	r->ended_us = lws_now_usecs();
+	r->bytes = STAT_GET(s->st.bytes);
+	r->messages = STAT_GET(s->st.messages);
+	r->digests = STAT_GET(s->st.digests);
+	r->verified = STAT_GET(s->st.verified);
+	r->mismatched = STAT_GET(s->st.mismatched);
+	r->bp_pauses = STAT_GET(s->st.bp_pauses);
+	r->bp_usec = STAT_GET(s->st.bp_usec);
+	r->latency_last_us = STAT_GET(s->st.latency_last_us);
+	r->latency_max_us = STAT_GET(s->st.latency_max_us);
+	stream_get_digest(s, r->last_digest, sizeof(r->last_digest));
+}
+
+/*
+ * Keep the newest n ended streams (n = 0: none).  Main thread, at start
+ * and reload; records are copied, oldest dropped first.
+ */
+int
+registry_set_history(struct registry *reg, unsigned n)
+{
+	struct stream_record *h = NULL;
+	unsigned keep;
+
+	if (n > 0 && (h = calloc(n, sizeof(*h))) == NULL)
+		return -1;
+	pthread_mutex_lock(&reg->lock);
+	keep = reg->hist_len < n ? reg->hist_len : n;
+	for (unsigned i = 0; i < keep; i++)
+		h[i] = *history_at_locked(reg, reg->hist_len - keep + i);
+	free(reg->hist);
+	reg->hist = h;
+	reg->hist_cap = n;
+	reg->hist_len = keep;
+	reg->hist_next = n > 0 ? keep % n : 0;
+	pthread_mutex_unlock(&reg->lock);
+	return 0;
+}
+
+const struct stream_record *
+history_at_locked(const struct registry *reg, unsigned i)
+{
+	if (i >= reg->hist_len)
+		return NULL;
+	return &reg->hist[(reg->hist_next + reg->hist_cap - reg->hist_len +
+	    i) % reg->hist_cap];
+}
+
+/* Newest first: a reused name means its latest run. */
+const struct stream_record *
+history_find_locked(const struct registry *reg, const char *key)
+{
+	const struct stream_record *r;
+	char *end;
+	unsigned long long id;
+
+	if (*key == '\0')
+		return NULL;
+	id = strtoull(key, &end, 10);
+	for (unsigned i = reg->hist_len; i-- > 0;) {
+		r = history_at_locked(reg, i);
+		if ((*end == '\0' && r->id == id) || strcmp(r->name, key) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* Gone from the registry, into the history: the owner, once. */
 void
 stream_withdraw(struct registry *reg, struct stream *s)
 {
 	pthread_mutex_lock(&reg->lock);
+	history_record_locked(reg, s);
 	TAILQ_REMOVE(&reg->streams, s, entry);
 	reg->nstreams--;
 	pthread_mutex_unlock(&reg->lock);
@@ -147,6 +245,7 @@ totals_get(struct registry *reg, struct totals *t)
 		t->digests_received += STAT_GET(sh->digests_received);
 		t->digests_verified += STAT_GET(sh->digests_verified);
 		t->digest_mismatches += STAT_GET(sh->digest_mismatches);
+		t->producers_total += STAT_GET(sh->producers_total);
 	}
 }
 
@@ -218,4 +317,20 @@ stream_avg_rate(const struct stream *s, int64_t now_us)
 
 	return dt > 0 ? (uint64_t)((double)STAT_GET(s->st.bytes) *
 	    LWS_US_PER_SEC / dt) : 0;
+}
+
+/*
+ * How the stream ends; its owner, before it leaves.  The first word
+ * stands (a protocol error, then the close it brings, is a failure).
+ */
+void
+stream_set_end(struct stream *s, const char *state, const char *reason,
+    const char *error)
+{
+	if (s->end_state != NULL)
+		return;
+	s->end_state = state;
+	snprintf(s->end_reason, sizeof(s->end_reason), "%s", reason);
+	if (error != NULL && s->error[0] == '\0')
+		snprintf(s->error, sizeof(s->error), "%s", error);
 }

@@ -74,6 +74,35 @@ struct stream {
 	struct stream_stats st;
 	atomic_uint	 digest_seq;	/* seqlock over last_digest */
 	char		 last_digest[2 * 64 + 1];	/* hex, EVP_MAX_MD_SIZE */
+	/*
+	 * How it ended, set by its owner (stream_set_end) before it leaves
+	 * the registry, and read only then: the history keeps a copy.
+	 */
+	const char	*end_state;	/* STREAM_FINISHED, ... or NULL */
+	char		 end_reason[32];	/* short words */
+	char		 error[256];	/* what went wrong, "" if nothing */
+};
+
+/* The states of an ended stream. */
+#define STREAM_FINISHED	"finished"	/* reached its bytes/duration limit */
+#define STREAM_FAILED	"failed"	/* an error ended it */
+#define STREAM_STOPPED	"stopped"	/* a user, a stop, a shutdown */
+
+/* An ended stream as the history keeps it: a copy, nothing shared. */
+struct stream_record {
+	uint64_t	 id;
+	uint64_t	 seq;		/* order of ending, from 1 */
+	enum stream_role role;
+	enum wsflow_mode mode;
+	const char	*state;		/* STREAM_FINISHED, ... */
+	char		 end_reason[32];
+	char		 error[256];
+	char		 name[WSFLOW_NAME_MAX];
+	char		 peer[256];
+	int64_t		 started_us, ended_us;
+	uint64_t	 bytes, messages, digests, verified, mismatched;
+	uint64_t	 bp_pauses, bp_usec, latency_last_us, latency_max_us;
+	char		 last_digest[2 * 64 + 1];
 };
 
 TAILQ_HEAD(stream_list, stream);
@@ -89,6 +118,7 @@ struct totals_shard {
 	counter_t	 digests_received;
 	counter_t	 digests_verified;
 	counter_t	 digest_mismatches;
+	counter_t	 producers_total;	/* producers ever started */
 };
 
 /* A plain snapshot of the totals. */
@@ -98,6 +128,7 @@ struct totals {
 			 digests_sent;
 	uint64_t	 running, bytes_sent, digests_received,
 			 digests_verified, digest_mismatches;
+	uint64_t	 producers_total;
 };
 
 struct registry {
@@ -111,6 +142,10 @@ struct registry {
 	counter_t	 refused;	/* over max_connections (main thread) */
 	struct totals_shard **shards;	/* one per worker */
 	unsigned	 nshards;
+	/* Ended streams, a ring under lock: the newest hist_cap of them. */
+	struct stream_record *hist;
+	unsigned	 hist_cap, hist_len, hist_next;
+	uint64_t	 hist_seq;	/* records ever made */
 };
 
 void		 registry_init(struct registry *);
@@ -135,6 +170,15 @@ void		 stream_set_digest(struct stream *, const char *hex,
 void		 stream_get_digest(const struct stream *, char *out,
 		    size_t outlen);
 void		 stream_sample_rate(struct stream *, int64_t now_us);
+void		 stream_set_end(struct stream *, const char *state,
+		    const char *reason, const char *error);
+int		 registry_set_history(struct registry *, unsigned n);
+/* The i-th kept record, oldest first; the caller holds the lock. */
+const struct stream_record *history_at_locked(const struct registry *,
+		    unsigned i);
+/* The newest ended stream of this id or name, under the lock. */
+const struct stream_record *history_find_locked(const struct registry *,
+		    const char *id_or_name);
 uint64_t	 stream_avg_rate(const struct stream *, int64_t now_us);
 
 #endif

@@ -250,6 +250,32 @@ producers_autostart(struct wsflowd *wd)
 	return 0;
 }
 
+/*
+ * What the daemon did, in the words that apply: a producer-only daemon
+ * served nothing and says what its producers sent instead.
+ */
+static void
+stop_summary(struct wsflowd *wd)
+{
+	struct totals t;
+	char srv[128] = "", prod[192] = "";
+
+	totals_get(&wd->reg, &t);
+	if (wd->nlisteners > 0 || t.connections_total > 0)
+		snprintf(srv, sizeof(srv), "%llu streams served, %llu bytes "
+		    "hashed", (unsigned long long)t.connections_total,
+		    (unsigned long long)t.bytes_received);
+	if (t.producers_total > 0 || wd->nlisteners == 0)
+		snprintf(prod, sizeof(prod), "%llu producer stream%s, %llu "
+		    "bytes sent, %llu digests verified, %llu mismatched",
+		    (unsigned long long)t.producers_total,
+		    t.producers_total == 1 ? "" : "s",
+		    (unsigned long long)t.bytes_sent,
+		    (unsigned long long)t.digests_verified,
+		    (unsigned long long)t.digest_mismatches);
+	log_notice("stopped: %s%s%s", srv, *srv && *prod ? "; " : "", prod);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -310,7 +336,8 @@ main(int argc, char *argv[])
 	wd.started_us = lws_now_usecs();
 	sd_sockets_take(&sds);
 	/* Signals are blocked before any thread exists: all inherit it. */
-	if (context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
+	if (registry_set_history(&wd.reg, wd.conf.server.history) == -1 ||
+	    context_create(&wd) == -1 || signals_setup(&wd) == -1 ||
 	    listeners_open(&wd, sds.ws, sds.nws) == -1 ||
 	    workers_create(&wd, &producer_protocol) == -1 ||
 	    listeners_attach(&wd) == -1 || workers_run(&wd) == -1 ||
@@ -332,14 +359,8 @@ main(int argc, char *argv[])
 	wd.exit_code = wd.done ? 0 : 1;
 out:
 	workers_join(&wd);
-	if (wd.exit_code == 0) {
-		struct totals t;
-
-		totals_get(&wd.reg, &t);
-		log_notice("stopped: %llu streams served, %llu bytes hashed",
-		    (unsigned long long)t.connections_total,
-		    (unsigned long long)t.bytes_received);
-	}
+	if (wd.exit_code == 0)
+		stop_summary(&wd);
 	control_close(&wd);
 	if (wd.ctx != NULL) {
 		lws_sul_cancel(&wd.sul_tick);

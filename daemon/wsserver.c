@@ -377,6 +377,8 @@ parse(struct own_conn *o, uint8_t *buf, size_t len)
 	if (r->parser.error != 0) {
 		log_stream(LOG_INFO, &o->c.s, "protocol-error",
 		    "closing with %u: %s", r->parser.error, r->parser.why);
+		stream_set_end(&o->c.s, STREAM_FAILED, "protocol error",
+		    r->parser.why);
 		wsserver_close(o, r->parser.error, r->parser.why);
 		r->hangup = true;
 		return len;
@@ -748,6 +750,11 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		lws_sul_cancel(&o->r.sul_write);
+		/* Gone without the client's close frame (or ours): lost. */
+		if (o->r.upgraded && !o->r.parser.closed && !o->r.close_sent)
+			stream_set_end(&o->c.s, STREAM_FAILED,
+			    "connection lost", "the client went away without "
+			    "a close frame");
 		server_conn_close(&o->c);
 		raw_free(o);
 		return 0;

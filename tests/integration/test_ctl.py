@@ -128,7 +128,8 @@ def by_name(rows, name):
 
 
 def show(key, sock=None):
-    """The stream as `show` has it, or None (exit 1: no such stream)."""
+    """The live stream as `show` has it, or None (exit 1: no such stream;
+    or an ended one, which show also gives, with its end_reason)."""
     sock = sock or M.sock
     r = run_ctl('-j', 'show', key, sock=sock)
     if r.rc == 1:
@@ -137,6 +138,8 @@ def show(key, sock=None):
     check(r.rc == 0, r.detail())
     out = r.json
     check(isinstance(out.get('stream'), dict), 'show %s: no "stream" object: %s' % (key, out))
+    if out['stream'].get('end_reason'):
+        return None
     return out['stream']
 
 
@@ -260,7 +263,8 @@ HDR = struct.Struct('=IHHII')          # len, version, type, seq, reserved
 # The protocol version is the header's, not a copy of it.
 with open(os.path.join(os.environ.get('SRCDIR', '.'), 'daemon', 'ctl_proto.h')) as _f:
     CTL_VERSION = int(re.search(r'#define\s+CTL_VERSION\s+(\d+)', _f.read()).group(1))
-REQ_STATUS, REQ_STREAMS, REQ_DIGESTS, REQ_START, REQ_STOP, REQ_RELOAD = range(1, 7)
+REQ_STATUS, REQ_STREAMS, REQ_DIGESTS, REQ_START, REQ_STOP, REQ_RELOAD, REQ_STREAMS_ALL = \
+    range(1, 8)
 REP_STATUS, REP_LISTENER, REP_STREAM, REP_END, REP_RESULT = range(64, 69)
 KEY_SIZE, START_SIZE, STATUS_SIZE, RESULT_SIZE = 64, 608, 416, 272
 CTL_ERR_BAD_REQUEST, CTL_ERR_VERSION = 1, 2
@@ -929,10 +933,11 @@ def t_start_stop():
     check(wait_for(lambda: not [x for x in streams() if x['id'] in (pid_, sid)], 3),
           'stopped streams still listed after 3 s: %s' % streams())
     diag('stop %d: both rows gone in %.2fs' % (pid_, time.monotonic() - t0))
-    fin = r'\[producer %d c4\] finished: (\d+) bytes sent, (\d+) digests, (\d+) verified, 0 mismatched' % pid_
+    # Stopped by a user: its end line says so (finished is for limits).
+    fin = r'\[producer %d c4\] stopped: (\d+) bytes sent, (\d+) digests, (\d+) verified, 0 mismatched' % pid_
     clo = r'\[stream %d\] closed: (\d+) bytes' % sid
     check(wait_for(lambda: log_lines(d, fin) and log_lines(d, clo), 3),
-          'no finished:/closed: lines for %d/%d:\n%s' % (pid_, sid, d.log_tail()))
+          'no stopped:/closed: lines for %d/%d:\n%s' % (pid_, sid, d.log_tail()))
     sent = int(re.search(fin, log_lines(d, fin)[0]).group(1))
     got = int(re.search(clo, log_lines(d, clo)[0]).group(1))
     check(sent == got, 'producer sent %d, server received %d: not a clean end' % (sent, got))
@@ -1092,7 +1097,7 @@ def t_abuse():
             ('wrong payload size (start, short)', msg(REQ_START, b'\0' * 100), None),
             ('unknown type 99', msg(99), None),
             ('unknown type 0', msg(0), None),
-            ('unknown type 7 (first after the requests)', msg(7), None),
+            ('unknown type 8 (first after the requests)', msg(8), None),
             ('reply type as a request', msg(REP_STATUS, b'\0' * STATUS_SIZE, seq=8), 8),
             ('reply type RESULT as a request', msg(REP_RESULT, b'\0' * RESULT_SIZE, seq=9), 9),
             ('unterminated key', msg(REQ_STREAMS, b'A' * KEY_SIZE, seq=10), 10),

@@ -261,8 +261,8 @@ def autobahn_case(mode, script, path, nbytes, digests, **keys):
                               dict(mode=mode, bytes=nbytes, **keys))])
         f = wait_finished(d, 'p', 60)
         check_finished(f, 'p', nbytes, verified=digests)
-        check(wait_for(lambda: show(d, 'p') is None, 5),
-              'wsflowctl show p still finds the finished producer')
+        check(wait_for(lambda: (show(d, 'p') or {}).get('state') == 'finished', 5),
+              'wsflowctl show p does not say the producer finished: %r' % show(d, 'p'))
         r = stop_server(peer, script)
         check(r.get('bytes') == nbytes and r.get('digests') == digests
               and r.get('connections') == 1,

@@ -574,14 +574,14 @@ def case2(c):
             if e.get('SYSLOG_IDENTIFIER') == 'wsflowd' and \
                     e.get('WSFLOW_PEER', '').endswith(':%d' % lport):
                 ours.setdefault(e.get('WSFLOW_EVENT'), []).append(e)
-        return 'stream-open' in ours and 'stream-close' in ours
+        return 'stream-open' in ours and 'stream-end' in ours
     check(wait_until(have_open_close, 5),
-          'no stream-open and stream-close entries with WSFLOW_PEER=...:%d (found %s):\n%s'
+          'no stream-open and stream-end entries with WSFLOW_PEER=...:%d (found %s):\n%s'
           % (lport, sorted(ours), c.journal_text()))
-    op, cl = ours['stream-open'][0], ours['stream-close'][0]
-    check(len(ours['stream-open']) == 1 and len(ours['stream-close']) == 1,
-          'stream-open x%d, stream-close x%d' % (len(ours['stream-open']),
-                                                 len(ours['stream-close'])))
+    op, cl = ours['stream-open'][0], ours['stream-end'][0]
+    check(len(ours['stream-open']) == 1 and len(ours['stream-end']) == 1,
+          'stream-open x%d, stream-end x%d' % (len(ours['stream-open']),
+                                                 len(ours['stream-end'])))
     check(op.get('WSFLOW_STREAM') and op.get('WSFLOW_STREAM') == cl.get('WSFLOW_STREAM'),
           'WSFLOW_STREAM open %s close %s' % (op.get('WSFLOW_STREAM'), cl.get('WSFLOW_STREAM')))
     for e in (op, cl):
@@ -608,7 +608,7 @@ def case2(c):
             for e in c.journal(since):
                 if e.get('SYSLOG_IDENTIFIER') == 'wsflowd':
                     found.setdefault(e.get('WSFLOW_EVENT'), []).append(e)
-            return any(e.get('WSFLOW_PRODUCER') == 'bad' for e in found.get('stream-close', ()))
+            return any(e.get('WSFLOW_PRODUCER') == 'bad' for e in found.get('stream-end', ()))
         check(wait_until(producer_done, 20),
               'producer "bad" did not finish 4 MiB within 20 s (events %s):\n%s'
               % (sorted(k or '-' for k in found), c.journal_text()))
@@ -1320,7 +1320,7 @@ CASES_A = [
     ('1. systemctl start wsflow returns after READY: active/running, Type=notify, StatusText '
      '"N streams, X GB hashed, M mismatches" (also in systemctl status), a client connecting '
      'at once gets the 2 digests of 2 MiB; wsflowctl status works, its pid = MainPID', case1),
-    ('2. journalctl -u wsflow -o json: stream-open/stream-close entries with WSFLOW_STREAM, '
+    ('2. journalctl -u wsflow -o json: stream-open/stream-end entries with WSFLOW_STREAM, '
      'WSFLOW_PEER, WSFLOW_EVENT, SYSLOG_IDENTIFIER=wsflowd; a producer against a peer that '
      'corrupts one digest gives exactly one PRIORITY=3 WSFLOW_EVENT=digest-mismatch entry '
      '(and "1 mismatch" in StatusText)', case2),

@@ -235,12 +235,13 @@ check_server_defaults(const struct wsflow_conf *c, const char *what)
 	    c->server.max_connections == 1024 &&
 	    c->server.handshake_timeout == 10 &&
 	    c->server.idle_timeout == 60 && c->server.metrics &&
-	    c->server.framing == FRAMING_WSFLOW && c->nproducers == 0;
+	    c->server.framing == FRAMING_WSFLOW && c->server.history == 100 &&
+	    c->nproducers == 0;
 
 	ok(good, "%s: every default of spec §3 (log_level info, control "
 	    "/run/wsflow/wsflowd.sock 0660 wsflow, listen 127.0.0.1:9000 "
 	    "plain, batch 1048576, sha256, 1024 connections, timeouts 10/60, "
-	    "metrics on, no producers)", what);
+	    "metrics on, history 100, no producers)", what);
 	if (!good)
 		diag("log_level %d control %s %04o %s listen %zu %s:%d batch "
 		    "%llu digest %s max %u hs %u idle %u metrics %d producers "
@@ -347,6 +348,7 @@ static const char full[] =
 	"  idle_timeout = 0;\n"
 	"  metrics = false;\n"
 	"  framing = \"lws\";\n"
+	"  history = 7;\n"
 	"};\n"
 	"producers = (\n"
 	"  { name = \"loop\";\n"
@@ -426,6 +428,7 @@ test_full(void)
 	ok(c.server.idle_timeout == 0, "server.idle_timeout 0 allowed");
 	ok(!c.server.metrics, "server.metrics false");
 	ok(c.server.framing == FRAMING_LWS, "server.framing \"lws\"");
+	ok(c.server.history == 7, "server.history");
 
 	ok(c.nproducers == 3, "3 producers (got %zu)", c.nproducers);
 	if (c.nproducers != 3) {
@@ -662,6 +665,10 @@ static const struct bad bads[] = {
 	    "handshake_timeout", "handshake_timeout", false },
 	{ "idle_timeout negative", "server: {\n  idle_timeout = -1;\n};\n",
 	    "idle_timeout", "idle_timeout", false },
+	{ "history negative", "server: {\n  history = -1;\n};\n",
+	    "history", "history", false },
+	{ "history past 10000", "server: {\n  history = 10001;\n};\n",
+	    "history", "history", false },
 	{ "frame_size 0", "producers = (\n  { name = \"a\"; "
 	    "url = \"ws://h/\";\n    frame_size = 0; }\n);\n", "frame_size",
 	    "frame_size", false },
@@ -700,8 +707,6 @@ static const struct bad bads[] = {
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\";\n};\n", "path",
 	    "path", false },
-	{ "listen = ()", "server: {\n  batch_size = 10;\n  listen = ();\n};\n",
-	    "listen", "listen", false },
 	{ "listen tls with cert but no key", "server: {\n  listen = (\n"
 	    "    { port = 9443;\n      tls = { cert = \"/c.pem\"; }; }\n"
 	    "  );\n};\n", "tls", "key", false },
@@ -753,6 +758,26 @@ static const struct bad bads[] = {
 	    "  { name = \"b\"; url = \"ws://h/\";\n    rate = \"fast\"; }\n);\n",
 	    "rate", "rate", false },
 };
+
+/* Spec §3: listen = ( ) is a producer-only daemon, not an error. */
+static void
+test_no_listener(void)
+{
+	struct wsflow_conf c;
+	char err[WSFLOW_ERR_MAX];
+	int rc;
+
+	rc = conf_load_string("server: {\n  batch_size = 10;\n  listen = ();\n"
+	    "};\nproducers = ( { name = \"p\"; url = \"ws://10.0.0.1/\"; } );\n",
+	    NAME, &c, err, sizeof(err));
+	ok(rc == 0, "listen = ( ) accepted (%s)", rc == 0 ? "ok" : err);
+	if (rc != 0)
+		return;
+	ok(c.server.nlisten == 0 && c.server.batch_size == 10 &&
+	    c.nproducers == 1, "listen = ( ): no listener, the rest kept "
+	    "(%zu listeners)", c.server.nlisten);
+	conf_free(&c);
+}
 
 static void
 test_bad(void)
@@ -1063,6 +1088,7 @@ main(int argc, char **argv)
 	test_full();
 	test_limits();
 	test_bad();
+	test_no_listener();
 	test_file();
 	test_modes();
 	test_producer_equal();
