@@ -151,10 +151,12 @@ server_conn_close(struct server_conn *c)
 	c->open = false;
 	STAT_SET(w->totals.connections, STAT_GET(w->totals.connections) - 1);
 	log_stream(LOG_INFO, &c->s, "stream-close",
-	    "closed: %llu bytes, %llu messages, %llu digests sent",
+	    "closed: %llu bytes, %llu message%s, %llu digest%s sent",
 	    (unsigned long long)STAT_GET(c->s.st.bytes),
 	    (unsigned long long)STAT_GET(c->s.st.messages),
-	    (unsigned long long)STAT_GET(c->s.st.digests));
+	    STAT_GET(c->s.st.messages) == 1 ? "" : "s",
+	    (unsigned long long)STAT_GET(c->s.st.digests),
+	    STAT_GET(c->s.st.digests) == 1 ? "" : "s");
 	worker_stream_remove(w, &c->s);
 	batcher_free(&c->b);
 	free(c->queue);

@@ -324,8 +324,9 @@ out:
 		struct totals t;
 
 		totals_get(&wd.reg, &t);
-		log_notice("stopped: %llu streams served, %llu bytes hashed",
+		log_notice("stopped: %llu stream%s served, %llu bytes hashed",
 		    (unsigned long long)t.connections_total,
+		    t.connections_total == 1 ? "" : "s",
 		    (unsigned long long)t.bytes_received);
 	}
 	control_close(&wd);
