@@ -106,12 +106,12 @@ struct unit {
 	uint64_t	 mult;
 };
 
-/* Sizes and rates: binary multiples, as the spec's K, M, G. */
+/* Sizes and rates: binary multiples, as the spec's K, M, G (10k too). */
 static const struct unit size_units[] = {
 	{ "", 1 },
-	{ "K", 1ULL << 10 }, { "KiB", 1ULL << 10 },
-	{ "M", 1ULL << 20 }, { "MiB", 1ULL << 20 },
-	{ "G", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+	{ "K", 1ULL << 10 }, { "k", 1ULL << 10 }, { "KiB", 1ULL << 10 },
+	{ "M", 1ULL << 20 }, { "m", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+	{ "G", 1ULL << 30 }, { "g", 1ULL << 30 }, { "GiB", 1ULL << 30 },
 	{ NULL, 0 }
 };
 static const struct unit time_units[] = {
