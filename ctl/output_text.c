@@ -185,8 +185,9 @@ text_stream(enum action a, const struct ctl_stream *s)
 	}
 	/*
 	 * Fixed widths that fit every value: the longest state (connecting)
-	 * and mode (streaming), counts of 6 columns at most; ids past six
-	 * digits take from PEER, never from the columns after them.
+	 * and mode (streaming), counts of 6 columns at most.  Only an id
+	 * past six digits (a million streams on) pushes its row right, and
+	 * even that row ends by ROW_MAX: PEER gives way.
 	 */
 	if (rows++ == 0)
 		printf("%-6s %-8s %-10s %-9s %-10s %6s %8s %7s %6s %s\n",
