@@ -169,8 +169,7 @@ install: all
 	install -m 644 systemd/wsflow.socket $(DESTDIR)$(UNITDIR)
 	install -m 644 systemd/wsflow.sysusers $(DESTDIR)$(SYSUSERSDIR)/wsflow.conf
 	install -m 644 systemd/wsflow-localhost.conf conf/wsflow.conf $(DESTDIR)$(DOCDIR)
-	if [ -e ctl/wsflowctl.bash ]; then \
-		install -m 644 ctl/wsflowctl.bash $(DESTDIR)$(COMPLETIONDIR)/wsflowctl; fi
+	install -m 644 ctl/wsflowctl.bash $(DESTDIR)$(COMPLETIONDIR)/wsflowctl
 	@# The user and group now, not at the next boot (a package's postinst
 	@# does the same); with DESTDIR the target system makes them.
 	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \

@@ -13,10 +13,12 @@ struct output {
 	void	(*status)(const struct ctl_status *);
 	void	(*listener)(const struct ctl_listener *);
 	void	(*stream)(enum action, const struct ctl_stream *);
-	void	(*result)(enum action, const struct ctl_result *);
-	void	(*error)(const char *msg);
+	/* status: the exit status it brings, the "code" of a JSON error */
+	void	(*result)(enum action, const struct ctl_result *, int status);
+	void	(*error)(const char *msg, int status);
 	void	(*tail)(enum action);
-	void	(*commands)(void);	/* help */
+	void	(*help)(void);
+	void	(*version)(void);
 };
 
 extern const struct output text_output;

@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "output.h"
+#include "version.h"
 
 static struct json_object *doc, *list, *listeners;
 
@@ -120,32 +121,41 @@ json_stream(enum action a, const struct ctl_stream *s)
 		json_object_object_add(doc, "stream", o);
 }
 
+/*
+ * A failure is {"status": "failed", "error": text, "code": N}, N the
+ * exit status: one number to test, whether in the shell or in the JSON.
+ */
 static void
-json_result(enum action a, const struct ctl_result *r)
-{
-	(void)a;
-	add_str(doc, "status", r->code == CTL_OK ? "ok" : "failed");
-	if (r->code == CTL_OK) {
-		if (r->id != 0)
-			add_u64(doc, "id", r->id);
-		add_str(doc, "message", r->message);
-	} else {
-		add_str(doc, "error", r->message[0] ? r->message :
-		    ctl_result_str(r->code));
-		add_u64(doc, "code", r->code);
-		fprintf(stderr, "wsflowctl: %s\n", r->message[0] ?
-		    r->message : ctl_result_str(r->code));
-	}
-}
-
-static void
-json_error(const char *msg)
+json_failed(const char *msg, int status)
 {
 	if (doc == NULL)
 		doc = json_object_new_object();
 	add_str(doc, "status", "failed");
 	add_str(doc, "error", msg);
+	add_u64(doc, "code", (uint64_t)status);
 	fprintf(stderr, "wsflowctl: %s\n", msg);
+}
+
+static void
+json_result(enum action a, const struct ctl_result *r, int status)
+{
+	char msg[CTL_TEXT_MAX + 64];
+
+	if (r->code != CTL_OK) {
+		json_failed(r->message[0] ? r->message :
+		    ctl_result_str(r->code), status);
+		return;
+	}
+	add_str(doc, "status", "ok");
+	if (r->id != 0)
+		add_u64(doc, "id", r->id);
+	if (a == ACT_START) {		/* the message is the name */
+		add_str(doc, "name", r->message);
+		snprintf(msg, sizeof(msg), "started producer %llu %s",
+		    (unsigned long long)r->id, r->message);
+		add_str(doc, "message", msg);
+	} else
+		add_str(doc, "message", r->message);
 }
 
 static void
@@ -155,14 +165,15 @@ json_tail(enum action a)
 	if (doc == NULL)
 		return;
 	printf("%s\n", json_object_to_json_string_ext(doc,
-	    JSON_C_TO_STRING_PLAIN));
+	    JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(doc);
 	doc = NULL;
 }
 
-/* {"commands": [{"name", "args", "help"}, ...]} */
+/* {"version": "0.2.0", "commands": [{"name", "args", "help"}, ...]} */
 static void
-json_commands(void)
+json_help(void)
 {
 	struct json_object *o = json_object_new_object(),
 	    *a = json_object_new_array();
@@ -176,10 +187,18 @@ json_commands(void)
 		add_str(c, "help", help);
 		json_object_array_add(a, c);
 	}
+	add_str(o, "version", WSFLOW_VERSION);
 	json_object_object_add(o, "commands", a);
 	printf("%s\n", json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN));
+	    JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
+}
+
+static void
+json_version(void)
+{
+	printf("{\"version\":\"%s\"}\n", WSFLOW_VERSION);
 }
 
 const struct output json_output = {
@@ -188,7 +207,8 @@ const struct output json_output = {
 	.listener = json_listener,
 	.stream = json_stream,
 	.result = json_result,
-	.error = json_error,
+	.error = json_failed,
 	.tail = json_tail,
-	.commands = json_commands,
+	.help = json_help,
+	.version = json_version,
 };

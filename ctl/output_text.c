@@ -6,8 +6,53 @@
 #include <string.h>
 
 #include "output.h"
+#include "version.h"
+
+/* streams: the columns before PEER fit 80; PEER is cut to keep 100. */
+#define ROW_MAX		100
 
 static unsigned rows;
+
+static const char *
+plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
+/* At most 6 columns, never more: 999, 1.2k, 999.9k, 12.3M (decimal). */
+static const char *
+compact(uint64_t v, char *buf, size_t len)
+{
+	static const char unit[] = "kMGTPE";
+	double d = (double)v;
+	int u = -1;
+
+	if (v < 1000) {
+		snprintf(buf, len, "%" PRIu64, v);
+		return buf;
+	}
+	while (d >= 999.95 && u < 5) {
+		d /= 1000;
+		u++;
+	}
+	snprintf(buf, len, "%.1f%c", d, unit[u]);
+	return buf;
+}
+
+/* Cut in the middle, so that scheme and host and path's end all show. */
+static const char *
+fit(const char *s, int width, char *buf, size_t len)
+{
+	int n = (int)strlen(s), head;
+
+	if (width < 5)
+		width = 5;
+	if (n <= width || (size_t)width >= len)
+		return s;
+	head = (width - 1) / 2;
+	snprintf(buf, len, "%.*s~%s", head, s, s + n - (width - 1 - head));
+	return buf;
+}
 
 static const char *
 human_bytes(uint64_t v, char *buf, size_t len)
@@ -63,14 +108,16 @@ text_status(const struct ctl_status *st)
 	printf("%-12s %s, batch %" PRIu64 " octets\n", "Digest:", st->digest,
 	    st->batch_size);
 	printf("%-12s %" PRIu64 "\n", "Streams:", st->streams);
-	printf("%-12s %" PRIu64 " connections (%" PRIu64 " total), %s "
-	    "received, %" PRIu64 " digests sent\n", "Server:", st->connections,
-	    st->connections_total, human_bytes(st->bytes_received, b1,
-	    sizeof(b1)), st->digests_sent);
-	printf("%-12s %" PRIu64 " running, %s sent, %" PRIu64 " digests "
+	printf("%-12s %" PRIu64 " connection%s (%" PRIu64 " total), %s "
+	    "received, %" PRIu64 " digest%s sent\n", "Server:",
+	    st->connections, plural(st->connections), st->connections_total,
+	    human_bytes(st->bytes_received, b1, sizeof(b1)), st->digests_sent,
+	    plural(st->digests_sent));
+	printf("%-12s %" PRIu64 " running, %s sent, %" PRIu64 " digest%s "
 	    "received, %" PRIu64 " verified, %" PRIu64 " mismatched\n",
 	    "Producers:", st->producers_running, human_bytes(st->bytes_sent,
-	    b2, sizeof(b2)), st->digests_received, st->digests_verified,
+	    b2, sizeof(b2)), st->digests_received,
+	    plural(st->digests_received), st->digests_verified,
 	    st->digest_mismatches);
 }
 
@@ -85,7 +132,8 @@ text_listener(const struct ctl_listener *l)
 static void
 text_stream(enum action a, const struct ctl_stream *s)
 {
-	char b1[32], b2[32], b3[32];
+	char b1[32], b2[32], b3[32], d1[24], d2[24], peer[ROW_MAX + 1];
+	int n;
 
 	if (a == ACT_SHOW) {
 		printf("%-20s %" PRIu64 "\n", "ID:", s->id);
@@ -115,9 +163,9 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %s/s now, %s/s average\n", "Rate:",
 		    human_bytes(s->bytes_per_sec, b1, sizeof(b1)),
 		    human_bytes(s->avg_bytes_per_sec, b2, sizeof(b2)));
-		printf("%-20s %" PRIu64 " pauses, %.3f s paused\n",
+		printf("%-20s %" PRIu64 " pause%s, %.3f s paused\n",
 		    "Backpressure:", s->backpressure_pauses,
-		    s->backpressure_usec / 1e6);
+		    plural(s->backpressure_pauses), s->backpressure_usec / 1e6);
 		if (s->role != ROLE_SERVER)
 			printf("%-20s %.3f ms last, %.3f ms max\n",
 			    "Digest latency:", s->latency_last_us / 1e3,
@@ -140,40 +188,47 @@ text_stream(enum action a, const struct ctl_stream *s)
 		    "-", s->last_digest[0] ? "..." : "");
 		return;
 	}
+	/*
+	 * Fixed widths that fit every value: the longest state (connecting)
+	 * and mode (streaming), counts of 6 columns at most.  Only an id
+	 * past six digits (a million streams on) pushes its row right, and
+	 * even that row ends by ROW_MAX: PEER gives way.
+	 */
 	if (rows++ == 0)
-		printf("%-6s %-8s %-16s %-9s %-9s %10s %9s %9s %8s %11s  %s\n",
-		    "ID", "ROLE", "NAME", "MODE", "STATE", "BYTES", "DIGESTS",
-		    "VERIFIED", "MISMATCH", "RATE", "PEER");
+		printf("%-6s %-8s %-10s %-9s %-10s %6s %8s %7s %6s %s\n",
+		    "ID", "ROLE", "NAME", "MODE", "STATE", "BYTES", "RATE",
+		    "DIGESTS", "BAD", "PEER");
 	if (s->id == 0)		/* configured, not running */
-		snprintf(b3, sizeof(b3), "-");
+		snprintf(d1, sizeof(d1), "-");
 	else
-		snprintf(b3, sizeof(b3), "%" PRIu64, s->id);
-	printf("%-6s %-8s %-16.16s %-9s %-9s %10s %9" PRIu64 " %9"
-	    PRIu64 " %8" PRIu64 " %9s/s  %s\n", b3, stream_role_name(s->role),
-	    s->name[0] ? s->name : "-", wsflow_mode_name(s->mode), s->state,
-	    human_bytes(s->bytes, b1, sizeof(b1)), s->digests,
-	    s->digests_verified, s->digest_mismatches,
-	    human_bytes(s->ended ? s->avg_bytes_per_sec : s->bytes_per_sec,
-	    b2, sizeof(b2)), s->peer);
+		snprintf(d1, sizeof(d1), "%" PRIu64, s->id);
+	n = printf("%-6s %-8s %-10s %-9s %-10.10s %6s %6s/s ", d1,
+	    stream_role_name(s->role), fit(s->name[0] ? s->name : "-",
+	    10, b3, sizeof(b3)), wsflow_mode_name(s->mode), s->state,
+	    compact(s->bytes, b1, sizeof(b1)), compact(s->ended ?
+	    s->avg_bytes_per_sec : s->bytes_per_sec, b2, sizeof(b2)));
+	n += printf("%7s ", compact(s->digests, d1, sizeof(d1)));
+	n += printf("%6s ", compact(s->digest_mismatches, d2, sizeof(d2)));
+	printf("%s\n", fit(s->peer, ROW_MAX - n, peer, sizeof(peer)));
 }
 
 static void
-text_result(enum action a, const struct ctl_result *r)
+text_result(enum action a, const struct ctl_result *r, int status)
 {
-	(void)a;
-	if (r->code == CTL_OK) {
-		if (a == ACT_START)
-			printf("%" PRIu64 "\n", r->id);
-		else
-			printf("%s\n", r->message);
-	} else
+	(void)status;
+	if (r->code != CTL_OK)
 		fprintf(stderr, "wsflowctl: %s\n", r->message[0] ?
 		    r->message : ctl_result_str(r->code));
+	else if (a == ACT_START)	/* the message is the name */
+		printf("started producer %" PRIu64 " %s\n", r->id, r->message);
+	else
+		printf("%s\n", r->message);
 }
 
 static void
-text_error(const char *msg)
+text_error(const char *msg, int status)
 {
+	(void)status;
 	fprintf(stderr, "wsflowctl: %s\n", msg);
 }
 
@@ -185,9 +240,15 @@ text_tail(enum action a)
 }
 
 static void
-text_commands(void)
+text_help(void)
 {
-	print_commands(stdout);
+	print_usage(stdout);
+}
+
+static void
+text_version(void)
+{
+	printf("wsflowctl %s\n", WSFLOW_VERSION);
 }
 
 const struct output text_output = {
@@ -198,5 +259,6 @@ const struct output text_output = {
 	.result = text_result,
 	.error = text_error,
 	.tail = text_tail,
-	.commands = text_commands,
+	.help = text_help,
+	.version = text_version,
 };

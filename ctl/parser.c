@@ -19,13 +19,12 @@ static const struct command {
 	{ "streams", ACT_STREAMS, "[-a]", "one row per live stream (-a: "
 	    "ended and configured too)" },
 	{ "show", ACT_SHOW, "ID|NAME", "one stream in full" },
-	{ "start", ACT_START, "NAME | URL [--mode M] [--bytes N] "
-	    "[--duration S] [--rate R] [--name NAME]",
-	    "start a configured or an ad-hoc producer" },
+	{ "start", ACT_START, "NAME|URL [options]",
+	    "start a configured producer, or one to a URL" },
 	{ "stop", ACT_STOP, "ID|NAME|all", "stop streams" },
 	{ "digests", ACT_DIGESTS, "[ID|NAME]", "digest counters" },
 	{ "reload", ACT_RELOAD, "", "reload the configuration" },
-	{ "help", ACT_HELP, "", "this list" },
+	{ "help", ACT_HELP, "", "this text" },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -42,17 +41,33 @@ command_info(size_t i, const char **name, const char **args,
 	return 0;
 }
 
+/* Each command once; start's options below the table, not as a row. */
 void
-print_commands(FILE *f)
+print_usage(FILE *f)
 {
-	fprintf(f, "commands:\n");
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-8s %-10s %s\n", commands[i].name,
-		    strlen(commands[i].args) <= 10 ? commands[i].args : "...",
-		    commands[i].help);
-	fprintf(f, "  start    NAME | URL [--mode producer|streaming|frame|"
-	    "message] [--bytes N]\n"
-	    "                      [--duration S] [--rate R] [--name NAME]\n");
+	fprintf(f, "usage: wsflowctl [-hjV] [-s socket] command [args]\n\n"
+	    "commands (any unambiguous prefix will do):\n");
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		char both[64];
+
+		snprintf(both, sizeof(both), "%s %s", commands[i].name,
+		    commands[i].args);
+		fprintf(f, "  %-26s %s\n", both, commands[i].help);
+	}
+	fprintf(f, "\nstart URL (ws:// or wss://) takes:\n"
+	    "  --mode producer|streaming|frame|message\n"
+	    "  --bytes N      stop after N octets (K, M, G: KiB, MiB, GiB)\n"
+	    "  --duration S   stop after S seconds (or Nm, Nh)\n"
+	    "  --rate R       octets per second (K, M, G: KiB, MiB, GiB)\n"
+	    "  --name NAME    the producer's name (default adhoc-ID)\n"
+	    "\noptions:\n"
+	    "  -j, --json     print one JSON object\n"
+	    "  -s, --socket   control socket (default %s)\n"
+	    "  -h, --help     this text\n"
+	    "  -V, --version  print the version\n"
+	    "\nexit status: 0 ok, 1 the command failed, 2 usage error, "
+	    "3 daemon not\nrunning or socket unreachable, 4 permission "
+	    "denied.\n", WSFLOW_CTL_PATH);
 }
 
 static const struct command *
@@ -60,6 +75,7 @@ match(const char *word, char *err, size_t errlen)
 {
 	const struct command *found = NULL;
 	size_t n = strlen(word), hits = 0;
+	int len;
 
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		if (strcmp(word, commands[i].name) == 0)
@@ -71,38 +87,79 @@ match(const char *word, char *err, size_t errlen)
 	}
 	if (hits == 1)
 		return found;
-	snprintf(err, errlen, "%s command '%s'", hits ? "ambiguous" :
-	    "unknown", word);
+	if (hits == 0) {
+		snprintf(err, errlen, "unknown command '%s' (see wsflowctl "
+		    "help)", word);
+		return NULL;
+	}
+	/* Name the candidates: the user then knows what to type. */
+	len = snprintf(err, errlen, "ambiguous command '%s': ", word);
+	for (size_t i = 0; i < NCOMMANDS && len >= 0 && (size_t)len < errlen;
+	    i++)
+		if (strncmp(word, commands[i].name, n) == 0)
+			len += snprintf(err + len, errlen - (size_t)len,
+			    "%s%s", commands[i].name, --hits > 0 ? ", " : "");
 	return NULL;
 }
 
+struct unit {
+	const char	*suffix;
+	uint64_t	 mult;
+};
+
+/* Sizes and rates: binary multiples, as the spec's K, M, G (10k too). */
+static const struct unit size_units[] = {
+	{ "", 1 },
+	{ "K", 1ULL << 10 }, { "k", 1ULL << 10 }, { "KiB", 1ULL << 10 },
+	{ "M", 1ULL << 20 }, { "m", 1ULL << 20 }, { "MiB", 1ULL << 20 },
+	{ "G", 1ULL << 30 }, { "g", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+	{ NULL, 0 }
+};
+static const struct unit time_units[] = {
+	{ "", 1 }, { "s", 1 }, { "m", 60 }, { "h", 3600 },
+	{ NULL, 0 }
+};
+
+/* A non-negative integer with one of units' suffixes, at most max. */
 static int
-number(const char *opt, const char *s, uint64_t *out, char *err,
-    size_t errlen)
+scaled(const char *s, const struct unit *units, uint64_t max, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
 
-	errno = 0;
-	if (s == NULL || *s == '-' ||
-	    ((v = strtoull(s, &end, 10)), errno != 0) || end == s ||
-	    *end != '\0') {
-		snprintf(err, errlen, "%s needs a non-negative integer", opt);
+	if (s == NULL || *s < '0' || *s > '9')
 		return -1;
-	}
-	*out = v;
-	return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	for (; units->suffix != NULL; units++)
+		if (strcmp(end, units->suffix) == 0) {
+			if (v > max / units->mult)
+				return -1;
+			*out = v * units->mult;
+			return 0;
+		}
+	return -1;
 }
 
 static int
-set_key(struct parse_result *r, const char *s, char *err, size_t errlen)
+size_opt(const char *opt, const char *val, uint64_t *out, char *err,
+    size_t errlen)
 {
-	if (*s == '\0') {
-		snprintf(err, errlen, "an empty ID or NAME names no stream");
-		return -1;
+	char buf[32];
+	size_t n = val != NULL ? strlen(val) : 0;
+
+	/* A rate may say it is one: 10M/s. */
+	if (strcmp(opt, "--rate") == 0 && n > 2 && n < sizeof(buf) &&
+	    strcmp(val + n - 2, "/s") == 0) {
+		memcpy(buf, val, n - 2);
+		buf[n - 2] = '\0';
+		val = buf;
 	}
-	if (ctl_strlcpy(r->key.key, s, sizeof(r->key.key)) == -1) {
-		snprintf(err, errlen, "'%s' is too long", s);
+	if (scaled(val, size_units, INT64_MAX, out) == -1) {
+		snprintf(err, errlen, "%s: '%s' is not a size: N, or N with K, "
+		    "M or G (KiB, MiB, GiB)", opt, val != NULL ? val : "");
 		return -1;
 	}
 	return 0;
@@ -113,12 +170,12 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
     size_t errlen)
 {
 	struct ctl_start *st = &r->start;
-	const char *target = argv[0];
+	const char *target = argv[0], *sep;
 	uint64_t v;
 	enum wsflow_mode mode;
 
-	if (strncmp(target, "ws://", 5) != 0 &&
-	    strncmp(target, "wss://", 6) != 0) {
+	/* Anything with a scheme is a URL, even one we cannot use. */
+	if ((sep = strstr(target, "://")) == NULL) {
 		if (argc > 1) {
 			snprintf(err, errlen, "options go with start URL, "
 			    "not with a configured producer");
@@ -130,14 +187,42 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 		}
 		return 0;
 	}
+	if (!((sep - target == 2 && strncmp(target, "ws", 2) == 0) ||
+	    (sep - target == 3 && strncmp(target, "wss", 3) == 0))) {
+		snprintf(err, errlen, "unsupported scheme '%.*s://': a "
+		    "producer's URL starts with ws:// or wss://",
+		    (int)(sep - target < 32 ? sep - target : 32), target);
+		return -1;
+	}
 	if (ctl_strlcpy(st->url, target, sizeof(st->url)) == -1) {
 		snprintf(err, errlen, "URL too long");
 		return -1;
 	}
-	for (int i = 1; i < argc; i += 2) {
-		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] :
-		    NULL;
+	for (int i = 1; i < argc; i++) {
+		char opt[16];
+		const char *val, *eq;
 
+		/* --opt value, or --opt=value */
+		if ((eq = strchr(argv[i], '=')) != NULL &&
+		    strncmp(argv[i], "--", 2) == 0 &&
+		    (size_t)(eq - argv[i]) < sizeof(opt)) {
+			memcpy(opt, argv[i], (size_t)(eq - argv[i]));
+			opt[eq - argv[i]] = '\0';
+			val = eq + 1;
+		} else {
+			if (ctl_strlcpy(opt, argv[i], sizeof(opt)) == -1) {
+				snprintf(err, errlen, "unknown option '%s'",
+				    argv[i]);
+				return -1;
+			}
+			val = i + 1 < argc ? argv[++i] : NULL;
+		}
+		if (strcmp(opt, "--mode") != 0 && strcmp(opt, "--bytes") != 0 &&
+		    strcmp(opt, "--duration") != 0 &&
+		    strcmp(opt, "--rate") != 0 && strcmp(opt, "--name") != 0) {
+			snprintf(err, errlen, "unknown option '%s'", opt);
+			return -1;
+		}
 		if (val == NULL) {
 			snprintf(err, errlen, "%s needs a value", opt);
 			return -1;
@@ -151,23 +236,24 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			st->mode = mode;
 			st->flags |= CTL_START_MODE;
 		} else if (strcmp(opt, "--bytes") == 0) {
-			if (number(opt, val, &st->bytes, err, errlen) == -1)
+			if (size_opt(opt, val, &st->bytes, err, errlen) == -1)
 				return -1;
 			st->flags |= CTL_START_BYTES;
 		} else if (strcmp(opt, "--duration") == 0) {
-			if (number(opt, val, &v, err, errlen) == -1)
-				return -1;
-			if (v > 86400ULL * 365) {
-				snprintf(err, errlen, "--duration too long");
+			if (scaled(val, time_units, 86400ULL * 365, &v) ==
+			    -1) {
+				snprintf(err, errlen, "--duration: '%s' is not "
+				    "a duration up to a year: N seconds, or N "
+				    "with s, m or h", val);
 				return -1;
 			}
 			st->duration = (uint32_t)v;
 			st->flags |= CTL_START_DURATION;
 		} else if (strcmp(opt, "--rate") == 0) {
-			if (number(opt, val, &st->rate, err, errlen) == -1)
+			if (size_opt(opt, val, &st->rate, err, errlen) == -1)
 				return -1;
 			st->flags |= CTL_START_RATE;
-		} else if (strcmp(opt, "--name") == 0) {
+		} else {
 			if (ctl_strlcpy(st->name, val, sizeof(st->name)) ==
 			    -1 || val[0] == '\0' || (val[0] >= '0' &&
 			    val[0] <= '9')) {
@@ -176,10 +262,21 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 				    CTL_NAME_MAX - 1);
 				return -1;
 			}
-		} else {
-			snprintf(err, errlen, "unknown option '%s'", opt);
-			return -1;
 		}
+	}
+	return 0;
+}
+
+static int
+set_key(struct parse_result *r, const char *s, char *err, size_t errlen)
+{
+	if (*s == '\0') {
+		snprintf(err, errlen, "an empty ID or NAME names no stream");
+		return -1;
+	}
+	if (ctl_strlcpy(r->key.key, s, sizeof(r->key.key)) == -1) {
+		snprintf(err, errlen, "'%s' is too long", s);
+		return -1;
 	}
 	return 0;
 }
@@ -200,6 +297,13 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 	r->action = c->action;
 	argc--;
 	argv++;
+	/* "wsflowctl start --help" is a question, not a stream's name. */
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			r->action = ACT_HELP;
+			return 0;
+		}
 	switch (c->action) {
 	case ACT_SHOW:
 	case ACT_STOP:

@@ -29,7 +29,7 @@ struct parse_result {
 /* 0, or -1 with a message in err (a usage error: exit 2). */
 int	parse(int argc, char *argv[], struct parse_result *, char *err,
 	    size_t errlen);
-void	print_commands(FILE *);
+void	print_usage(FILE *);
 int	command_info(size_t i, const char **name, const char **args,
 	    const char **help);
 

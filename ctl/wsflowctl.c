@@ -1,16 +1,19 @@
 /*
  * wsflowctl — talk to wsflowd over its control socket.
  *
- *	wsflowctl [-j] [-s socket] command [args]
+ *	wsflowctl [-hjV] [-s socket] command [args]
  *
  * Exit status: 0 ok, 1 the command failed, 2 usage, 3 daemon not
- * running or socket unreachable, 4 permission denied.
+ * running or socket unreachable, 4 permission denied.  With -j a
+ * failure's JSON "code" is the same number.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,13 +35,29 @@ usage(const struct output *out, const char *msg)
 {
 	if (out == &json_output) {	/* -j: an answer a script can read */
 		out->head(ACT_NONE);
-		out->error(msg != NULL ? msg : "usage error");
+		out->error(msg != NULL ? msg : "usage error", EXIT_USAGE);
 		out->tail(ACT_NONE);
 	} else if (msg != NULL)
 		fprintf(stderr, "wsflowctl: %s\n", msg);
-	fprintf(stderr, "usage: wsflowctl [-j] [-s socket] command [args]\n");
-	print_commands(stderr);
+	fprintf(stderr, "usage: wsflowctl [-hjV] [-s socket] command [args]"
+	    "\n(wsflowctl --help lists the commands)\n");
 	exit(EXIT_USAGE);
+}
+
+/* Who may connect: the socket's group is control.group (wsflowd sets it). */
+static void
+denied(const char *path, char *buf, size_t len)
+{
+	struct stat st;
+	struct group *gr;
+
+	if (stat(path, &st) == 0 && st.st_gid != 0 &&
+	    (gr = getgrgid(st.st_gid)) != NULL)
+		snprintf(buf, len, "%s: permission denied (members of group "
+		    "%s may use wsflowctl)", path, gr->gr_name);
+	else
+		snprintf(buf, len, "%s: permission denied (root and members "
+		    "of the control group may use wsflowctl)", path);
 }
 
 static int
@@ -130,7 +149,7 @@ read_replies(int fd, uint32_t seq, enum action a, const struct output *out)
 		const char *why = NULL;
 		struct pollfd pfd = { fd, POLLIN, 0 };
 		ssize_t n;
-		int len;
+		int len, rc;
 
 		while ((len = ctl_frame_check(buf, have, &h, &why)) > 0) {
 			union {
@@ -141,7 +160,8 @@ read_replies(int fd, uint32_t seq, enum action a, const struct output *out)
 			} u;
 
 			if (h.seq != seq || h.type < CTL_REP_STATUS) {
-				out->error("unexpected reply from wsflowd");
+				out->error("unexpected reply from wsflowd",
+				    EXIT_FAILED);
 				return EXIT_FAILED;
 			}
 			memcpy(&u, buf + sizeof(h), h.len - sizeof(h));
@@ -162,10 +182,11 @@ read_replies(int fd, uint32_t seq, enum action a, const struct output *out)
 			case CTL_REP_END:
 				return EXIT_SUCCESS;
 			case CTL_REP_RESULT:
-				out->result(a, &u.r);
-				return u.r.code == CTL_OK ? EXIT_SUCCESS :
+				rc = u.r.code == CTL_OK ? EXIT_SUCCESS :
 				    u.r.code == CTL_ERR_DENIED ? EXIT_DENIED :
 				    EXIT_FAILED;
+				out->result(a, &u.r, rc);
+				return rc;
 			default:
 				break;
 			}
@@ -175,11 +196,11 @@ read_replies(int fd, uint32_t seq, enum action a, const struct output *out)
 
 			snprintf(msg, sizeof(msg), "bad reply from wsflowd: %s",
 			    why);
-			out->error(msg);
+			out->error(msg, EXIT_FAILED);
 			return EXIT_FAILED;
 		}
 		if ((n = poll(&pfd, 1, REPLY_TIMEOUT_MS)) == 0) {
-			out->error("no answer from wsflowd");
+			out->error("no answer from wsflowd", EXIT_NODAEMON);
 			return EXIT_NODAEMON;
 		}
 		if (n == -1 && errno == EINTR)
@@ -188,7 +209,8 @@ read_replies(int fd, uint32_t seq, enum action a, const struct output *out)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			out->error("wsflowd closed the connection");
+			out->error("wsflowd closed the connection",
+			    EXIT_NODAEMON);
 			return EXIT_NODAEMON;
 		}
 		have += (size_t)n;
@@ -202,19 +224,21 @@ main(int argc, char *argv[])
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct output *out = &text_output;
 	const char *path = WSFLOW_CTL_PATH;
 	struct parse_result res;
-	char err[256], msg[CTL_MSG_MAX];
+	char err[CTL_URL_MAX + 128], msg[CTL_MSG_MAX];
 	const void *payload = NULL;
 	size_t plen = 0, len;
 	unsigned type;
-	int ch, fd, rc;
+	int ch, fd, rc, help = 0, version = 0;
 
 	/* "+": options end at the command (start URL has its own). */
-	while ((ch = getopt_long(argc, argv, "+hjs:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+hjs:V", longopts, NULL)) !=
+	    -1) {
 		switch (ch) {
 		case 'j':
 			out = &json_output;
@@ -223,8 +247,11 @@ main(int argc, char *argv[])
 			path = optarg;
 			break;
 		case 'h':
-			usage(out, NULL);
-			/* NOTREACHED */
+			help = 1;
+			break;
+		case 'V':
+			version = 1;
+			break;
 		default:
 			usage(out, NULL);
 		}
@@ -242,12 +269,21 @@ main(int argc, char *argv[])
 		if (i == argc)
 			argc = j - 1;
 	}
+	/* Asked for: stdout and 0, so that "wsflowctl --help | less" works. */
+	if (version) {
+		out->version();
+		return EXIT_SUCCESS;
+	}
+	if (help) {
+		out->help();
+		return EXIT_SUCCESS;
+	}
 	if (parse(argc, argv, &res, err, sizeof(err)) == -1)
 		usage(out, err);
 
 	switch (res.action) {
 	case ACT_HELP:
-		out->commands();
+		out->help();
 		return EXIT_SUCCESS;
 	case ACT_STATUS:
 		type = CTL_REQ_STATUS;
@@ -282,17 +318,22 @@ main(int argc, char *argv[])
 
 	out->head(res.action);
 	if ((fd = connect_to(path)) == -1) {
-		snprintf(err, sizeof(err), "connect: %s: %s%s", path,
-		    strerror(errno), errno == ENOENT || errno ==
-		    ECONNREFUSED ? " (is wsflowd running?)" : "");
-		out->error(err);
+		rc = errno == EACCES || errno == EPERM ? EXIT_DENIED :
+		    EXIT_NODAEMON;
+		if (rc == EXIT_DENIED)
+			denied(path, err, sizeof(err));
+		else
+			snprintf(err, sizeof(err), "connect: %s: %s%s", path,
+			    strerror(errno), errno == ENOENT || errno ==
+			    ECONNREFUSED ? " (is wsflowd running?)" : "");
+		out->error(err, rc);
 		out->tail(res.action);
-		return EXIT_NODAEMON;
+		return rc;
 	}
 	len = ctl_encode(msg, type, (uint32_t)getpid(), payload, plen);
 	if (send_all(fd, msg, len) == -1) {
 		snprintf(err, sizeof(err), "send: %s", strerror(errno));
-		out->error(err);
+		out->error(err, EXIT_NODAEMON);
 		out->tail(res.action);
 		close(fd);
 		return EXIT_NODAEMON;

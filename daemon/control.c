@@ -410,8 +410,8 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	}
 	log_notice("producer %s started as stream %llu by uid %u", pc.name,
 	    (unsigned long long)id, (unsigned)c->uid);
-	result(c, h->seq, CTL_OK, id, "started %s as stream %llu", pc.name,
-	    (unsigned long long)id);
+	/* The name alone: wsflowctl says "started producer ID NAME". */
+	result(c, h->seq, CTL_OK, id, "%s", pc.name);
 }
 
 static void
@@ -438,6 +438,12 @@ do_stop(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		worker_stop(s->owner, s->id, false);
 	}
 	pthread_mutex_unlock(&wd->reg.lock);
+	/* A configured producer that is not running is stopped already. */
+	if (n == 0 && !all && conf_find_producer(&wd->conf, k->key) != NULL) {
+		result(c, h->seq, CTL_OK, 0, "producer %s is not running",
+		    k->key);
+		return;
+	}
 	if (n == 0 && !all) {
 		result(c, h->seq, CTL_ERR_NO_STREAM, 0, "no such stream: %s",
 		    k->key);

@@ -163,7 +163,7 @@ struct ctl_result {
 	uint32_t	code;		/* enum ctl_result_code */
 	uint32_t	reserved;
 	uint64_t	id;		/* stream started, streams stopped */
-	char		message[CTL_TEXT_MAX];
+	char		message[CTL_TEXT_MAX];	/* START ok: the name */
 };
 
 /* A request as the daemon sees it once it has been checked. */

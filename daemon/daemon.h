@@ -18,8 +18,8 @@
 
 #include "config.h"
 #include "stream.h"
+#include "version.h"
 
-#define WSFLOW_VERSION		"0.2.0"
 #define WSFLOW_STOP_GRACE_US	(3 * LWS_US_PER_SEC)
 
 struct worker;

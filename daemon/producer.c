@@ -558,7 +558,7 @@ static void
 on_established(struct producer *p, struct lws *wsi)
 {
 	p->attempt = 0;
-	stream_set_state(&p->s, "streaming");
+	stream_set_state(&p->s, "sending");
 	p->in_message = false;
 	p->msg_sent = 0;
 	p->waiting = false;

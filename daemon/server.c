@@ -153,10 +153,12 @@ server_conn_close(struct server_conn *c)
 	/* Nothing else said why: the client ended it. */
 	stream_set_end(&c->s, STREAM_FINISHED, "client closed", NULL);
 	log_stream_end(LOG_INFO, &c->s,
-	    "closed: %llu bytes, %llu messages, %llu digests sent",
+	    "closed: %llu bytes, %llu message%s, %llu digest%s sent",
 	    (unsigned long long)STAT_GET(c->s.st.bytes),
 	    (unsigned long long)STAT_GET(c->s.st.messages),
-	    (unsigned long long)STAT_GET(c->s.st.digests));
+	    STAT_GET(c->s.st.messages) == 1 ? "" : "s",
+	    (unsigned long long)STAT_GET(c->s.st.digests),
+	    STAT_GET(c->s.st.digests) == 1 ? "" : "s");
 	worker_stream_remove(w, &c->s);
 	batcher_free(&c->b);
 	free(c->queue);

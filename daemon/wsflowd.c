@@ -262,8 +262,9 @@ stop_summary(struct wsflowd *wd)
 
 	totals_get(&wd->reg, &t);
 	if (wd->nlisteners > 0 || t.connections_total > 0)
-		snprintf(srv, sizeof(srv), "%llu streams served, %llu bytes "
+		snprintf(srv, sizeof(srv), "%llu stream%s served, %llu bytes "
 		    "hashed", (unsigned long long)t.connections_total,
+		    t.connections_total == 1 ? "" : "s",
 		    (unsigned long long)t.bytes_received);
 	if (t.producers_total > 0 || wd->nlisteners == 0)
 		snprintf(prod, sizeof(prod), "%llu producer stream%s, %llu "

@@ -507,10 +507,10 @@ def t_read_commands():
 @case('commands in text and JSON: start NAME, start URL --mode --bytes --duration --rate --name, stop ID|NAME, reload')
 def t_change_commands():
     d = main_daemon()
-    # start NAME: text prints just the id
+    # start NAME: text says what it started, id and name
     r = ctl_ok('start', 'idle')
-    check(re.fullmatch(r'\d+\n', r.out), 'start idle printed %r' % r.out)
-    iid = int(r.out)
+    check(re.fullmatch(r'started producer \d+ idle\n', r.out), 'start idle printed %r' % r.out)
+    iid = int(r.out.split()[2])
     s = show('idle')
     check(s and s['id'] == iid and s['role'] == 'producer', 'idle: %s' % s)
     out = jctl('start', 'idle', rc=1)          # already running
@@ -528,13 +528,13 @@ def t_change_commands():
     out = jctl('stop', iid)
     check(out.get('status') == 'ok', 'stop ID JSON: %s' % out)
     check(wait_for(lambda: show(iid) is None, 3), 'idle not gone')
-    # start URL with every option: text prints just the id
+    # start URL with every option: text says id and name
     n = 4000000
     t0 = time.monotonic()
     r = ctl_ok('start', d.url('/'), '--mode', 'streaming', '--bytes', n, '--duration', 30,
                '--rate', 2000000, '--name', 'adhoc-t')
-    check(re.fullmatch(r'\d+\n', r.out), 'start URL printed %r' % r.out)
-    tid = int(r.out)
+    check(re.fullmatch(r'started producer \d+ adhoc-t\n', r.out), 'start URL printed %r' % r.out)
+    tid = int(r.out.split()[2])
     s = show(tid)
     check(s and s['name'] == 'adhoc-t' and s['role'] == 'producer' and
           s['mode'] == 'streaming' and s['peer'] == d.url('/'), 'adhoc-t: %s' % s)
@@ -549,7 +549,7 @@ def t_change_commands():
     check(wait_for(lambda: show(jid) is None, 3), 'adhoc-j not gone')
     # --duration: an endless producer ends after 1 s
     t1 = time.monotonic()
-    did = int(ctl_ok('start', d.url('/'), '--duration', 1, '--name', 'adhoc-d').out)
+    did = int(ctl_ok('start', d.url('/'), '--duration', 1, '--name', 'adhoc-d').out.split()[2])
     # --bytes and --rate took effect: ~2 s at 2 MB/s, exactly n octets
     pat = r'\[producer %d adhoc-t\] finished: (\d+) bytes sent' % tid
     check(wait_for(lambda: log_lines(d, pat), 10), 'adhoc-t never finished:\n' + d.log_tail())

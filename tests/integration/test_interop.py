@@ -634,8 +634,8 @@ def _():
     reader = SlowReader(BP_RATE, MiB)
     proxy = Proxy('nginx', reader.port)
     pd = producer_daemon([('slow', proxy.url('/'), dict(mode='producer'))])
-    wait_value(pd, lambda: show(pd, 'slow'), lambda s: s['state'] == 'streaming', 10,
-               'streaming', 'slow')
+    wait_value(pd, lambda: show(pd, 'slow'), lambda s: s['state'] == 'sending', 10,
+               'sending', 'slow')
     time.sleep(3)           # the socket buffers on the way fill first
     samples = []            # (time, producer bytes, reader bytes, producer RSS, nginx RSS)
 

@@ -427,7 +427,7 @@ def _():
     port = free_port()
     peer = start_server('server_streaming.py', port, '--rate', rate, seconds=90)
     d = producer_daemon([('slow', 'ws://127.0.0.1:%d/' % port, dict(mode='producer'))])
-    wait_stream(d, 'slow', lambda s: s['state'] == 'streaming', 10, 'streaming')
+    wait_stream(d, 'slow', lambda s: s['state'] == 'sending', 10, 'sending')
     t_open = time.monotonic()
     time.sleep(3)       # socket buffers fill in the first seconds
     t1, rss1, cpu1 = time.monotonic(), d.rss_kib(), cpu_seconds(d.pid)
@@ -478,9 +478,9 @@ def _():
     for name in ('own', 'peer'):
         f = wait_finished(d, name, 30)
         check_finished(f, name, n, verified=n // MiB)
-    check(wait_for(lambda: log_lines(d, r'\[stream \d+\] closed: %d bytes, 1 messages, %d digests'
+    check(wait_for(lambda: log_lines(d, r'\[stream \d+\] closed: %d bytes, 1 message, %d digests'
                                      % (n, n // MiB)), 5),
-          'wsflowd\'s server stream did not log "closed: %d bytes, 1 messages, %d digests"'
+          'wsflowd\'s server stream did not log "closed: %d bytes, 1 message, %d digests"'
           % (n, n // MiB))
     closes = wait_closes(rec, 1)
     check(len(closes) == 1 and closes[0]['bytes'] == n and closes[0]['code'] == 1000
@@ -635,7 +635,7 @@ RATE = Described('rate = 2000000 against wsflowd: measured over 4 s within 2 MB/
 def _():
     rate = 2000000
     d = producer_daemon(lambda d: [('rated', d.url('/'), dict(mode='producer', rate=rate))])
-    wait_stream(d, 'rated', lambda s: s['state'] == 'streaming', 10, 'streaming')
+    wait_stream(d, 'rated', lambda s: s['state'] == 'sending', 10, 'sending')
     time.sleep(0.5)
     s1, t1 = show(d, 'rated'), time.monotonic()
     time.sleep(4)
