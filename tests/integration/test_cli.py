@@ -72,8 +72,13 @@ def want(r, rc, what):
 
 
 def show(key):
+    """The live stream key, or None (show also gives ended streams and
+    configured producers that are not running: those are not live)."""
     r = dctl('-j', 'show', key)
-    return r.json.get('stream') if r.rc == 0 else None
+    st = r.json.get('stream') if r.rc == 0 else None
+    if st is None or st.get('state') in ('finished', 'failed', 'stopped'):
+        return None
+    return st
 
 
 def log_lines(d, pattern):
@@ -422,7 +427,7 @@ def _():
     wants = [('', set(COMMANDS), '=='), ('st', {'status', 'streams', 'start', 'stop'}, '=='),
              ('--', {'--json', '--socket', '--help', '--version'}, '=='),
              (s + 'stop ', {'all', 'loop', str(loop['id'])}, '>='),
-             (s + 'sh l', {'loop'}, '=='),
+             (s + 'sh l', {'loop'}, '>='),      # and ended streams named l...
              (s + 'start ', {'ws://', 'wss://', 'loop', 'hush'}, '>='),
              (s + 'start ws://h/ --', {'--mode', '--bytes', '--duration', '--rate', '--name'},
               '=='),

@@ -37,6 +37,13 @@ WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowct
 MiB = 1 << 20
 
 
+
+def started_id(r):
+    """The id in `start`'s "started producer ID NAME"."""
+    m = re.search(r'started producer (\d+) ', r.stdout)
+    check(m is not None, 'start printed %r' % r.stdout)
+    return int(m.group(1))
+
 def ctl(d, *args, rc=0):
     cp = subprocess.run([WSFLOWCTL, '-s', d.ctl_sock] + [str(a) for a in args],
                         capture_output=True, text=True, timeout=10 * SLOW,
@@ -119,7 +126,7 @@ def server():
 def _():
     d = server()
     n = 5 * MiB + 123
-    sid = int(ctl(d, 'start', d.url(), '--bytes', n, '--name', 'fin').stdout)
+    sid = started_id(ctl(d, 'start', d.url(), '--bytes', n, '--name', 'fin'))
     s = wait_state(d, 'fin', 'finished')
     check(s['id'] == sid, 'show fin: id %r, want %d' % (s['id'], sid))
     check(s['bytes'] == n and s['digests_verified'] == 5 and s['digest_mismatches'] == 0,
@@ -163,7 +170,7 @@ def _():
     d = daemon(history=2).start()
     ids = []
     for i in range(3):
-        ids.append(int(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'h%d' % i).stdout))
+        ids.append(started_id(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'h%d' % i)))
         wait_state(d, 'h%d' % i, 'finished')
     # Each run also ends a server stream: let the last one be recorded.
     check(wait_for(lambda: not jctl(d, 'streams')['streams'], 5), 'streams still live')
@@ -179,7 +186,7 @@ def _():
     d = daemon(history=10).start()
     ids = []
     for i in range(3):
-        ids.append(int(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'r%d' % i).stdout))
+        ids.append(started_id(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'r%d' % i)))
         wait_state(d, 'r%d' % i, 'finished')
     check(wait_for(lambda: not jctl(d, 'streams')['streams'], 5), 'streams still live')
     check(len(all_streams(d)) == 6, 'before: %r' % all_streams(d))
@@ -213,12 +220,12 @@ def _():
 @case('f) a reused name: show NAME is the live stream, else the newest ended one')
 def _():
     d = server()
-    a = int(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'again').stdout)
+    a = started_id(ctl(d, 'start', d.url(), '--bytes', 100000, '--name', 'again'))
     wait_state(d, 'again', 'finished')
-    b = int(ctl(d, 'start', d.url(), '--bytes', 200000, '--name', 'again').stdout)
+    b = started_id(ctl(d, 'start', d.url(), '--bytes', 200000, '--name', 'again'))
     check(wait_for(lambda: (show(d, 'again') or {}).get('id') == b and
                    show(d, 'again')['state'] == 'finished', 10), 'show again: %r' % show(d, 'again'))
-    c = int(ctl(d, 'start', d.url(), '--rate', 1000000, '--name', 'again').stdout)
+    c = started_id(ctl(d, 'start', d.url(), '--rate', 1000000, '--name', 'again'))
     s = show(d, 'again')
     check(s['id'] == c and s['state'] not in ('finished', 'failed', 'stopped'), 'live: %r' % s)
     check(show(d, str(a))['bytes'] == 100000, 'by id, the first run')
@@ -310,8 +317,8 @@ class JournalDaemon(Daemon):
 def _():
     d = JournalDaemon()
     d.start()
-    pid = int(ctl(d, 'start', d.url(), '--rate', 3000000, '--duration', 12,
-                  '--name', 'jr').stdout)
+    pid = started_id(ctl(d, 'start', d.url(), '--rate', 3000000, '--duration', 12,
+                  '--name', 'jr'))
 
     def ended():
         return [e for e in d.read() if e.get('WSFLOW_EVENT') == 'stream-end' and
