@@ -190,11 +190,16 @@ def _():
               % (len(times), n.dump()))
         gaps = [b - a for a, b in zip(times, times[1:])]
         diag('WATCHDOG=1 gaps: %s s' % ', '.join('%.3f' % g for g in gaps))
-        # every WATCHDOG_USEC/2, and never late for WATCHDOG_USEC (1 s)
-        check(all(0.4 <= g < 0.9 for g in gaps) and 0.45 <= sorted(gaps)[len(gaps) // 2] <= 0.6,
-              'WATCHDOG=1 gaps %s s, want ~0.5 s (WATCHDOG_USEC/2), none >= 0.9 s' % gaps)
-        check(times[0] - t_ready < 0.9,
-              'first WATCHDOG=1 %.3f s after READY' % (times[0] - t_ready))
+        # The contract: never a gap of WATCHDOG_USEC (1 s: systemd would
+        # kill), however slow the machine; the daemon's plan, WATCHDOG_USEC/2,
+        # shows in the median, which one late wake-up cannot move; and no
+        # ping storm (a gap under a fifth of the plan).
+        med = sorted(gaps)[len(gaps) // 2]
+        check(all(0.1 <= g < 1.0 for g in gaps) and 0.4 <= med <= 0.5 + 0.1 * SLOW,
+              'WATCHDOG=1 gaps %s s: want a median of ~0.5 s (WATCHDOG_USEC/2), none '
+              '>= 1 s (WATCHDOG_USEC) or < 0.1 s' % gaps)
+        check(times[0] - t_ready < 1.0,
+              'first WATCHDOG=1 %.3f s after READY (WATCHDOG_USEC is 1 s)' % (times[0] - t_ready))
         wpids = {pid for _, pid, f in n.messages if f.get('WATCHDOG') == '1'}
         check(wpids == {p.pid}, 'WATCHDOG=1 from pids %s' % wpids)
     finally:
