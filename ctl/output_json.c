@@ -107,6 +107,11 @@ json_stream(enum action a, const struct ctl_stream *s)
 		add_u64(o, "digest_latency_last_us", s->latency_last_us);
 		add_u64(o, "digest_latency_max_us", s->latency_max_us);
 		add_str(o, "last_digest", s->last_digest);
+		add_str(o, "error", s->error);
+		add_u64(o, "reconnects", s->reconnects);
+		if (s->next_attempt_in_ms >= 0)
+			add_u64(o, "next_attempt_in_ms",
+			    (uint64_t)s->next_attempt_in_ms);
 	}
 	if (list != NULL)
 		json_object_array_add(list, o);

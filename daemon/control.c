@@ -114,6 +114,12 @@ stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
 	o->latency_last_us = STAT_GET(s->st.latency_last_us);
 	o->latency_max_us = STAT_GET(s->st.latency_max_us);
 	stream_get_digest(s, o->last_digest, sizeof(o->last_digest));
+	stream_get_error(s, o->error, sizeof(o->error));
+	o->reconnects = STAT_GET(s->reconnects);
+	o->next_attempt_in_ms = STAT_GET(s->next_attempt_us) == 0 ? -1 :
+	    ((int64_t)STAT_GET(s->next_attempt_us) - now) / LWS_US_PER_MS;
+	if (o->next_attempt_in_ms < -1)
+		o->next_attempt_in_ms = 0;	/* due: about to run */
 	(void)wd;
 }
 

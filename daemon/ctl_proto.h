@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_VERSION		2
+#define CTL_VERSION		3
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
 #define WSFLOW_CTL_PATH		"/run/wsflow/wsflowd.sock"	/* default */
 #define CTL_NAME_MAX		64
@@ -150,6 +150,9 @@ struct ctl_stream {
 	uint64_t	latency_last_us;
 	uint64_t	latency_max_us;
 	char		last_digest[129];
+	char		error[CTL_TEXT_MAX];	/* why it failed, "" healthy */
+	uint64_t	reconnects;	/* attempts since the last success */
+	int64_t		next_attempt_in_ms;	/* -1: none due */
 };
 
 struct ctl_result {

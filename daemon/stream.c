@@ -219,3 +219,37 @@ stream_avg_rate(const struct stream *s, int64_t now_us)
 	return dt > 0 ? (uint64_t)((double)STAT_GET(s->st.bytes) *
 	    LWS_US_PER_SEC / dt) : 0;
 }
+
+/* Seqlock writer, as stream_set_digest: "" clears it. */
+void
+stream_set_error(struct stream *s, const char *text)
+{
+	unsigned seq = atomic_load_explicit(&s->error_seq,
+	    memory_order_relaxed);
+	size_t len = strlen(text);
+
+	if (len >= sizeof(s->error))
+		len = sizeof(s->error) - 1;
+	atomic_store_explicit(&s->error_seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	memcpy(s->error, text, len);
+	s->error[len] = '\0';
+	atomic_store_explicit(&s->error_seq, seq + 2, memory_order_release);
+}
+
+void
+stream_get_error(const struct stream *s, char *out, size_t outlen)
+{
+	unsigned before, after;
+
+	do {
+		before = atomic_load_explicit(&s->error_seq,
+		    memory_order_acquire);
+		memcpy(out, s->error, outlen < sizeof(s->error) ? outlen :
+		    sizeof(s->error));
+		atomic_thread_fence(memory_order_acquire);
+		after = atomic_load_explicit(&s->error_seq,
+		    memory_order_relaxed);
+	} while ((before & 1) || before != after);
+	out[outlen - 1] = '\0';
+}

@@ -74,6 +74,12 @@ struct stream {
 	struct stream_stats st;
 	atomic_uint	 digest_seq;	/* seqlock over last_digest */
 	char		 last_digest[2 * 64 + 1];	/* hex, EVP_MAX_MD_SIZE */
+	/* Producers: why the last connection failed (show's `error`,
+	 * "" while healthy), attempts since, and when the next one is. */
+	atomic_uint	 error_seq;	/* seqlock over error */
+	char		 error[256];
+	counter_t	 reconnects;	/* attempts since the last success */
+	counter_t	 next_attempt_us; /* lws_now_usecs(), 0: none due */
 };
 
 TAILQ_HEAD(stream_list, stream);
@@ -133,6 +139,9 @@ const char	*stream_state(const struct stream *);
 void		 stream_set_digest(struct stream *, const char *hex,
 		    size_t len);
 void		 stream_get_digest(const struct stream *, char *out,
+		    size_t outlen);
+void		 stream_set_error(struct stream *, const char *);
+void		 stream_get_error(const struct stream *, char *out,
 		    size_t outlen);
 void		 stream_sample_rate(struct stream *, int64_t now_us);
 uint64_t	 stream_avg_rate(const struct stream *, int64_t now_us);
