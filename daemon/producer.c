@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -637,9 +638,7 @@ producer_fail(struct producer *p, const char *why)
 	if (p->failed)
 		return;
 	p->failed = true;
-	stream_set_error(&p->s, why);
-	log_stream(LOG_WARNING, &p->s, "connect-failed", "%s: %s",
-	    p->conf.url, why);
+	stream_set_error(&p->s, why);	/* said when the connection ends */
 	p->close_now = true;
 	if (p->wsi != NULL)
 		lws_callback_on_writable(p->wsi);
@@ -656,7 +655,7 @@ static void __attribute__((format(printf, 2, 3)))
 mismatch(struct producer *p, const char *fmt, ...)
 {
 	const EVP_MD *md = EVP_MD_CTX_get0_md(p->b.md);
-	char buf[320];
+	char buf[320], name[32];
 	va_list ap;
 
 	STAT_ADD(p->s.st.mismatched, 1);
@@ -669,16 +668,19 @@ mismatch(struct producer *p, const char *fmt, ...)
 		producer_set_error(p, "digest mismatch: %s", buf);
 	/* The likely cause first: the lines after it are rate limited. */
 	if (STAT_GET(p->s.st.verified) == 0 && !p->hint_said) {
+		/* As the configuration spells it: OpenSSL says "SHA256". */
+		snprintf(name, sizeof(name), "%s", md != NULL ?
+		    EVP_MD_get0_name(md) : "?");
+		for (char *c = name; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
 		p->hint_said = true;
 		log_stream(LOG_WARNING, &p->s, "digest-mismatch", "the first "
 		    "digest already differs: does the server use batch_size "
 		    "%llu and digest %s, as this producer does?",
-		    (unsigned long long)p->b.batch_size, md != NULL ?
-		    EVP_MD_get0_name(md) : "?");
+		    (unsigned long long)p->b.batch_size, name);
 		producer_set_error(p, "digest mismatch from the first digest "
 		    "on: is the server's batch_size %llu and its digest %s, "
-		    "as here?", (unsigned long long)p->b.batch_size,
-		    md != NULL ? EVP_MD_get0_name(md) : "?");
+		    "as here?", (unsigned long long)p->b.batch_size, name);
 	}
 	if (++p->mismatch_run <= MISMATCH_LOGGED)
 		log_stream(LOG_ERR, &p->s, "digest-mismatch", "%s%s", buf,
@@ -761,10 +763,11 @@ on_receive(struct producer *p, struct lws *wsi, const char *in, size_t len)
 	if (p->failed)
 		return 0;	/* closing: what follows is of no interest */
 	if (p->rx_oversize || lws_frame_is_binary(wsi)) {
-		producer_fail(p, p->rx_oversize ? "the server sent a long "
+		producer_fail(p, lws_frame_is_binary(wsi) ? "the server sent "
+		    "a binary message, not a digest: not a wsflow hashing "
+		    "server (an echo server?)" : "the server sent a long "
 		    "message, not a digest: not a wsflow hashing server (an "
-		    "echo server?)" : "the server sent a binary message, not "
-		    "a digest: not a wsflow hashing server (an echo server?)");
+		    "echo server?)");
 		return 0;
 	}
 	check_digest(p, p->rx, p->rxlen);
@@ -904,14 +907,15 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
 		STAT_SET(p->w->totals.running, STAT_GET(p->w->totals.running) - 1);
-	if (p->failed) {		/* the error is said and kept */
+	if (p->failed && !p->done && !p->w->wd->stopping) {
 		char error[sizeof(p->s.error)];
 
 		stream_get_error(&p->s, error, sizeof(error));
-		if (p->conf.reconnect && !p->done && !p->w->wd->stopping)
-			schedule_connect(p, error);
-		else
-			producer_finish(p, "failed");
+		connect_failed(p, error);
+		return;
+	}
+	if (p->failed) {
+		producer_finish(p, "failed");
 		return;
 	}
 	if (p->done || limit_reached(p) || p->w->wd->stopping) {
