@@ -728,6 +728,8 @@ check_digest(struct producer *p, const char *text, size_t len)
 	e = &p->expect[p->ehead];
 	p->ehead = (p->ehead + 1) % p->ecap;
 	p->elen--;
+	if (p->stall_said && strcmp(stream_state(&p->s), "stalled") == 0)
+		stream_set_state(&p->s, "streaming");
 	p->stall_said = false;
 	STAT_SET(p->s.st.latency_last_us, now - e->at_us);
 	if (STAT_GET(p->s.st.latency_last_us) > STAT_GET(p->s.st.latency_max_us))
@@ -1257,6 +1259,7 @@ producer_tick(struct stream *s, int64_t now_us)
 	if (p->waiting && p->wsi != NULL && !p->stall_said && p->elen > 0 &&
 	    now_us - p->expect[p->ehead].at_us > STALL_US) {
 		p->stall_said = true;
+		stream_set_state(&p->s, "stalled");	/* not streaming: say so */
 		producer_set_error(p, "no digest for %d s: is it a wsflow "
 		    "hashing server, with batch_size %llu as here?",
 		    (int)(STALL_US / LWS_US_PER_SEC),
@@ -1270,7 +1273,8 @@ producer_tick(struct stream *s, int64_t now_us)
 	if (now_us - p->progress_at_us < PROGRESS_US)
 		return;
 	p->progress_at_us = now_us;
-	if (p->wsi == NULL)
+	/* Stalled: said once above, not as 0.0 MB/s every 10 s. */
+	if (p->wsi == NULL || p->stall_said)
 		return;
 	stream_get_digest(&p->s, digest, sizeof(digest));
 	log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "

@@ -75,13 +75,15 @@ upgrade_valid(struct lws *wsi)
  * connection" (log.c keeps that at debug), without peer or path.
  */
 static int
-refuse(struct lws *wsi, const char *path, const char *why)
+refuse(struct lws *wsi, unsigned status, const char *path, const char *why)
 {
 	char peer[128];
 
 	server_peer_name(lws_get_socket_fd(wsi), peer, sizeof(peer));
-	log_ratelimited(LOG_INFO, "refused an upgrade from %s to %.64s: %s",
-	    peer, path, why);
+	log_ratelimited(LOG_INFO, "refused an upgrade from %s to %.64s: "
+	    "%u %s", peer, path, status, why);
+	/* An HTTP answer, not a bare drop (interface.md §1). */
+	(void)lws_return_http_status(wsi, status, NULL);
 	return 1;
 }
 
@@ -229,17 +231,17 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		/* Refuse upgrades to paths that name no mode. */
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
 		    0)
-			return refuse(wsi, "?", "no path");
+			return refuse(wsi, 400, "?", "no path");
 		if (server_path_mode(path, &mode) == -1)
-			return refuse(wsi, path, "no WebSocket endpoint at this "
-			    "path");
+			return refuse(wsi, 404, path, "no WebSocket endpoint at "
+			    "this path");
 		if (lws_hdr_copy(wsi, origin, sizeof(origin),
 		    WSI_TOKEN_ORIGIN) < 0)
 			origin[0] = '\0';
 		if (!server_origin_allowed(&((struct worker *)
 		    lws_context_user(lws_get_context(wsi)))->params, origin))
-			return refuse(wsi, path, "Origin not allowed");
-		return upgrade_valid(wsi) ? 0 : refuse(wsi, path, "bad "
+			return refuse(wsi, 403, path, "Origin not allowed");
+		return upgrade_valid(wsi) ? 0 : refuse(wsi, 400, path, "bad "
 		    "Sec-WebSocket-Version or Sec-WebSocket-Key");
 
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -17,13 +17,11 @@ import json
 import threading
 
 import wsflowtest
-from wsflowtest import (SLOW, BUILD, SRCDIR, CheckFailed, Daemon, Skip, WSClient,
+from wsflowtest import (SLOW, BUILD, SRCDIR, CheckFailed, Daemon, Skip,
                         case, check, diag, free_port, lc_value, run_cases,
                         tmpfile, wait_for, wait_value)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
-HERE = os.path.dirname(os.path.abspath(__file__))
-MiB = 1 << 20
 
 # ------------------------------------------------------------ helpers
 
@@ -341,6 +339,23 @@ def _():
     d.check_clean_stop()
 
 
+@case('an echo server in mode streaming (it never echoes the endless message): after '
+      '30 s state "stalled", error "no digest for 30 s", no 0.0 MB/s progress lines')
+def _():
+    d = producer_daemon('ws://127.0.0.1:%d/' % echo_server(), mode='streaming')
+    s = wait_value(d, lambda: show(d, 'p'), lambda s: s['state'] == 'stalled', 45,
+                   'state stalled', 'p')
+    diag('error: ' + s['error'])
+    check(re.search(r'no digest for 30 s: is it a wsflow hashing server', s['error']),
+          'error %r' % s['error'])
+    check([l for l in warnings(d) if 'no digest for 30 s' in l], 'no warning line')
+    t = len(d.log_text())
+    wait_for(lambda: False, 11)         # one progress interval
+    check(not re.search(r'\[producer \d+ p\] [0-9.]+ MB sent', d.log_text()[t:]),
+          'progress lines while stalled:\n' + d.log_text()[t:])
+    d.check_clean_stop()
+
+
 @case('batch_size 65536 against a server of 1 MiB (mode producer): the likely cause said '
       'once at warning, at most 10 mismatch lines at err, error names batch_size')
 def _():
@@ -362,17 +377,21 @@ def _():
 
 
 def refused_path_case(framing):
-    @case('server.framing = "%s": a refused path is logged with the peer address and '
-          'the path' % framing)
+    @case('server.framing = "%s": a refused path gets an HTTP 404 (no bare drop) and is '
+          'logged with the peer address and the path' % framing)
     def _():
         d = Daemon(framing=framing).start()
-        try:
-            WSClient(d.port, '/nope-%s' % framing, timeout=5)
-            raise CheckFailed('an upgrade to /nope was accepted')
-        except (CheckFailed, OSError, wsflowtest.Closed) as e:
-            if 'accepted' in str(e):
-                raise
-        want = r'refused an upgrade from 127\.0\.0\.1:\d+ to /nope-%s' % framing
+        with socket.create_connection(('127.0.0.1', d.port), 5 * SLOW) as c:
+            c.settimeout(5 * SLOW)
+            c.sendall(('GET /nope-%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+                       'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+                       'Sec-WebSocket-Version: 13\r\n\r\n' % framing).encode())
+            try:
+                head = c.recv(4096)
+            except OSError as e:
+                head = repr(e).encode()
+        check(re.match(rb'HTTP/1\.[01] 404 ', head), 'answer to /nope: %r' % head[:200])
+        want = r'refused an upgrade from 127\.0\.0\.1:\d+ to /nope-%s: 404' % framing
         check(wait_for(lambda: re.search(want, d.log_text()), 5),
               'no line matching %r:\n%s' % (want, d.log_tail()))
         check('User code denied connection' not in d.log_text(),
