@@ -151,7 +151,7 @@ struct ctl_stream {
 	uint64_t	latency_max_us;
 	char		last_digest[129];
 	char		error[CTL_TEXT_MAX];	/* why it failed, "" healthy */
-	uint64_t	reconnects;	/* attempts since the last success */
+	uint64_t	reconnects;	/* retries after a failure or drop */
 	int64_t		next_attempt_in_ms;	/* -1: none due */
 };
 

@@ -74,11 +74,11 @@ struct stream {
 	struct stream_stats st;
 	atomic_uint	 digest_seq;	/* seqlock over last_digest */
 	char		 last_digest[2 * 64 + 1];	/* hex, EVP_MAX_MD_SIZE */
-	/* Producers: why the last connection failed (show's `error`,
-	 * "" while healthy), attempts since, and when the next one is. */
+	/* Producers: why it failed last (show's `error`, "" while
+	 * healthy), how often it retried, when it tries next. */
 	atomic_uint	 error_seq;	/* seqlock over error */
 	char		 error[256];
-	counter_t	 reconnects;	/* attempts since the last success */
+	counter_t	 reconnects;	/* retries after a failure or a drop */
 	counter_t	 next_attempt_us; /* lws_now_usecs(), 0: none due */
 };
 
