@@ -42,7 +42,6 @@
 #define RX_MAX		(2 * EVP_MAX_MD_SIZE + 64)
 #define PROGRESS_US	(10 * LWS_US_PER_SEC)
 #define STALL_US	(30 * LWS_US_PER_SEC)	/* waiting on one digest */
-#define CONNECT_SLOW_US	(5 * LWS_US_PER_SEC)	/* a failure this late: no answer */
 #define MISMATCH_LOGGED	10	/* err lines in a row, then counted only */
 
 struct expect {
@@ -85,7 +84,9 @@ struct producer {
 	int64_t		 progress_at_us;
 	unsigned	 attempt;	/* connect attempts since success */
 	int64_t		 connect_at_us;	/* this attempt began */
+	int64_t		 timeout_us;	/* lws gives up on a connect after it */
 	bool		 failed;	/* the server is of no use: end, or back off */
+	bool		 open;		/* established, not yet gone */
 	bool		 hint_said;	/* the likely cause of mismatches, once */
 	unsigned	 mismatch_run;	/* mismatches since one verified */
 	unsigned	 close_code;	/* the server's close, if any */
@@ -490,6 +491,14 @@ why_http(struct producer *p, unsigned status, char *buf, size_t len)
 		    "WebSocket upgrade to %.100s", status, r, p->url.path);
 }
 
+/* Did lws give up waiting (its timeout is the handshake_timeout)? */
+static bool
+timed_out(const struct producer *p, const char *in)
+{
+	return strcmp(in, "Timed out waiting SSL") == 0 ||
+	    lws_now_usecs() - p->connect_at_us >= p->timeout_us * 9 / 10;
+}
+
 /* The TLS handshake failed: OpenSSL's verdict on the certificate. */
 static void
 why_tls(struct producer *p, SSL *ssl, const char *in, char *buf,
@@ -523,7 +532,10 @@ why_tls(struct producer *p, SSL *ssl, const char *in, char *buf,
 			    "not signed by tls.ca %s", vs, p->conf.tls_ca);
 		return;
 	}
-	if (SSL_get0_peer_certificate(ssl) == NULL)
+	if (SSL_get0_peer_certificate(ssl) == NULL && timed_out(p, in))
+		snprintf(buf, len, "no TLS answer from %.100s port %d in time: "
+		    "is it a TLS port?", p->url.host, p->url.port);
+	else if (SSL_get0_peer_certificate(ssl) == NULL)
 		snprintf(buf, len, "TLS handshake failed before any "
 		    "certificate: no TLS server on port %d (a ws:// port? then "
 		    "use ws://)", p->url.port);
@@ -554,7 +566,8 @@ why_failed(struct producer *p, struct lws *wsi, const char *in, char *buf,
 		snprintf(buf, len, "not a WebSocket server: its 101 answer is "
 		    "not a WebSocket handshake (%s)", in);
 	else if (strcmp(in, "Unable to connect") == 0) {
-		if (lws_now_usecs() - p->connect_at_us >= CONNECT_SLOW_US)
+		/* lws read SO_ERROR and lost it: timed out, or refused. */
+		if (timed_out(p, in))
 			snprintf(buf, len, "no answer from %.100s port %d: is the "
 			    "host up, does a firewall drop the connection?",
 			    p->url.host, p->url.port);
@@ -562,12 +575,20 @@ why_failed(struct producer *p, struct lws *wsi, const char *in, char *buf,
 			snprintf(buf, len, "connection refused by %.100s port %d: "
 			    "is the server running, is the port right?",
 			    p->url.host, p->url.port);
-	} else if (strcmp(in, "read failed") == 0 ||
+	} else if (strcmp(in, "closed before established") == 0 ||
+	    strcmp(in, "Closed before conn") == 0 || timed_out(p, in))
+		snprintf(buf, len, "no answer to the WebSocket upgrade from "
+		    "%.100s port %d in time: is it a WebSocket server?",
+		    p->url.host, p->url.port);
+	else if (strcmp(in, "read failed") == 0 ||
 	    strcmp(in, "Peer hung up") == 0 ||
 	    strcmp(in, "problems parsing header") == 0)
 		snprintf(buf, len, "not a WebSocket server: it closed the "
 		    "connection without an HTTP answer%s", p->url.tls ? "" :
 		    " (a TLS port? then use wss://)");
+	else if (*in == '\0')
+		snprintf(buf, len, "the connection to %.100s port %d ended "
+		    "before the WebSocket handshake", p->url.host, p->url.port);
 	else
 		snprintf(buf, len, "connection failed: %s", in);
 }
@@ -879,6 +900,7 @@ static void
 on_established(struct producer *p, struct lws *wsi)
 {
 	p->attempt = 0;
+	p->open = true;
 	p->failed = false;
 	p->mismatch_run = 0;
 	p->close_code = 0;
@@ -905,6 +927,7 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	/* lws may call back for this wsi again: not with p, which may go. */
 	lws_set_wsi_user(wsi, NULL);
 	p->wsi = NULL;
+	p->open = false;
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
@@ -1012,8 +1035,12 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		/* FALLTHROUGH */
 	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 		/* Died before ESTABLISHED without an error callback. */
-		if (p != NULL && p->wsi == wsi)
-			on_gone(p, wsi, false, "connection failed");
+		if (p != NULL && p->wsi == wsi) {
+			char why[sizeof(p->s.error)];
+
+			why_failed(p, wsi, NULL, why, sizeof(why));
+			on_gone(p, wsi, false, why);
+		}
 		return 0;
 	default:
 		return 0;
@@ -1071,6 +1098,9 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 	p->expect = calloc(p->ecap, sizeof(*p->expect));
 	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
 	batch = pc->batch_size ? pc->batch_size : wd->conf.server.batch_size;
+	/* The workers' lws contexts time out connects and handshakes so. */
+	p->timeout_us = (int64_t)wd->conf.server.handshake_timeout *
+	    LWS_US_PER_SEC;
 	/* Frame and message modes are cut by hand: no batch completes. */
 	if (pc->mode == MODE_FRAME || pc->mode == MODE_MESSAGE)
 		batch = UINT64_MAX;
@@ -1273,8 +1303,8 @@ producer_tick(struct stream *s, int64_t now_us)
 	if (now_us - p->progress_at_us < PROGRESS_US)
 		return;
 	p->progress_at_us = now_us;
-	/* Stalled: said once above, not as 0.0 MB/s every 10 s. */
-	if (p->wsi == NULL || p->stall_said)
+	/* Connecting, stalled: said once, not as 0.0 MB/s every 10 s. */
+	if (p->wsi == NULL || !p->open || p->stall_said)
 		return;
 	stream_get_digest(&p->s, digest, sizeof(digest));
 	log_stream(LOG_INFO, &p->s, NULL, "%.1f MB sent, %llu digests "

@@ -198,6 +198,27 @@ failed_case('closed port, reconnect = false: ends as failed, refused at warning'
 backoff_case('no route (255.255.255.255, refused by the kernel, no packet sent): '
              '"no route to"', lambda d: 'ws://255.255.255.255:%d/' % closed_port(),
              r'no route to 255\.255\.255\.255: Network is unreachable')
+_silent = []
+
+
+def silent_port():
+    """A TCP listener that never accepts nor answers (the kernel completes
+    the handshake into its backlog)."""
+    if not _silent:
+        s = socket.socket()
+        s.bind(('127.0.0.1', 0))
+        s.listen(16)
+        _silent.append(s)
+    return _silent[0].getsockname()[1]
+
+
+backoff_case('a listener that never answers, ws:// (handshake_timeout = 2): "no answer to '
+             'the WebSocket upgrade"', lambda d: 'ws://127.0.0.1:%d/' % silent_port(),
+             r'no answer to the WebSocket upgrade from 127\.0\.0\.1 port \d+ in time',
+             server={'handshake_timeout': 2})
+backoff_case('a listener that never answers, wss:// (handshake_timeout = 2): "no TLS answer"',
+             lambda d: 'wss://127.0.0.1:%d/' % silent_port(),
+             r'no TLS answer from 127\.0\.0\.1 port \d+ in time', server={'handshake_timeout': 2})
 backoff_case('a wrong path on wsflowd: "HTTP 404 Not Found from the server: no WebSocket '
              'endpoint at /nope"', lambda d: d.url('/nope'),
              r'HTTP 404 Not Found from the server: no WebSocket endpoint at /nope')
