@@ -709,7 +709,7 @@ mismatch(struct producer *p, const char *fmt, ...)
 		    "not logged, until one verifies)" : "");
 }
 
-/* Hex of the wrong length: a digest, but of another algorithm. */
+/* Could it be a digest, of any algorithm: hex of an even length? */
 static bool
 looks_hex(const char *text, size_t len)
 {
