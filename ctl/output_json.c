@@ -114,6 +114,10 @@ json_stream(enum action a, const struct ctl_stream *s)
 		if (s->ended)
 			json_object_object_add(o, "seconds",
 			    json_object_new_double(s->run_usec / 1e6));
+		add_u64(o, "reconnects", s->reconnects);
+		if (s->next_attempt_in_ms >= 0)
+			add_u64(o, "next_attempt_in_ms",
+			    (uint64_t)s->next_attempt_in_ms);
 	}
 	if (list != NULL)
 		json_object_array_add(list, o);

@@ -172,6 +172,15 @@ text_stream(enum action a, const struct ctl_stream *s)
 			    s->latency_max_us / 1e3);
 		printf("%-20s %s\n", "Last digest:", s->last_digest[0] ?
 		    s->last_digest : "-");
+		if (s->role != ROLE_SERVER) {
+			printf("%-20s %s\n", "Error:", s->error[0] ?
+			    s->error : "-");
+			printf("%-20s %" PRIu64 "\n", "Reconnects:",
+			    s->reconnects);
+			if (s->next_attempt_in_ms >= 0)
+				printf("%-20s in %.1f s\n", "Next attempt:",
+				    s->next_attempt_in_ms / 1e3);
+		}
 		return;
 	}
 	if (a == ACT_DIGESTS) {

@@ -118,6 +118,12 @@ stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
 	o->latency_last_us = STAT_GET(s->st.latency_last_us);
 	o->latency_max_us = STAT_GET(s->st.latency_max_us);
 	stream_get_digest(s, o->last_digest, sizeof(o->last_digest));
+	stream_get_error(s, o->error, sizeof(o->error));
+	o->reconnects = STAT_GET(s->reconnects);
+	o->next_attempt_in_ms = STAT_GET(s->next_attempt_us) == 0 ? -1 :
+	    ((int64_t)STAT_GET(s->next_attempt_us) - now) / LWS_US_PER_MS;
+	if (o->next_attempt_in_ms < -1)
+		o->next_attempt_in_ms = 0;	/* due: about to run */
 	(void)wd;
 }
 
@@ -132,6 +138,8 @@ record_info(const struct stream_record *r, struct ctl_stream *o)
 	o->role = r->role;
 	o->mode = r->mode;
 	o->ended = 1;
+	o->reconnects = r->reconnects;
+	o->next_attempt_in_ms = -1;		/* none: it ended */
 	ctl_strlcpy(o->state, r->state, sizeof(o->state));
 	ctl_strlcpy(o->end_reason, r->end_reason, sizeof(o->end_reason));
 	ctl_strlcpy(o->error, r->error, sizeof(o->error));
@@ -161,6 +169,7 @@ configured_info(const struct producer_conf *pc, struct ctl_stream *o)
 	o->role = ROLE_PRODUCER;
 	o->mode = pc->mode;
 	o->ended = 1;
+	o->next_attempt_in_ms = -1;
 	ctl_strlcpy(o->state, STREAM_STOPPED, sizeof(o->state));
 	ctl_strlcpy(o->end_reason, "not running", sizeof(o->end_reason));
 	ctl_strlcpy(o->name, pc->name, sizeof(o->name));

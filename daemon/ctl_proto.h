@@ -157,6 +157,8 @@ struct ctl_stream {
 	uint64_t	run_usec;	/* ended: from start to end */
 	char		end_reason[32];
 	char		error[CTL_TEXT_MAX];
+	uint64_t	reconnects;	/* retries after a failure or drop */
+	int64_t		next_attempt_in_ms;	/* -1: none due */
 };
 
 struct ctl_result {

@@ -322,6 +322,25 @@ lws_noise(const char *line)
 	return false;
 }
 
+/*
+ * Lines lws logs as errors that wsflowd says better itself, with the
+ * stream, the peer and what to do (producer.c, serverlws.c): debug only.
+ */
+static bool
+lws_restated(const char *line)
+{
+	static const char *const restated[] = {
+		"SSL error: ",
+		"lws_client_handshake: got bad HTTP response",
+		"User code denied connection",
+	};
+
+	for (size_t i = 0; i < sizeof(restated) / sizeof(restated[0]); i++)
+		if (strncmp(line, restated[i], strlen(restated[i])) == 0)
+			return true;
+	return false;
+}
+
 void
 log_lws(int level, const char *line)
 {
@@ -359,6 +378,8 @@ log_lws(int level, const char *line)
 	/* lws's errors are about one connection, not the daemon: demote. */
 	if (prio < LOG_WARNING)
 		prio = LOG_WARNING;
+	if (lws_restated(buf))
+		prio = LOG_DEBUG;
 	if (prio <= logger.level)
 		log_ratelimited(prio, "lws: %s", buf);
 }

@@ -9,11 +9,20 @@
  * sits in user space (docs/lws.md §4).  The modes that keep one batch,
  * frame or message in flight also wait for its digest.
  */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include "batch.h"
 #include "daemon.h"
@@ -33,6 +42,7 @@
 #define RX_MAX		(2 * EVP_MAX_MD_SIZE + 64)
 #define PROGRESS_US	(10 * LWS_US_PER_SEC)
 #define STALL_US	(30 * LWS_US_PER_SEC)	/* waiting on one digest */
+#define MISMATCH_LOGGED	10	/* err lines in a row, then counted only */
 
 struct expect {
 	uint8_t		 md[EVP_MAX_MD_SIZE];
@@ -74,6 +84,14 @@ struct producer {
 	int64_t		 progress_at_us;
 	uint64_t	 progress_bytes;	/* st.bytes at progress_at_us */
 	unsigned	 attempt;	/* connect attempts since success */
+	int64_t		 connect_at_us;	/* this attempt began */
+	int64_t		 timeout_us;	/* lws gives up on a connect after it */
+	bool		 failed;	/* the server is of no use: end, or back off */
+	bool		 open;		/* established, not yet gone */
+	bool		 hint_said;	/* the likely cause of mismatches, once */
+	unsigned	 mismatch_run;	/* mismatches since one verified */
+	unsigned	 close_code;	/* the server's close, if any */
+	char		 close_why[64];
 
 	char		 rx[RX_MAX];
 	size_t		 rxlen;
@@ -353,6 +371,9 @@ send_close(struct producer *p, struct lws *wsi)
 	if (p->going_away)
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
 		    (unsigned char *)"shutting down", 13);
+	else if (p->failed)
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+		    (unsigned char *)"not a digest", 12);
 	else
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
 		    (unsigned char *)"done", 4);
@@ -403,7 +424,304 @@ on_writeable(struct producer *p, struct lws *wsi)
 	return 0;
 }
 
+/* ---- why it failed, in words a user can act on ---- */
+
+/* Keep the reason for `show` (its `error`); "" once healthy again. */
+static void __attribute__((format(printf, 2, 3)))
+producer_set_error(struct producer *p, const char *fmt, ...)
+{
+	char buf[sizeof(p->s.error)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	stream_set_error(&p->s, buf);
+}
+
+static const char *
+http_reason(unsigned status)
+{
+	switch (status) {
+	case 200: return " OK";
+	case 301: return " Moved Permanently";
+	case 302: return " Found";
+	case 400: return " Bad Request";
+	case 401: return " Unauthorized";
+	case 403: return " Forbidden";
+	case 404: return " Not Found";
+	case 405: return " Method Not Allowed";
+	case 426: return " Upgrade Required";
+	case 429: return " Too Many Requests";
+	case 500: return " Internal Server Error";
+	case 502: return " Bad Gateway";
+	case 503: return " Service Unavailable";
+	default: return "";
+	}
+}
+
+/* The server answered the upgrade with another HTTP status than 101. */
+static void
+why_http(struct producer *p, unsigned status, char *buf, size_t len)
+{
+	const char *r = http_reason(status);
+
+	if (status < 300)
+		snprintf(buf, len, "not a WebSocket server: it answered the "
+		    "upgrade to %.100s with HTTP %u%s", p->url.path, status, r);
+	else if (status < 400)
+		snprintf(buf, len, "HTTP %u%s from the server: a redirect, "
+		    "which producers do not follow: use the URL it names",
+		    status, r);
+	else if (status == 404)
+		snprintf(buf, len, "HTTP 404 Not Found from the server: no "
+		    "WebSocket endpoint at %.100s (wsflowd serves /, /stream, "
+		    "/frame and /message)", p->url.path);
+	else if (status == 401 || status == 403)
+		snprintf(buf, len, "HTTP %u%s from the server: access refused "
+		    "(credentials in headers? an Origin it does not allow?)",
+		    status, r);
+	else if (status == 426)
+		snprintf(buf, len, "HTTP 426 from the server: it wants another "
+		    "WebSocket version than 13");
+	else if (status == 503)
+		snprintf(buf, len, "HTTP 503 from the server: busy, or at its "
+		    "connection limit (max_connections)");
+	else
+		snprintf(buf, len, "HTTP %u%s from the server: it refused the "
+		    "WebSocket upgrade to %.100s", status, r, p->url.path);
+}
+
+/* Did lws give up waiting (its timeout is the handshake_timeout)? */
+static bool
+timed_out(const struct producer *p, const char *in)
+{
+	return strcmp(in, "Timed out waiting SSL") == 0 ||
+	    lws_now_usecs() - p->connect_at_us >= p->timeout_us * 9 / 10;
+}
+
+/* The TLS handshake failed: OpenSSL's verdict on the certificate. */
+static void
+why_tls(struct producer *p, SSL *ssl, const char *in, char *buf,
+    size_t len)
+{
+	long v = SSL_get_verify_result(ssl);
+	const char *vs = X509_verify_cert_error_string(v);
+
+	switch (v) {
+	case X509_V_OK:
+		break;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		snprintf(buf, len, "TLS hostname mismatch: the server's "
+		    "certificate is not for %.100s (%s): put a name it has in "
+		    "the URL", p->url.host, vs);
+		return;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		snprintf(buf, len, "TLS certificate not valid now (%s): renew "
+		    "the server's certificate, or check this host's clock",
+		    vs);
+		return;
+	default:
+		if (p->conf.tls_ca == NULL)
+			snprintf(buf, len, "TLS certificate not trusted (%s): "
+			    "set tls.ca to the server's certificate or its CA",
+			    vs);
+		else
+			snprintf(buf, len, "TLS certificate not trusted (%s): "
+			    "not signed by tls.ca %s", vs, p->conf.tls_ca);
+		return;
+	}
+	if (SSL_get0_peer_certificate(ssl) == NULL && timed_out(p, in))
+		snprintf(buf, len, "no TLS answer from %.100s port %d in time: "
+		    "is it a TLS port?", p->url.host, p->url.port);
+	else if (SSL_get0_peer_certificate(ssl) == NULL)
+		snprintf(buf, len, "TLS handshake failed before any "
+		    "certificate: no TLS server on port %d (a ws:// port? then "
+		    "use ws://)", p->url.port);
+	else
+		snprintf(buf, len, "TLS handshake failed (%s)", in);
+}
+
+/*
+ * lws's reason for an asynchronous failure is a short string; what the
+ * user can act on comes from the TLS session, the HTTP status and when
+ * it happened.
+ */
+static void
+why_failed(struct producer *p, struct lws *wsi, const char *in, char *buf,
+    size_t len)
+{
+	SSL *ssl = p->url.tls ? lws_get_ssl(wsi) : NULL;
+	unsigned status = lws_http_client_http_response(wsi);
+
+	(void)log_lws_take();	/* lws's own line: said better below */
+	if (in == NULL)
+		in = "";
+	if (ssl != NULL && !SSL_is_init_finished(ssl))
+		why_tls(p, ssl, in, buf, len);
+	else if (status != 0 && status != 101)
+		why_http(p, status, buf, len);
+	else if (status == 101)
+		snprintf(buf, len, "not a WebSocket server: its 101 answer is "
+		    "not a WebSocket handshake (%s)", in);
+	else if (strcmp(in, "Unable to connect") == 0) {
+		/* lws read SO_ERROR and lost it: timed out, or refused. */
+		if (timed_out(p, in))
+			snprintf(buf, len, "no answer from %.100s port %d: is the "
+			    "host up, does a firewall drop the connection?",
+			    p->url.host, p->url.port);
+		else
+			snprintf(buf, len, "connection refused by %.100s port %d: "
+			    "is the server running, is the port right?",
+			    p->url.host, p->url.port);
+	} else if (strcmp(in, "closed before established") == 0 ||
+	    strcmp(in, "Closed before conn") == 0 || timed_out(p, in))
+		snprintf(buf, len, "no answer to the WebSocket upgrade from "
+		    "%.100s port %d in time: is it a WebSocket server?",
+		    p->url.host, p->url.port);
+	else if (strcmp(in, "read failed") == 0 ||
+	    strcmp(in, "Peer hung up") == 0 ||
+	    strcmp(in, "problems parsing header") == 0)
+		snprintf(buf, len, "not a WebSocket server: it closed the "
+		    "connection without an HTTP answer%s", p->url.tls ? "" :
+		    " (a TLS port? then use wss://)");
+	else if (*in == '\0')
+		snprintf(buf, len, "the connection to %.100s port %d ended "
+		    "before the WebSocket handshake", p->url.host, p->url.port);
+	else
+		snprintf(buf, len, "connection failed: %s", in);
+}
+
+/*
+ * lws_client_connect_via_info() failed at once and said nothing: a name
+ * that does not resolve, or a connect() refused on the spot (errno
+ * survives lws's cleanup).
+ */
+static void
+why_not_started(struct producer *p, int e, char *buf, size_t len)
+{
+	struct addrinfo hints, *res;
+	uint8_t a[16];
+	int rc;
+
+	if (inet_pton(AF_INET, p->url.host, a) != 1 &&
+	    inet_pton(AF_INET6, p->url.host, a) != 1) {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		/* Blocks, as lws's own lookup did: only after a failure. */
+		if ((rc = getaddrinfo(p->url.host, NULL, &hints, &res)) != 0) {
+			if (rc == EAI_NONAME || rc == EAI_NODATA)
+				snprintf(buf, len, "name not found: no address "
+				    "for %.100s (check the URL's host name)",
+				    p->url.host);
+			else
+				snprintf(buf, len, "cannot look up %.100s: %s (is "
+				    "a name server reachable?)", p->url.host,
+				    rc == EAI_SYSTEM ? strerror(errno) :
+				    gai_strerror(rc));
+			return;
+		}
+		freeaddrinfo(res);
+	}
+	switch (e) {
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+		snprintf(buf, len, "no route to %.100s: %s (check the address "
+		    "and this host's routes)", p->url.host, strerror(e));
+		break;
+	case ECONNREFUSED:
+		snprintf(buf, len, "connection refused by %.100s port %d: is the "
+		    "server running, is the port right?", p->url.host,
+		    p->url.port);
+		break;
+	case EACCES:
+	case EPERM:
+		snprintf(buf, len, "connecting to %.100s port %d is not permitted "
+		    "here: %s (a firewall rule?)", p->url.host, p->url.port,
+		    strerror(e));
+		break;
+	default:
+		snprintf(buf, len, "cannot start a connection to %.100s port "
+		    "%d%s%s", p->url.host, p->url.port, e ? ": " : "",
+		    e ? strerror(e) : "");
+		break;
+	}
+}
+
+/*
+ * The server is not one to stream to (it sent something that is not a
+ * digest): say so, close, and end the stream as failed or back off.
+ */
+static void
+producer_fail(struct producer *p, const char *why)
+{
+	if (p->failed)
+		return;
+	p->failed = true;
+	stream_set_error(&p->s, why);	/* said when the connection ends */
+	p->close_now = true;
+	if (p->wsi != NULL)
+		lws_callback_on_writable(p->wsi);
+}
+
 /* ---- digests from the server ---- */
+
+/*
+ * A mismatch: counted, and logged at err, but not the hundredth in a
+ * row of a stream that is misconfigured rather than corrupted; before
+ * any digest verified, say once what the likely cause is.
+ */
+static void __attribute__((format(printf, 2, 3)))
+mismatch(struct producer *p, const char *fmt, ...)
+{
+	const EVP_MD *md = EVP_MD_CTX_get0_md(p->b.md);
+	char buf[320], name[32];
+	va_list ap;
+
+	STAT_ADD(p->s.st.mismatched, 1);
+	STAT_ADD(p->w->totals.digest_mismatches, 1);
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* Never one verified: the likely cause is the error to keep. */
+	if (STAT_GET(p->s.st.verified) != 0 || !p->hint_said)
+		producer_set_error(p, "digest mismatch: %s", buf);
+	/* The likely cause first: the lines after it are rate limited. */
+	if (STAT_GET(p->s.st.verified) == 0 && !p->hint_said) {
+		/* As the configuration spells it: OpenSSL says "SHA256". */
+		snprintf(name, sizeof(name), "%s", md != NULL ?
+		    EVP_MD_get0_name(md) : "?");
+		for (char *c = name; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
+		p->hint_said = true;
+		log_stream(LOG_WARNING, &p->s, "digest-mismatch", "the first "
+		    "digest already differs: does the server use batch_size "
+		    "%llu and digest %s, as this producer does?",
+		    (unsigned long long)p->b.batch_size, name);
+		producer_set_error(p, "digest mismatch from the first digest "
+		    "on: is the server's batch_size %llu and its digest %s, "
+		    "as here?", (unsigned long long)p->b.batch_size, name);
+	}
+	if (++p->mismatch_run <= MISMATCH_LOGGED)
+		log_stream(LOG_ERR, &p->s, "digest-mismatch", "%s%s", buf,
+		    p->mismatch_run == MISMATCH_LOGGED ? " (more are counted, "
+		    "not logged, until one verifies)" : "");
+}
+
+/* Could it be a digest, of any algorithm: hex of an even length? */
+static bool
+looks_hex(const char *text, size_t len)
+{
+	if (len == 0 || len % 2 != 0 || len > 2 * EVP_MAX_MD_SIZE)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (strchr("0123456789abcdefABCDEF", text[i]) == NULL ||
+		    text[i] == '\0')
+			return false;
+	return true;
+}
 
 static void
 check_digest(struct producer *p, const char *text, size_t len)
@@ -412,22 +730,28 @@ check_digest(struct producer *p, const char *text, size_t len)
 	char exp_hex[2 * EVP_MAX_MD_SIZE + 1];
 	int64_t now = lws_now_usecs();
 	struct expect *e;
-	uint64_t no = p->batch_no++;
+	uint64_t no;
 
+	if (!looks_hex(text, len)) {
+		producer_fail(p, "the server sent a text message that is not "
+		    "a digest: not a wsflow hashing server (an echo server?)");
+		return;
+	}
+	no = p->batch_no++;
 	STAT_ADD(p->s.st.digests, 1);
 	STAT_ADD(p->w->totals.digests_received, 1);
 	stream_set_digest(&p->s, text, len);
 	if (p->elen == 0) {
-		STAT_ADD(p->s.st.mismatched, 1);
-		STAT_ADD(p->w->totals.digest_mismatches, 1);
-		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
-		    "none was due, got \"%.*s\"", (unsigned long long)no,
-		    (int)(len > 130 ? 130 : len), text);
+		mismatch(p, "digest %llu: none was due, got \"%.*s\"",
+		    (unsigned long long)no, (int)(len > 130 ? 130 : len),
+		    text);
 		return;
 	}
 	e = &p->expect[p->ehead];
 	p->ehead = (p->ehead + 1) % p->ecap;
 	p->elen--;
+	if (p->stall_said && strcmp(stream_state(&p->s), "stalled") == 0)
+		stream_set_state(&p->s, "sending");
 	p->stall_said = false;
 	STAT_SET(p->s.st.latency_last_us, now - e->at_us);
 	if (STAT_GET(p->s.st.latency_last_us) > STAT_GET(p->s.st.latency_max_us))
@@ -436,14 +760,13 @@ check_digest(struct producer *p, const char *text, size_t len)
 	    memcmp(got, e->md, p->b.md_len) == 0) {
 		STAT_ADD(p->s.st.verified, 1);
 		STAT_ADD(p->w->totals.digests_verified, 1);
+		p->mismatch_run = 0;
 		return;
 	}
-	STAT_ADD(p->s.st.mismatched, 1);
-	STAT_ADD(p->w->totals.digest_mismatches, 1);
 	digest_hex(e->md, p->b.md_len, exp_hex);
-	log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu "
-	    "mismatch: expected %s, got \"%.*s\"", (unsigned long long)no,
-	    exp_hex, (int)(len > 130 ? 130 : len), text);
+	mismatch(p, "digest %llu mismatch: expected %s, got \"%.*s\"",
+	    (unsigned long long)no, exp_hex, (int)(len > 130 ? 130 : len),
+	    text);
 }
 
 static int
@@ -461,15 +784,19 @@ on_receive(struct producer *p, struct lws *wsi, const char *in, size_t len)
 	}
 	if (!lws_is_final_fragment(wsi))
 		return 0;
+	if (p->failed)
+		return 0;	/* closing: what follows is of no interest */
 	if (p->rx_oversize || lws_frame_is_binary(wsi)) {
-		STAT_ADD(p->s.st.mismatched, 1);
-		STAT_ADD(p->w->totals.digest_mismatches, 1);
-		log_stream(LOG_ERR, &p->s, "digest-mismatch", "digest %llu: "
-		    "server sent a %s message, not a digest",
-		    (unsigned long long)p->batch_no++, p->rx_oversize ?
-		    "long" : "binary");
-	} else
-		check_digest(p, p->rx, p->rxlen);
+		producer_fail(p, lws_frame_is_binary(wsi) ? "the server sent "
+		    "a binary message, not a digest: not a wsflow hashing "
+		    "server (an echo server?)" : "the server sent a long "
+		    "message, not a digest: not a wsflow hashing server (an "
+		    "echo server?)");
+		return 0;
+	}
+	check_digest(p, p->rx, p->rxlen);
+	if (p->failed)
+		return 0;
 	if (p->waiting && p->elen == 0) {
 		p->waiting = false;
 		lws_callback_on_writable(wsi);
@@ -498,11 +825,29 @@ schedule_connect(struct producer *p, const char *why)
 	jitter = gen_next(&p->gen) % (2 * (ms / 4) + 1);
 	ms = ms - ms / 4 + (unsigned)jitter;
 	p->attempt++;
+	STAT_ADD(p->s.reconnects, 1);
+	STAT_SET(p->s.next_attempt_us, lws_now_usecs() + (int64_t)ms *
+	    LWS_US_PER_MS);
 	stream_set_state(&p->s, "backoff");
 	log_stream(LOG_WARNING, &p->s, "connect-failed", "%s: %s; retry %u "
 	    "in %u ms", p->conf.url, why, p->attempt, ms);
 	lws_sul_schedule(p->w->ctx, 0, &p->sul_connect, producer_connect,
 	    (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
+/* This attempt failed: keep why, then back off or end as failed. */
+static void
+connect_failed(struct producer *p, const char *reason, const char *why)
+{
+	stream_set_error(&p->s, why);
+	if (p->conf.reconnect) {
+		schedule_connect(p, why);
+		return;
+	}
+	log_stream(LOG_WARNING, &p->s, "connect-failed", "%s: %s",
+	    p->conf.url, why);
+	stream_set_end(&p->s, STREAM_FAILED, reason, NULL);
+	producer_finish(p, "failed");
 }
 
 static void
@@ -533,15 +878,15 @@ producer_connect(lws_sorted_usec_list_t *sul)
 			    LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
 	}
 	stream_set_state(&p->s, "connecting");
+	STAT_SET(p->s.next_attempt_us, 0);
+	p->connect_at_us = lws_now_usecs();
+	errno = 0;
 	if (lws_client_connect_via_info(&ci) == NULL) {
+		char why[sizeof(p->s.error)];
+
+		why_not_started(p, errno, why, sizeof(why));
 		p->wsi = NULL;
-		if (p->conf.reconnect)
-			schedule_connect(p, "cannot start a connection");
-		else {
-			stream_set_end(&p->s, STREAM_FAILED, "connect failed",
-			    "cannot start a connection");
-			producer_finish(p, "cannot start a connection");
-		}
+		connect_failed(p, "connect failed", why);
 	}
 }
 
@@ -558,6 +903,12 @@ static void
 on_established(struct producer *p, struct lws *wsi)
 {
 	p->attempt = 0;
+	p->open = true;
+	p->failed = false;
+	p->mismatch_run = 0;
+	p->close_code = 0;
+	p->close_why[0] = '\0';
+	stream_set_error(&p->s, "");	/* healthy again */
 	stream_set_state(&p->s, "sending");
 	p->in_message = false;
 	p->msg_sent = 0;
@@ -580,6 +931,7 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	/* lws may call back for this wsi again: not with p, which may go. */
 	lws_set_wsi_user(wsi, NULL);
 	p->wsi = NULL;
+	p->open = false;
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
@@ -589,18 +941,24 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 		stream_set_end(&p->s, STREAM_FINISHED, "bytes limit", NULL);
 	else if (p->w->wd->stopping)
 		stream_set_end(&p->s, STREAM_STOPPED, "shutdown", NULL);
+	if (p->failed && !p->done && !p->w->wd->stopping) {
+		char error[sizeof(p->s.error)];
+
+		stream_get_error(&p->s, error, sizeof(error));
+		connect_failed(p, "protocol error", error);
+		return;
+	}
+	if (p->failed) {
+		stream_set_end(&p->s, STREAM_FAILED, "protocol error", NULL);
+		producer_finish(p, "failed");
+		return;
+	}
 	if (p->done || limit_reached(p) || p->w->wd->stopping) {
 		producer_finish(p, p->s.end_state != NULL ? p->s.end_state :
 		    STREAM_FINISHED);
 		return;
 	}
-	if (!p->conf.reconnect) {
-		stream_set_end(&p->s, STREAM_FAILED, was_open ?
-		    "connection lost" : "connect failed", why);
-		producer_finish(p, why);
-		return;
-	}
-	schedule_connect(p, why);
+	connect_failed(p, was_open ? "connection lost" : "connect failed", why);
 }
 
 /* The configured extra headers, each line "Name: value\r\n". */
@@ -649,28 +1007,36 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		if (p == NULL)
 			return 0;
-		if (len >= 2)
+		if (len >= 2) {
+			p->close_code = ((const uint8_t *)in)[0] << 8 |
+			    ((const uint8_t *)in)[1];
+			snprintf(p->close_why, sizeof(p->close_why), "%.*s",
+			    (int)(len - 2), (const char *)in + 2);
 			log_stream(LOG_INFO, &p->s, NULL, "server closed with "
-			    "%u", ((const uint8_t *)in)[0] << 8 |
-			    ((const uint8_t *)in)[1]);
+			    "%u", p->close_code);
+		}
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (p != NULL && p->wsi == wsi) {
-			const char *detail = log_lws_take();
-			char why[480];
+			char why[sizeof(p->s.error)];
 
-			/* "SSL err 1" alone says nothing: add lws's reason. */
-			if (in == NULL || strstr(in, "SSL") == NULL)
-				detail = "";
-			snprintf(why, sizeof(why), "%s%s%s%s", in ? (char *)in :
-			    "connection failed", *detail ? " (" : "", detail,
-			    *detail ? ")" : "");
+			why_failed(p, wsi, in, why, sizeof(why));
 			on_gone(p, wsi, false, why);
 		}
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
-		if (p != NULL && p->wsi == wsi)
-			on_gone(p, wsi, true, "connection closed");
+		if (p != NULL && p->wsi == wsi) {
+			char why[sizeof(p->s.error)];
+
+			if (p->close_code != 0)
+				snprintf(why, sizeof(why), "the server closed "
+				    "the connection with %u%s%s", p->close_code,
+				    p->close_why[0] ? " " : "", p->close_why);
+			else
+				snprintf(why, sizeof(why), "the connection was "
+				    "lost: no close from the server");
+			on_gone(p, wsi, true, why);
+		}
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		/* lws tells protocols[0] of every wsi of the vhost. */
@@ -680,8 +1046,12 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		/* FALLTHROUGH */
 	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
 		/* Died before ESTABLISHED without an error callback. */
-		if (p != NULL && p->wsi == wsi)
-			on_gone(p, wsi, false, "connection failed");
+		if (p != NULL && p->wsi == wsi) {
+			char why[sizeof(p->s.error)];
+
+			why_failed(p, wsi, NULL, why, sizeof(why));
+			on_gone(p, wsi, false, why);
+		}
 		return 0;
 	default:
 		return 0;
@@ -739,6 +1109,9 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 	p->expect = calloc(p->ecap, sizeof(*p->expect));
 	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
 	batch = pc->batch_size ? pc->batch_size : wd->conf.server.batch_size;
+	/* The workers' lws contexts time out connects and handshakes so. */
+	p->timeout_us = (int64_t)wd->conf.server.handshake_timeout *
+	    LWS_US_PER_SEC;
 	/* Frame and message modes are cut by hand: no batch completes. */
 	if (pc->mode == MODE_FRAME || pc->mode == MODE_MESSAGE)
 		batch = UINT64_MAX;
@@ -842,11 +1215,13 @@ start_run(struct worker *w, struct work *k)
 	worker_stream_attach(w, &p->s);
 	STAT_ADD(w->totals.producers_total, 1);
 	if ((p->vh = worker_client_vhost(w, p->conf.tls_ca)) == NULL) {
+		producer_set_error(p, "cannot set up TLS with tls.ca %s",
+		    p->conf.tls_ca);
 		log_stream(LOG_ERR, &p->s, "connect-failed", "cannot set up "
 		    "TLS with CA '%s'", p->conf.tls_ca);
 		stream_set_end(&p->s, STREAM_FAILED, "not started",
 		    "cannot set up TLS with tls.ca");
-		producer_finish(p, "not started");
+		producer_finish(p, "failed");
 		return;
 	}
 	if (p->conf.duration != 0)
@@ -891,11 +1266,10 @@ producer_finish(struct producer *p, const char *why)
 	struct worker *w = p->w;
 	char mism[64];
 
-	if (STAT_GET(p->s.st.mismatched) > 0) {
+	if (STAT_GET(p->s.st.mismatched) > 0 && p->s.error[0] == '\0') {
 		snprintf(mism, sizeof(mism), "%llu digests mismatched",
 		    (unsigned long long)STAT_GET(p->s.st.mismatched));
-		if (p->s.error[0] == '\0')
-			snprintf(p->s.error, sizeof(p->s.error), "%s", mism);
+		stream_set_error(&p->s, mism);	/* we are its writer */
 	}
 	stream_set_end(&p->s, STREAM_STOPPED, "stopped", NULL);
 	log_stream_end(STAT_GET(p->s.st.mismatched) ? LOG_WARNING : LOG_INFO,
@@ -938,8 +1312,14 @@ producer_tick(struct stream *s, int64_t now_us)
 	if (p->waiting && p->wsi != NULL && !p->stall_said && p->elen > 0 &&
 	    now_us - p->expect[p->ehead].at_us > STALL_US) {
 		p->stall_said = true;
+		stream_set_state(&p->s, "stalled");	/* not streaming: say so */
+		producer_set_error(p, "no digest for %d s: is it a wsflow "
+		    "hashing server, with batch_size %llu as here?",
+		    (int)(STALL_US / LWS_US_PER_SEC),
+		    (unsigned long long)p->b.batch_size);
 		log_stream(LOG_WARNING, &p->s, "digest-stall", "no digest for "
-		    "%d s: does the server's batch_size (%llu here) match?",
+		    "%d s: is it a wsflow hashing server, and does its "
+		    "batch_size match this producer's (%llu)?",
 		    (int)(STALL_US / LWS_US_PER_SEC),
 		    (unsigned long long)p->b.batch_size);
 	}
@@ -951,7 +1331,8 @@ producer_tick(struct stream *s, int64_t now_us)
 	    (uint64_t)(now_us - p->progress_at_us);
 	p->progress_at_us = now_us;
 	p->progress_bytes = bytes;
-	if (p->wsi == NULL)
+	/* Connecting, stalled: said once, not as 0.0 MB/s every 10 s. */
+	if (p->wsi == NULL || !p->open || p->stall_said)
 		return;
 	stream_get_digest(&p->s, digest, sizeof(digest));
 	log_progress(&p->s, bytes, rate, "%.1f MB sent, %llu digests "

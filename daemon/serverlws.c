@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "http.h"
+#include "log.h"
 #include "server.h"
 #include "worker.h"
 #include "ws.h"
@@ -67,6 +68,23 @@ upgrade_valid(struct lws *wsi)
 	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_KEY) != 24)
 		return false;
 	return lws_b64_decode_string(buf, key, sizeof(key)) == 16;
+}
+
+/*
+ * Say who was refused and why: lws only says "User code denied
+ * connection" (log.c keeps that at debug), without peer or path.
+ */
+static int
+refuse(struct lws *wsi, unsigned status, const char *path, const char *why)
+{
+	char peer[128];
+
+	server_peer_name(lws_get_socket_fd(wsi), peer, sizeof(peer));
+	log_ratelimited(LOG_INFO, "refused an upgrade from %s to %.64s: "
+	    "%u %s", peer, path, status, why);
+	/* An HTTP answer, not a bare drop (interface.md §1). */
+	(void)lws_return_http_status(wsi, status, NULL);
+	return 1;
 }
 
 static int
@@ -202,7 +220,7 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	struct lws_conn *lc = user;
 	enum wsflow_mode mode;
-	char path[128];
+	char path[128], origin[256];
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
@@ -212,14 +230,19 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		/* Refuse upgrades to paths that name no mode. */
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
-		    0 || server_path_mode(path, &mode) == -1)
-			return 1;
-		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_ORIGIN) < 0)
-			path[0] = '\0';
+		    0)
+			return refuse(wsi, 400, "?", "no path");
+		if (server_path_mode(path, &mode) == -1)
+			return refuse(wsi, 404, path, "no WebSocket endpoint at "
+			    "this path");
+		if (lws_hdr_copy(wsi, origin, sizeof(origin),
+		    WSI_TOKEN_ORIGIN) < 0)
+			origin[0] = '\0';
 		if (!server_origin_allowed(&((struct worker *)
-		    lws_context_user(lws_get_context(wsi)))->params, path))
-			return 1;
-		return upgrade_valid(wsi) ? 0 : 1;
+		    lws_context_user(lws_get_context(wsi)))->params, origin))
+			return refuse(wsi, 403, path, "Origin not allowed");
+		return upgrade_valid(wsi) ? 0 : refuse(wsi, 400, path, "bad "
+		    "Sec-WebSocket-Version or Sec-WebSocket-Key");
 
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		/*

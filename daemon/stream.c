@@ -103,7 +103,7 @@ history_record_locked(struct registry *reg, const struct stream *s)
 	r->state = s->end_state != NULL ? s->end_state : STREAM_STOPPED;
 	snprintf(r->end_reason, sizeof(r->end_reason), "%s",
 	    s->end_state != NULL ? s->end_reason : "shutdown");
-	snprintf(r->error, sizeof(r->error), "%s", s->error);
+	stream_get_error(s, r->error, sizeof(r->error));
 	snprintf(r->name, sizeof(r->name), "%s", s->name);
 	snprintf(r->peer, sizeof(r->peer), "%s", s->peer);
 	r->started_us = s->started_us;
@@ -117,6 +117,7 @@ history_record_locked(struct registry *reg, const struct stream *s)
 	r->bp_usec = STAT_GET(s->st.bp_usec);
 	r->latency_last_us = STAT_GET(s->st.latency_last_us);
 	r->latency_max_us = STAT_GET(s->st.latency_max_us);
+	r->reconnects = STAT_GET(s->reconnects);
 	stream_get_digest(s, r->last_digest, sizeof(r->last_digest));
 }
 
@@ -332,5 +333,39 @@ stream_set_end(struct stream *s, const char *state, const char *reason,
 	s->end_state = state;
 	snprintf(s->end_reason, sizeof(s->end_reason), "%s", reason);
 	if (error != NULL && s->error[0] == '\0')
-		snprintf(s->error, sizeof(s->error), "%s", error);
+		stream_set_error(s, error);
+}
+
+/* Seqlock writer, as stream_set_digest: "" clears it. */
+void
+stream_set_error(struct stream *s, const char *text)
+{
+	unsigned seq = atomic_load_explicit(&s->error_seq,
+	    memory_order_relaxed);
+	size_t len = strlen(text);
+
+	if (len >= sizeof(s->error))
+		len = sizeof(s->error) - 1;
+	atomic_store_explicit(&s->error_seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	memcpy(s->error, text, len);
+	s->error[len] = '\0';
+	atomic_store_explicit(&s->error_seq, seq + 2, memory_order_release);
+}
+
+void
+stream_get_error(const struct stream *s, char *out, size_t outlen)
+{
+	unsigned before, after;
+
+	do {
+		before = atomic_load_explicit(&s->error_seq,
+		    memory_order_acquire);
+		memcpy(out, s->error, outlen < sizeof(s->error) ? outlen :
+		    sizeof(s->error));
+		atomic_thread_fence(memory_order_acquire);
+		after = atomic_load_explicit(&s->error_seq,
+		    memory_order_relaxed);
+	} while ((before & 1) || before != after);
+	out[outlen - 1] = '\0';
 }

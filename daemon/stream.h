@@ -80,7 +80,12 @@ struct stream {
 	 */
 	const char	*end_state;	/* STREAM_FINISHED, ... or NULL */
 	char		 end_reason[32];	/* short words */
-	char		 error[256];	/* what went wrong, "" if nothing */
+	/* Producers: why it failed last (show's `error`, "" while
+	 * healthy), how often it retried, when it tries next. */
+	atomic_uint	 error_seq;	/* seqlock over error */
+	char		 error[256];
+	counter_t	 reconnects;	/* retries after a failure or a drop */
+	counter_t	 next_attempt_us; /* lws_now_usecs(), 0: none due */
 };
 
 /* The states of an ended stream. */
@@ -102,6 +107,7 @@ struct stream_record {
 	int64_t		 started_us, ended_us;
 	uint64_t	 bytes, messages, digests, verified, mismatched;
 	uint64_t	 bp_pauses, bp_usec, latency_last_us, latency_max_us;
+	uint64_t	 reconnects;
 	char		 last_digest[2 * 64 + 1];
 };
 
@@ -168,6 +174,9 @@ const char	*stream_state(const struct stream *);
 void		 stream_set_digest(struct stream *, const char *hex,
 		    size_t len);
 void		 stream_get_digest(const struct stream *, char *out,
+		    size_t outlen);
+void		 stream_set_error(struct stream *, const char *);
+void		 stream_get_error(const struct stream *, char *out,
 		    size_t outlen);
 void		 stream_sample_rate(struct stream *, int64_t now_us);
 void		 stream_set_end(struct stream *, const char *state,

@@ -360,8 +360,8 @@ def tls_refused_case(desc, producer_keys, reason, cert_san=None):
         check(s is not None and s['bytes'] == 0 and s['digests_verified'] == 0
               and s['state'] in ('backoff', 'connecting'),
               'connected although the certificate is not trusted: %r' % s)
-        why = log_lines(d, r'SSL error: .*%s' % reason)
-        check(why, 'no "SSL error: ... %s" line:\n%s' % (reason, d.log_tail()))
+        why = log_lines(d, r' warning: \[producer \d+ tls\] .*TLS .*%s' % reason)
+        check(why, 'no "[producer N tls] ... TLS ... %s" line:\n%s' % (reason, d.log_tail()))
         check(not log_lines(d, r'\[stream \d+\] streaming stream from'),
               'the TLS server saw a WebSocket stream')
         diag(why[0])
