@@ -38,12 +38,20 @@ def ctl(d, *args, timeout=10):
 
 
 def show(d, name):
-    """`wsflowctl -j show NAME`'s stream, None once it is gone."""
+    """`wsflowctl -j show NAME`'s stream (an ended one too), None if
+    there is none."""
     rc, out = ctl(d, 'show', name)
     if rc == 1:
         return None
     check(rc == 0 and out and 'stream' in out, 'show %s: exit %s, %r' % (name, rc, out))
     return out['stream']
+
+
+def check_failed(d):
+    """The ended producer p is kept as failed, with its error."""
+    s = show(d, 'p')
+    check(s is not None and s.get('state') == 'failed' and s.get('error'),
+          'after failing, show p gives %r: want state failed and its error' % s)
 
 
 def producer_daemon(url, tls=False, server=None, **keys):
@@ -109,7 +117,7 @@ def failed_case(desc, url, want, tls=False, server=None, **keys):
         lines = [l for l in warnings(d) if re.search(want, l)]
         check(lines, 'no warning line matching %r:\n%s' % (want, d.log_tail()))
         diag(lines[0])
-        check(show(d, 'p') is None, 'still listed after failing: %r' % show(d, 'p'))
+        check_failed(d)
         d.check_clean_stop()
     return _
 
@@ -266,7 +274,7 @@ def _():
     d.start()
     s = wait_value(d, lambda: show(d, 'p'), lambda s: s['digests_verified'] >= 2, 20,
                    '2 digests verified', 'p')
-    check(s.get('error') == '' and s.get('reconnects') == 0 and s['state'] == 'streaming'
+    check(s.get('error') == '' and s.get('reconnects') == 0 and s['state'] == 'sending'
           and 'next_attempt_in_ms' not in s, 'a healthy stream: %r' % s)
     check(not warnings(d), 'warnings about a healthy stream: %r' % warnings(d))
     d.check_clean_stop()
@@ -356,7 +364,7 @@ def _():
           'the producer did not end as failed:\n' + d.log_tail())
     lines = [l for l in warnings(d) if re.search(NOT_DIGEST, l)]
     check(len(lines) == 1, 'want one warning line, got %r' % lines)
-    check(show(d, 'p') is None, 'still listed: %r' % show(d, 'p'))
+    check_failed(d)
     d.check_clean_stop()
 
 
