@@ -696,9 +696,9 @@ mismatch(struct producer *p, const char *fmt, ...)
 		for (char *c = name; *c != '\0'; c++)
 			*c = (char)tolower((unsigned char)*c);
 		p->hint_said = true;
-		log_stream(LOG_WARNING, &p->s, "digest-mismatch", "the first "
-		    "digest already differs: does the server use batch_size "
-		    "%llu and digest %s, as this producer does?",
+		log_stream(LOG_WARNING, &p->s, "digest-mismatch-hint",
+		    "the first digest already differs: does the server use "
+		    "batch_size %llu and digest %s, as this producer does?",
 		    (unsigned long long)p->b.batch_size, name);
 		producer_set_error(p, "digest mismatch from the first digest "
 		    "on: is the server's batch_size %llu and its digest %s, "
