@@ -50,10 +50,10 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 DAEMON_LIB := config log batch stream server wsserver serverlws ws upgrade \
 	tls listen http gen url producer control ctl_proto reload sd worker hist
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
-# wsflowctl shares only the control protocol with the daemon.
+# wsflowctl shares only the control protocol (and its histogram) with the daemon.
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
 	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \
-	$(BUILD)/daemon/ctl_proto.o
+	$(BUILD)/daemon/ctl_proto.o $(BUILD)/daemon/hist.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 # Each unit test links only the pure modules it tests: nothing proves a
 # module pure like a link that would fail if it reached for more.

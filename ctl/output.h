@@ -24,4 +24,15 @@ struct output {
 extern const struct output text_output;
 extern const struct output json_output;
 
+/* A stream's digest latencies as a histogram (quantiles: hist.h). */
+static inline void
+stream_latency(const struct ctl_stream *s, struct hist_snap *h)
+{
+	h->count = 0;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++)
+		h->count += h->n[i] = s->latency_n[i];
+	h->sum_us = s->latency_sum_us;
+	h->max_us = s->latency_max_us;
+}
+
 #endif

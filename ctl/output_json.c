@@ -115,6 +115,23 @@ json_stream(enum action a, const struct ctl_stream *s)
 			json_object_object_add(o, "seconds",
 			    json_object_new_double(s->run_usec / 1e6));
 		add_u64(o, "reconnects", s->reconnects);
+		if (s->role == ROLE_PRODUCER) {
+			struct json_object *lat = json_object_new_object(),
+			    *con = json_object_new_object();
+			struct hist_snap h;
+
+			stream_latency(s, &h);
+			add_u64(lat, "p50", hist_quantile(&h, 0.50));
+			add_u64(lat, "p90", hist_quantile(&h, 0.90));
+			add_u64(lat, "p99", hist_quantile(&h, 0.99));
+			add_u64(lat, "max", h.max_us);
+			add_u64(lat, "count", h.count);
+			json_object_object_add(o, "digest_latency_us", lat);
+			add_u64(con, "tcp", s->connect_tcp_us);
+			add_u64(con, "tls", s->connect_tls_us);
+			add_u64(con, "upgrade", s->connect_upgrade_us);
+			json_object_object_add(o, "connect_us", con);
+		}
 		if (s->next_attempt_in_ms >= 0)
 			add_u64(o, "next_attempt_in_ms",
 			    (uint64_t)s->next_attempt_in_ms);

@@ -166,10 +166,21 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %" PRIu64 " pause%s, %.3f s paused\n",
 		    "Backpressure:", s->backpressure_pauses,
 		    plural(s->backpressure_pauses), s->backpressure_usec / 1e6);
-		if (s->role != ROLE_SERVER)
-			printf("%-20s %.3f ms last, %.3f ms max\n",
-			    "Digest latency:", s->latency_last_us / 1e3,
-			    s->latency_max_us / 1e3);
+		if (s->role != ROLE_SERVER) {
+			struct hist_snap h;
+
+			stream_latency(s, &h);
+			printf("%-20s p50 %.3f, p90 %.3f, p99 %.3f, max %.3f ms "
+			    "(%.3f last)\n", "Digest latency:",
+			    hist_quantile(&h, 0.5) / 1e3,
+			    hist_quantile(&h, 0.9) / 1e3,
+			    hist_quantile(&h, 0.99) / 1e3, h.max_us / 1e3,
+			    s->latency_last_us / 1e3);
+			printf("%-20s tcp %.3f, tls %.3f, upgrade %.3f ms\n",
+			    "Connect:", s->connect_tcp_us / 1e3,
+			    s->connect_tls_us / 1e3,
+			    s->connect_upgrade_us / 1e3);
+		}
 		printf("%-20s %s\n", "Last digest:", s->last_digest[0] ?
 		    s->last_digest : "-");
 		if (s->role != ROLE_SERVER) {

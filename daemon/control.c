@@ -120,6 +120,16 @@ stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
 	stream_get_digest(s, o->last_digest, sizeof(o->last_digest));
 	stream_get_error(s, o->error, sizeof(o->error));
 	o->reconnects = STAT_GET(s->reconnects);
+	o->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
+	o->connect_tls_us = STAT_GET(s->st.connect_tls_us);
+	o->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
+	{
+		struct hist_snap h;
+
+		hist_read(&s->st.latency, &h);
+		memcpy(o->latency_n, h.n, sizeof(o->latency_n));
+		o->latency_sum_us = h.sum_us;
+	}
 	o->next_attempt_in_ms = STAT_GET(s->next_attempt_us) == 0 ? -1 :
 	    ((int64_t)STAT_GET(s->next_attempt_us) - now) / LWS_US_PER_MS;
 	if (o->next_attempt_in_ms < -1)
@@ -140,6 +150,11 @@ record_info(const struct stream_record *r, struct ctl_stream *o)
 	o->ended = 1;
 	o->reconnects = r->reconnects;
 	o->next_attempt_in_ms = -1;		/* none: it ended */
+	o->connect_tcp_us = r->connect_tcp_us;
+	o->connect_tls_us = r->connect_tls_us;
+	o->connect_upgrade_us = r->connect_upgrade_us;
+	memcpy(o->latency_n, r->latency.n, sizeof(o->latency_n));
+	o->latency_sum_us = r->latency.sum_us;
 	ctl_strlcpy(o->state, r->state, sizeof(o->state));
 	ctl_strlcpy(o->end_reason, r->end_reason, sizeof(o->end_reason));
 	ctl_strlcpy(o->error, r->error, sizeof(o->error));

@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CTL_VERSION		3
+#include "hist.h"
+
+#define CTL_VERSION		4
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
 #define WSFLOW_CTL_PATH		"/run/wsflow/wsflowd.sock"	/* default */
 #define CTL_NAME_MAX		64
@@ -159,6 +161,13 @@ struct ctl_stream {
 	char		error[CTL_TEXT_MAX];
 	uint64_t	reconnects;	/* retries after a failure or drop */
 	int64_t		next_attempt_in_ms;	/* -1: none due */
+	/* Producers: the last connection's phases, every digest's latency
+	 * (hist.h's buckets: wsflowctl merges them for run's summary). */
+	uint64_t	connect_tcp_us;
+	uint64_t	connect_tls_us;
+	uint64_t	connect_upgrade_us;
+	uint64_t	latency_sum_us;
+	uint64_t	latency_n[HIST_BUCKETS];
 };
 
 struct ctl_result {

@@ -85,6 +85,8 @@ struct producer {
 	uint64_t	 progress_bytes;	/* st.bytes at progress_at_us */
 	unsigned	 attempt;	/* connect attempts since success */
 	int64_t		 connect_at_us;	/* this attempt began */
+	int64_t		 tls_at_us;	/* its server certificate came */
+	int64_t		 request_at_us;	/* its upgrade request went */
 	int64_t		 timeout_us;	/* lws gives up on a connect after it */
 	bool		 failed;	/* the server is of no use: end, or back off */
 	bool		 open;		/* established, not yet gone */
@@ -754,6 +756,7 @@ check_digest(struct producer *p, const char *text, size_t len)
 		stream_set_state(&p->s, "sending");
 	p->stall_said = false;
 	STAT_SET(p->s.st.latency_last_us, now - e->at_us);
+	hist_add(&p->s.st.latency, (uint64_t)(now - e->at_us));
 	if (STAT_GET(p->s.st.latency_last_us) > STAT_GET(p->s.st.latency_max_us))
 		STAT_SET(p->s.st.latency_max_us, now - e->at_us);
 	if (digest_unhex(text, len, got, p->b.md_len) == 0 &&
@@ -880,6 +883,7 @@ producer_connect(lws_sorted_usec_list_t *sul)
 	stream_set_state(&p->s, "connecting");
 	STAT_SET(p->s.next_attempt_us, 0);
 	p->connect_at_us = lws_now_usecs();
+	p->tls_at_us = p->request_at_us = 0;
 	errno = 0;
 	if (lws_client_connect_via_info(&ci) == NULL) {
 		char why[sizeof(p->s.error)];
@@ -899,9 +903,30 @@ duration_over(lws_sorted_usec_list_t *sul)
 	producer_stop(p, false);
 }
 
+/*
+ * How long this connection took, by phase.  lws says nothing when its
+ * connect() completes, so: "tcp" until the request went (ws://) or the
+ * server's certificate came (wss://: TCP and the TLS hello's round
+ * trip; OpenSSL shows us the certificate, but not with verify off, when
+ * "tls" holds both), "tls" until the request went, "upgrade" until its
+ * answer.
+ */
+static void
+connect_phases(struct producer *p, int64_t now)
+{
+	int64_t req = p->request_at_us ? p->request_at_us : now;
+	int64_t tcp_end = !p->url.tls ? req : p->tls_at_us ? p->tls_at_us :
+	    p->connect_at_us;
+
+	STAT_SET(p->s.st.connect_tcp_us, tcp_end - p->connect_at_us);
+	STAT_SET(p->s.st.connect_tls_us, req - tcp_end);
+	STAT_SET(p->s.st.connect_upgrade_us, now - req);
+}
+
 static void
 on_established(struct producer *p, struct lws *wsi)
 {
+	connect_phases(p, lws_now_usecs());
 	p->attempt = 0;
 	p->open = true;
 	p->failed = false;
@@ -991,8 +1016,17 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	struct producer *p = user;
 
 	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+		/* Called with the certificate as user: ours is the wsi's. */
+		if ((p = lws_wsi_user(wsi)) != NULL && p->wsi == wsi &&
+		    p->tls_at_us == 0)
+			p->tls_at_us = lws_now_usecs();
+		return 0;
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-		return p != NULL ? append_headers(p, in, len) : 0;
+		if (p == NULL)
+			return 0;
+		p->request_at_us = lws_now_usecs();
+		return append_headers(p, in, len);
 
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (p == NULL)

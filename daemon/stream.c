@@ -118,6 +118,10 @@ history_record_locked(struct registry *reg, const struct stream *s)
 	r->latency_last_us = STAT_GET(s->st.latency_last_us);
 	r->latency_max_us = STAT_GET(s->st.latency_max_us);
 	r->reconnects = STAT_GET(s->reconnects);
+	r->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
+	r->connect_tls_us = STAT_GET(s->st.connect_tls_us);
+	r->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
+	hist_read(&s->st.latency, &r->latency);
 	stream_get_digest(s, r->last_digest, sizeof(r->last_digest));
 }
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "hist.h"
 
 struct worker;
 
@@ -41,6 +42,9 @@ struct stream_stats {
 	counter_t	 bp_usec;	/* time spent held back */
 	counter_t	 latency_last_us; /* last byte of a batch -> digest */
 	counter_t	 latency_max_us;
+	struct hist	 latency;	/* producers: every digest's */
+	/* Producers, the last connection: TCP, TLS, the upgrade (µs). */
+	counter_t	 connect_tcp_us, connect_tls_us, connect_upgrade_us;
 	counter_t	 bytes_per_sec;	/* over the last sample interval */
 	uint64_t	 rate_bytes;	/* owner only: bytes at the last sample */
 	int64_t		 rate_at_us;	/* owner only: when it was taken */
@@ -108,6 +112,8 @@ struct stream_record {
 	uint64_t	 bytes, messages, digests, verified, mismatched;
 	uint64_t	 bp_pauses, bp_usec, latency_last_us, latency_max_us;
 	uint64_t	 reconnects;
+	uint64_t	 connect_tcp_us, connect_tls_us, connect_upgrade_us;
+	struct hist_snap latency;
 	char		 last_digest[2 * 64 + 1];
 };
 
