@@ -51,7 +51,8 @@ DAEMON_LIB := config log batch stream server wsserver serverlws ws upgrade \
 	tls listen http gen url producer control ctl_proto reload sd worker hist
 DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 # wsflowctl shares only the control protocol (and its histogram) with the daemon.
-CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o \
+CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o $(BUILD)/ctl/client.o \
+	$(BUILD)/ctl/run.o \
 	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \
 	$(BUILD)/daemon/ctl_proto.o $(BUILD)/daemon/hist.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))

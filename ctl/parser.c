@@ -24,6 +24,8 @@ static const struct command {
 	{ "stop", ACT_STOP, "ID|NAME|all", "stop streams" },
 	{ "digests", ACT_DIGESTS, "[ID|NAME]", "digest counters" },
 	{ "reload", ACT_RELOAD, "", "reload the configuration" },
+	{ "run", ACT_RUN, "NAME|URL [options]",
+	    "a bounded test: intervals, then a summary" },
 	{ "help", ACT_HELP, "", "this text" },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
@@ -60,6 +62,11 @@ print_usage(FILE *f)
 	    "  --duration S   stop after S seconds (or Nm, Nh)\n"
 	    "  --rate R       octets per second (K, M, G: KiB, MiB, GiB)\n"
 	    "  --name NAME    the producer's name (default adhoc-ID)\n"
+	    "\nrun NAME|URL takes the same (with a NAME too), and:\n"
+	    "  --parallel N   N streams (URL only); --bytes is their total,\n"
+	    "                 --rate each one's\n"
+	    "  --interval S   a report every S seconds (default 1)\n"
+	    "  without --bytes or --duration a run lasts 10 s\n"
 	    "\noptions:\n"
 	    "  -j, --json     print one JSON object\n"
 	    "  -s, --socket   control socket (default %s)\n"
@@ -169,6 +176,7 @@ static int
 parse_start(int argc, char *argv[], struct parse_result *r, char *err,
     size_t errlen)
 {
+	int run = r->action == ACT_RUN;
 	struct ctl_start *st = &r->start;
 	const char *target = argv[0], *sep;
 	uint64_t v;
@@ -176,7 +184,7 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 
 	/* Anything with a scheme is a URL, even one we cannot use. */
 	if ((sep = strstr(target, "://")) == NULL) {
-		if (argc > 1) {
+		if (argc > 1 && !run) {
 			snprintf(err, errlen, "options go with start URL, "
 			    "not with a configured producer");
 			return -1;
@@ -185,16 +193,15 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			snprintf(err, errlen, "name too long");
 			return -1;
 		}
-		return 0;
-	}
-	if (!((sep - target == 2 && strncmp(target, "ws", 2) == 0) ||
+		if (argc == 1)
+			return 0;
+	} else if (!((sep - target == 2 && strncmp(target, "ws", 2) == 0) ||
 	    (sep - target == 3 && strncmp(target, "wss", 3) == 0))) {
 		snprintf(err, errlen, "unsupported scheme '%.*s://': a "
 		    "producer's URL starts with ws:// or wss://",
 		    (int)(sep - target < 32 ? sep - target : 32), target);
 		return -1;
-	}
-	if (ctl_strlcpy(st->url, target, sizeof(st->url)) == -1) {
+	} else if (ctl_strlcpy(st->url, target, sizeof(st->url)) == -1) {
 		snprintf(err, errlen, "URL too long");
 		return -1;
 	}
@@ -219,7 +226,9 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 		}
 		if (strcmp(opt, "--mode") != 0 && strcmp(opt, "--bytes") != 0 &&
 		    strcmp(opt, "--duration") != 0 &&
-		    strcmp(opt, "--rate") != 0 && strcmp(opt, "--name") != 0) {
+		    strcmp(opt, "--rate") != 0 && strcmp(opt, "--name") != 0 &&
+		    !(run && (strcmp(opt, "--parallel") == 0 ||
+		    strcmp(opt, "--interval") == 0))) {
 			snprintf(err, errlen, "unknown option '%s'", opt);
 			return -1;
 		}
@@ -227,7 +236,26 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			snprintf(err, errlen, "%s needs a value", opt);
 			return -1;
 		}
-		if (strcmp(opt, "--mode") == 0) {
+		if (strcmp(opt, "--parallel") == 0) {
+			if (scaled(val, size_units + 0, 100000, &v) == -1 ||
+			    v == 0) {
+				snprintf(err, errlen, "--parallel: 1 to 100000 "
+				    "streams");
+				return -1;
+			}
+			r->run.parallel = (unsigned)v;
+		} else if (strcmp(opt, "--interval") == 0) {
+			char *end;
+			double d = strtod(val, &end);
+
+			if (end == val || (*end != '\0' && strcmp(end, "s") !=
+			    0) || !(d >= 0.1 && d <= 3600)) {
+				snprintf(err, errlen, "--interval: 0.1 to 3600 "
+				    "seconds");
+				return -1;
+			}
+			r->run.interval = d;
+		} else if (strcmp(opt, "--mode") == 0) {
 			if (wsflow_mode_parse(val, &mode) == -1) {
 				snprintf(err, errlen, "--mode: producer, "
 				    "streaming, frame or message");
@@ -336,6 +364,27 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 			return -1;
 		}
 		return parse_start(argc, argv, r, err, errlen);
+	case ACT_RUN:
+		if (argc < 1) {
+			snprintf(err, errlen, "run takes NAME or URL");
+			return -1;
+		}
+		r->run.parallel = 1;
+		r->run.interval = 1;
+		if (parse_start(argc, argv, r, err, errlen) == -1)
+			return -1;
+		if (r->run.parallel > 1 && r->start.url[0] == '\0') {
+			snprintf(err, errlen, "--parallel needs a URL: a "
+			    "configured producer runs once");
+			return -1;
+		}
+		r->run.limited = (r->start.flags & (CTL_START_BYTES |
+		    CTL_START_DURATION)) != 0;
+		if (!r->run.limited) {	/* as iperf3: 10 s */
+			r->start.duration = 10;
+			r->start.flags |= CTL_START_DURATION;
+		}
+		return 0;
 	default:
 		if (argc != 0) {
 			snprintf(err, errlen, "%s takes no arguments",

@@ -17,6 +17,14 @@ enum action {
 	ACT_DIGESTS,
 	ACT_RELOAD,
 	ACT_HELP,
+	ACT_RUN,
+};
+
+/* run: the start request for each stream, and how to follow them. */
+struct run_opts {
+	unsigned	 parallel;	/* streams, 1 and up */
+	double		 interval;	/* seconds between reports */
+	int		 limited;	/* --bytes or --duration given */
 };
 
 struct parse_result {
@@ -24,6 +32,7 @@ struct parse_result {
 	struct ctl_key	 key;		/* show, stop, digests */
 	int		 all;		/* streams -a */
 	struct ctl_start start;
+	struct run_opts	 run;
 };
 
 /* 0, or -1 with a message in err (a usage error: exit 2). */

@@ -702,9 +702,9 @@ mismatch(struct producer *p, const char *fmt, ...)
 		    "the first digest already differs: does the server use "
 		    "batch_size %llu and digest %s, as this producer does?",
 		    (unsigned long long)p->b.batch_size, name);
-		producer_set_error(p, "digest mismatch from the first digest "
-		    "on: is the server's batch_size %llu and its digest %s, "
-		    "as here?", (unsigned long long)p->b.batch_size, name);
+		producer_set_error(p, "%.150s (from the first digest on: "
+		    "the server's batch_size %llu and digest %s too?)", buf,
+		    (unsigned long long)p->b.batch_size, name);
 	}
 	if (++p->mismatch_run <= MISMATCH_LOGGED)
 		log_stream(LOG_ERR, &p->s, "digest-mismatch", "%s%s", buf,

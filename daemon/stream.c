@@ -24,9 +24,11 @@ registry_free(struct registry *reg)
 {
 	free(reg->shards);
 	reg->shards = NULL;
-	free(reg->hist);
-	reg->hist = NULL;
-	reg->hist_cap = reg->hist_len = reg->hist_next = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		free(reg->hist[i].rec);
+		memset(&reg->hist[i], 0, sizeof(reg->hist[i]));
+	}
+	reg->hist_len = 0;
 	pthread_mutex_destroy(&reg->lock);
 }
 
@@ -85,15 +87,18 @@ stream_publish(struct registry *reg, struct worker *owner, struct stream *s,
 static void
 history_record_locked(struct registry *reg, const struct stream *s)
 {
+	struct history_ring *ring = &reg->hist[s->role == ROLE_PRODUCER];
 	struct stream_record *r;
 
 	reg->hist_seq++;
-	if (reg->hist_cap == 0)
+	if (ring->cap == 0)
 		return;
-	r = &reg->hist[reg->hist_next];
-	reg->hist_next = (reg->hist_next + 1) % reg->hist_cap;
-	if (reg->hist_len < reg->hist_cap)
+	r = &ring->rec[ring->next];
+	ring->next = (ring->next + 1) % ring->cap;
+	if (ring->len < ring->cap) {
+		ring->len++;
 		reg->hist_len++;
+	}
 	memset(r, 0, sizeof(*r));
 	r->id = s->id;
 	r->seq = reg->hist_seq;
@@ -125,38 +130,70 @@ history_record_locked(struct registry *reg, const struct stream *s)
 	stream_get_digest(s, r->last_digest, sizeof(r->last_digest));
 }
 
+/* A ring's i-th record, oldest first. */
+static struct stream_record *
+ring_at(const struct history_ring *ring, unsigned i)
+{
+	return &ring->rec[(ring->next + ring->cap - ring->len + i) %
+	    ring->cap];
+}
+
 /*
- * Keep the newest n ended streams (n = 0: none).  Main thread, at start
- * and reload; records are copied, oldest dropped first.
+ * Keep the newest n ended streams of each role (n = 0: none).  Main
+ * thread, at start and reload; records are copied, oldest dropped first.
  */
 int
 registry_set_history(struct registry *reg, unsigned n)
 {
-	struct stream_record *h = NULL;
-	unsigned keep;
+	struct stream_record *h[2] = { NULL, NULL };
 
-	if (n > 0 && (h = calloc(n, sizeof(*h))) == NULL)
-		return -1;
+	for (unsigned k = 0; k < 2 && n > 0; k++)
+		if ((h[k] = calloc(n, sizeof(*h[k]))) == NULL) {
+			free(h[0]);
+			return -1;
+		}
 	pthread_mutex_lock(&reg->lock);
-	keep = reg->hist_len < n ? reg->hist_len : n;
-	for (unsigned i = 0; i < keep; i++)
-		h[i] = *history_at_locked(reg, reg->hist_len - keep + i);
-	free(reg->hist);
-	reg->hist = h;
-	reg->hist_cap = n;
-	reg->hist_len = keep;
-	reg->hist_next = n > 0 ? keep % n : 0;
+	reg->hist_len = 0;
+	for (unsigned k = 0; k < 2; k++) {
+		struct history_ring *ring = &reg->hist[k];
+		unsigned keep = ring->len < n ? ring->len : n;
+
+		for (unsigned i = 0; i < keep; i++)
+			h[k][i] = *ring_at(ring, ring->len - keep + i);
+		free(ring->rec);
+		ring->rec = h[k];
+		ring->cap = n;
+		ring->len = keep;
+		ring->next = n > 0 ? keep % n : 0;
+		reg->hist_len += keep;
+	}
 	pthread_mutex_unlock(&reg->lock);
 	return 0;
 }
 
+/* The i-th of both rings together, oldest first (by the order of ending). */
 const struct stream_record *
 history_at_locked(const struct registry *reg, unsigned i)
 {
+	const struct history_ring *a = &reg->hist[0], *b = &reg->hist[1];
+	unsigned ia = 0, ib = 0;
+
 	if (i >= reg->hist_len)
 		return NULL;
-	return &reg->hist[(reg->hist_next + reg->hist_cap - reg->hist_len +
-	    i) % reg->hist_cap];
+	for (;;) {
+		const struct stream_record *ra = ia < a->len ?
+		    ring_at(a, ia) : NULL, *rb = ib < b->len ? ring_at(b, ib) :
+		    NULL;
+		const struct stream_record *r = rb == NULL || (ra != NULL &&
+		    ra->seq < rb->seq) ? ra : rb;
+
+		if (i-- == 0)
+			return r;
+		if (r == ra)
+			ia++;
+		else
+			ib++;
+	}
 }
 
 /* Newest first: a reused name means its latest run. */

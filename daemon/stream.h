@@ -154,9 +154,14 @@ struct registry {
 	counter_t	 refused;	/* over max_connections (main thread) */
 	struct totals_shard **shards;	/* one per worker */
 	unsigned	 nshards;
-	/* Ended streams, a ring under lock: the newest hist_cap of them. */
-	struct stream_record *hist;
-	unsigned	 hist_cap, hist_len, hist_next;
+	/* Ended streams under lock: the newest of each role, a ring each,
+	 * so that a busy server's closes do not push out the ends of the
+	 * producers a user (wsflowctl run) is following. */
+	struct history_ring {
+		struct stream_record *rec;
+		unsigned	 cap, len, next;
+	}		 hist[2];	/* [ROLE_SERVER], [ROLE_PRODUCER] */
+	unsigned	 hist_len;	/* in both */
 	uint64_t	 hist_seq;	/* records ever made */
 };
 

@@ -165,7 +165,8 @@ def _():
     d.check_clean_stop()
 
 
-@case('d) history = 2: only the two newest ended streams are kept')
+@case('d) history = 2: only the two newest ended producers and the two newest ended server '
+      'streams are kept (a ring each: server closes do not push out producers)')
 def _():
     d = daemon(history=2).start()
     ids = []
@@ -175,13 +176,15 @@ def _():
     # Each run also ends a server stream: let the last one be recorded.
     check(wait_for(lambda: not jctl(d, 'streams')['streams'], 5), 'streams still live')
     ended = all_streams(d)
-    check(len(ended) == 2, 'streams -a lists %d: %r' % (len(ended), ended))
+    prods = [e['name'] for e in ended if e['role'] == 'producer']
+    servers = [e for e in ended if e['role'] == 'server']
+    check(prods == ['h1', 'h2'] and len(servers) == 2, 'streams -a lists %r' % ended)
     check(show(d, str(ids[0])) is None and show(d, 'h0') is None, 'the oldest is still there')
     check(show(d, 'h2') is not None, 'the newest is gone')
     d.check_clean_stop()
 
 
-@case('k) a reload that lowers server.history keeps the newest ended streams')
+@case('k) a reload that lowers server.history keeps the newest ended stream of each role')
 def _():
     d = daemon(history=10).start()
     ids = []
@@ -196,8 +199,9 @@ def _():
         f.write(text.replace('history = 10;', 'history = 1;'))
     ctl(d, 'reload')
     left = all_streams(d)
-    # The newest: r2 or its server stream, whichever ended last.
-    check(len(left) == 1 and left[0]['id'] >= ids[2], 'after: %r' % left)
+    # The newest of each: r2 and its server stream.
+    check(len(left) == 2 and [e['name'] for e in left if e['role'] == 'producer'] == ['r2'],
+          'after: %r' % left)
     check(show(d, 'r0') is None and show(d, 'r1') is None, 'older kept past history = 1')
     d.check_clean_stop()
 

@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+# timeout: 300
+"""wsflowctl run (issue #12, spec §6): a bounded test that the daemon's
+producers carry and wsflowctl follows.
+
+a) run URL --bytes 8M -j against wsflowd: start, interval and end events;
+   the summary's bytes = 8 MiB = what the server counted, verified = the
+   8 digests due, no mismatch, latency and connect figures; exit 0;
+b) --parallel 64 --bytes 64M: 64 streams, each finished and verified;
+c) against the AutobahnPython tutorial servers, all four modes: exit 0,
+   every digest verified;
+d) a server that corrupts one digest: exit 1, the summary counts one
+   mismatch and the stream's error names the digest;
+e) Ctrl-C (SIGINT) mid-run: the summary still comes (interrupted), the
+   stream is stopped, exit 1;
+f) text: interval lines, a SUM line with --parallel 2, "result: complete";
+g) run NAME: a configured producer with --bytes; usage errors exit 2.
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+
+from wsflowtest import (BUILD, SLOW, SRCDIR, Daemon, case, check, diag, run_cases, start_peer)
+
+WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
+MiB = 1 << 20
+D = None
+
+
+def daemon():
+    global D
+    if D is None:
+        D = Daemon().start()
+    return D
+
+
+def run(*args, sock=None, timeout=60):
+    sock = sock or daemon().ctl_sock
+    return subprocess.run([WSFLOWCTL, '-s', sock] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout * SLOW,
+                          stdin=subprocess.DEVNULL)
+
+
+def events(out):
+    ev = []
+    for line in out.splitlines():
+        ev.append(json.loads(line))
+    return ev
+
+
+def summary_of(r):
+    ev = events(r.stdout)
+    check(ev and ev[0].get('event') == 'start' and ev[-1].get('event') == 'end',
+          'run -j events: %s' % [e.get('event') for e in ev])
+    check(all(e.get('event') == 'interval' for e in ev[1:-1]), 'events between: %s'
+          % [e.get('event') for e in ev[1:-1]])
+    return ev, ev[-1]['summary']
+
+
+def status():
+    r = run('-j', 'status')
+    check(r.returncode == 0, 'status: %s' % r.stderr)
+    return json.loads(r.stdout)
+
+
+def peer_server(name, *args):
+    p = start_peer(name, '--port', 0, '--seconds', 120, *args)
+    ready, _, _ = select.select([p.stdout], [], [], 15 * SLOW)
+    check(ready, '%s printed nothing in 15 s' % name)
+    line = p.stdout.readline()
+    port = json.loads(line).get('listening')
+    check(port, '%s: %r' % (name, line))
+    return p, port
+
+
+@case('a) run URL --bytes 8M -j: start/interval/end events; summary bytes = 8 MiB = the '
+      'server\'s count, verified = 8 digests due, 0 mismatches, latency p50<=p90<=p99<=max, '
+      'connect p50 > 0; exit 0')
+def _():
+    d = daemon()
+    before = status()['server']['bytes_received']
+    r = run('-j', 'run', d.url(), '--bytes', '8M', '--interval', '0.5')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+    ev, s = summary_of(r)
+    diag('summary: %s' % s)
+    check(s['bytes'] == 8 * MiB and s['streams'] == 1 and s['digests_verified'] == 8 and
+          s['digest_mismatches'] == 0 and s['complete'] is True, 'summary: %s' % s)
+    lat = s['digest_latency_us']
+    check(0 < lat['p50'] <= lat['p90'] <= lat['p99'] <= lat['max'], 'latency: %s' % lat)
+    check(s['connect_us']['p50'] > 0, 'connect: %s' % s['connect_us'])
+    check(sum(e['bytes'] for e in ev[1:-1]) == 8 * MiB, 'intervals add up to %d'
+          % sum(e['bytes'] for e in ev[1:-1]))
+    after = status()['server']['bytes_received']
+    check(after - before == 8 * MiB, 'the server counted %d octets, the run sent %d'
+          % (after - before, s['bytes']))
+
+
+@case('b) run --parallel 64 --bytes 64M -j: 64 streams, each finished with its 1 MiB '
+      'verified; exit 0')
+def _():
+    d = daemon()
+    r = run('-j', 'run', d.url(), '--parallel', 64, '--bytes', '64M', timeout=120)
+    check(r.returncode == 0, 'exit %d\n%s' % (r.returncode, (r.stdout + r.stderr)[-2000:]))
+    ev, s = summary_of(r)
+    check(len(ev[0]['streams']) == 64, 'start event names %d streams' % len(ev[0]['streams']))
+    check(s['streams'] == 64 and s['streams_finished'] == 64 and s['bytes'] == 64 * MiB and
+          s['digests_verified'] == 64 and s['digest_mismatches'] == 0, 'summary: %s' % s)
+
+
+@case('c) against the AutobahnPython tutorial servers: producer and streaming (to '
+      'server_streaming), frame (server_frame), message (server_message): exit 0, '
+      'every digest verified')
+def _():
+    probs = []
+    for mode, peer in (('producer', 'server_streaming.py'), ('streaming', 'server_streaming.py'),
+                       ('frame', 'server_frame.py'), ('message', 'server_message.py')):
+        p, port = peer_server(peer)
+        try:
+            r = run('-j', 'run', 'ws://127.0.0.1:%d/' % port, '--mode', mode, '--bytes', '4M')
+            if r.returncode != 0:
+                probs.append('%s: exit %d %s' % (mode, r.returncode, r.stdout[-600:] + r.stderr))
+                continue
+            s = summary_of(r)[1]
+            diag('%s: %s' % (mode, s))
+            if not (s['complete'] and s['digest_mismatches'] == 0 and s['digests_verified'] > 0
+                    and s['bytes'] == 4 * MiB):
+                probs.append('%s: %s' % (mode, s))
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+    check(not probs, '\n'.join(probs))
+
+
+@case('d) a server that corrupts digest 0: exit 1, the summary counts 1 mismatch, '
+      '`show` of the stream names the digest')
+def _():
+    p, port = peer_server('server_streaming.py', '--corrupt-digest', 0)
+    try:
+        r = run('-j', 'run', 'ws://127.0.0.1:%d/' % port, '--bytes', '4M', '--name', 'bad')
+        check(r.returncode == 1, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+        s = summary_of(r)[1]
+        check(s['digest_mismatches'] == 1 and s['complete'] is False, 'summary: %s' % s)
+        sh = json.loads(run('-j', 'show', 'bad').stdout)['stream']
+        check('digest 0' in sh.get('error', ''), 'show bad: error %r' % sh.get('error'))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+
+
+@case('e) SIGINT to run --duration 60 after 1.5 s: exits within 5 s with 1, the end event '
+      'says interrupted, the stream is stopped')
+def _():
+    d = daemon()
+    p = subprocess.Popen([WSFLOWCTL, '-s', d.ctl_sock, '-j', 'run', d.url(), '--duration', '60',
+                          '--rate', '20M', '--name', 'intr'], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=10 * SLOW)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    check(p.returncode == 1 and took < 5 * SLOW, 'exit %s after %.1f s\n%s' % (p.returncode,
+                                                                           took, err))
+    ev = events(out)
+    s = ev[-1].get('summary', {})
+    check(ev[-1].get('event') == 'end' and s.get('interrupted') is True and s['bytes'] > 0,
+          'last event: %s' % ev[-1])
+    sh = json.loads(run('-j', 'show', 'intr').stdout)['stream']
+    check(sh['state'] == 'stopped', 'show intr: %s' % sh['state'])
+
+
+@case('f) text: run --parallel 2 --bytes 4M --interval 0.5 prints the table head, a SUM line '
+      'and "result: complete"; exit 0')
+def _():
+    d = daemon()
+    r = run('run', d.url(), '--parallel', 2, '--bytes', '4M', '--interval', '0.5')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+    out = r.stdout
+    check('Interval' in out and '[  SUM]' in out and 'result:    complete' in out and
+          '\x1b' not in out, 'output:\n%s' % out)
+
+
+@case('g) run NAME with --bytes (a configured producer, autostart = false): exit 0, its '
+      'name; usage: --parallel 2 with a NAME, --interval 0, no target -> exit 2')
+def _():
+    d = daemon()
+    r = run('-j', 'run', 'idle', '--bytes', '2M', sock=cfg_daemon().ctl_sock)
+    check(r.returncode == 0, 'run idle: exit %d %s%s' % (r.returncode, r.stdout, r.stderr))
+    ev, s = summary_of(r)
+    check(ev[0]['streams'][0]['name'] == 'idle' and s['bytes'] == 2 * MiB, 'run idle: %s %s'
+          % (ev[0], s))
+    for args in (('run', 'idle', '--parallel', 2), ('run', d.url(), '--interval', 0),
+                 ('run',)):
+        r = run(*args)
+        check(r.returncode == 2, '%s: exit %d, want 2 %s' % (' '.join(map(str, args)),
+                                                            r.returncode, r.stderr))
+
+
+CFG = None
+
+
+def cfg_daemon():
+    """A daemon with a configured producer "idle" (autostart = false) to D."""
+    global CFG
+    if CFG is None:
+        CFG = Daemon()
+        with open(CFG.conf, 'a') as f:
+            f.write('producers = ( { name = "idle"; url = "%s"; autostart = false; } );\n'
+                    % daemon().url())
+        CFG.start()
+    return CFG
+
+
+@case('h) both daemons stop cleanly (SIGTERM: exit 0, nothing from the sanitizers)')
+def _():
+    for x in (CFG, D):
+        if x is not None:
+            x.check_clean_stop()
+
+
+if __name__ == '__main__':
+    run_cases()
