@@ -17,6 +17,14 @@ enum action {
 	ACT_DIGESTS,
 	ACT_RELOAD,
 	ACT_HELP,
+	ACT_WATCH,
+};
+
+/* watch: how often, how many times, and in which unit rates show. */
+struct watch_opts {
+	uint64_t	 interval_ms;	/* default 1000 */
+	uint64_t	 count;		/* 0: until interrupted */
+	int		 bits;		/* text: rates in bit/s */
 };
 
 struct parse_result {
@@ -24,6 +32,7 @@ struct parse_result {
 	struct ctl_key	 key;		/* show, stop, digests */
 	int		 all;		/* streams -a */
 	struct ctl_start start;
+	struct watch_opts watch;
 };
 
 /* 0, or -1 with a message in err (a usage error: exit 2). */

@@ -23,6 +23,7 @@
 #include "ctl_proto.h"
 #include "output.h"
 #include "parser.h"
+#include "watch.h"
 
 #define EXIT_FAILED	1
 #define EXIT_USAGE	2
@@ -217,6 +218,39 @@ read_replies(int fd, uint32_t seq, enum action a, const struct output *out)
 	}
 }
 
+/* One request on its own connection, its replies to out; the exit status. */
+int
+ask(const char *path, unsigned type, const void *payload, size_t plen,
+    enum action a, const struct output *out)
+{
+	char err[CTL_URL_MAX + 128], msg[CTL_MSG_MAX];
+	size_t len;
+	int fd, rc;
+
+	if ((fd = connect_to(path)) == -1) {
+		rc = errno == EACCES || errno == EPERM ? EXIT_DENIED :
+		    EXIT_NODAEMON;
+		if (rc == EXIT_DENIED)
+			denied(path, err, sizeof(err));
+		else
+			snprintf(err, sizeof(err), "connect: %s: %s%s", path,
+			    strerror(errno), errno == ENOENT || errno ==
+			    ECONNREFUSED ? " (is wsflowd running?)" : "");
+		out->error(err, rc);
+		return rc;
+	}
+	len = ctl_encode(msg, type, (uint32_t)getpid(), payload, plen);
+	if (send_all(fd, msg, len) == -1) {
+		snprintf(err, sizeof(err), "send: %s", strerror(errno));
+		out->error(err, EXIT_NODAEMON);
+		close(fd);
+		return EXIT_NODAEMON;
+	}
+	rc = read_replies(fd, (uint32_t)getpid(), a, out);
+	close(fd);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -230,11 +264,11 @@ main(int argc, char *argv[])
 	const struct output *out = &text_output;
 	const char *path = WSFLOW_CTL_PATH;
 	struct parse_result res;
-	char err[CTL_URL_MAX + 128], msg[CTL_MSG_MAX];
+	char err[CTL_URL_MAX + 128];
 	const void *payload = NULL;
-	size_t plen = 0, len;
+	size_t plen = 0;
 	unsigned type;
-	int ch, fd, rc, help = 0, version = 0;
+	int ch, rc, help = 0, version = 0;
 
 	/* "+": options end at the command (start URL has its own). */
 	while ((ch = getopt_long(argc, argv, "+hjs:V", longopts, NULL)) !=
@@ -312,34 +346,14 @@ main(int argc, char *argv[])
 	case ACT_RELOAD:
 		type = CTL_REQ_RELOAD;
 		break;
+	case ACT_WATCH:
+		return watch(path, &res.watch, out);
 	default:
 		usage(out, NULL);
 	}
 
 	out->head(res.action);
-	if ((fd = connect_to(path)) == -1) {
-		rc = errno == EACCES || errno == EPERM ? EXIT_DENIED :
-		    EXIT_NODAEMON;
-		if (rc == EXIT_DENIED)
-			denied(path, err, sizeof(err));
-		else
-			snprintf(err, sizeof(err), "connect: %s: %s%s", path,
-			    strerror(errno), errno == ENOENT || errno ==
-			    ECONNREFUSED ? " (is wsflowd running?)" : "");
-		out->error(err, rc);
-		out->tail(res.action);
-		return rc;
-	}
-	len = ctl_encode(msg, type, (uint32_t)getpid(), payload, plen);
-	if (send_all(fd, msg, len) == -1) {
-		snprintf(err, sizeof(err), "send: %s", strerror(errno));
-		out->error(err, EXIT_NODAEMON);
-		out->tail(res.action);
-		close(fd);
-		return EXIT_NODAEMON;
-	}
-	rc = read_replies(fd, (uint32_t)getpid(), res.action, out);
-	close(fd);
+	rc = ask(path, type, payload, plen, res.action, out);
 	out->tail(res.action);
 	return rc;
 }
