@@ -32,7 +32,7 @@ _wsflowctl()
 	local line=${COMP_LINE:0:COMP_POINT}
 	local -a words=()
 	local cur prev ctl sock= cmd= url= w i nargs=0 list=
-	local commands="status streams show start stop digests reload help"
+	local commands="status streams show start stop digests reload watch help"
 	local options="-j --json -s --socket -h --help -V --version"
 
 	read -ra words <<<"$line"
@@ -83,7 +83,10 @@ _wsflowctl()
 	--duration)
 		list="10s 1m 1h"
 		;;
-	--name)
+	--interval)
+		list="0.5 1 2s 10s"
+		;;
+	--name|--count)
 		return
 		;;
 	*)
@@ -91,6 +94,8 @@ _wsflowctl()
 			list=$options
 		elif [[ -z $cmd ]]; then
 			list=$commands
+		elif [[ $cmd == watch ]]; then
+			list="--interval --count --bits"
 		elif [[ $cmd == start && -n $url ]]; then
 			list="--mode --bytes --duration --rate --name"
 		elif [[ $cmd == start ]] && ((nargs == 0)); then
