@@ -283,11 +283,12 @@ interval_opt(const char *val, uint64_t *ms)
 	char *end;
 	double v;
 
-	if (val == NULL || ((*val < '0' || *val > '9') && *val != '.'))
+	/* Digits and a point only: strtod would take 1e3, 0x10 and inf. */
+	if (val == NULL || strspn(val, "0123456789.") == 0)
 		return -1;
 	errno = 0;
 	v = strtod(val, &end);
-	if (errno != 0 || end == val)
+	if (errno != 0 || end != val + strspn(val, "0123456789."))
 		return -1;
 	for (const struct unit *u = time_units; u->suffix != NULL; u++)
 		if (strcmp(end, u->suffix) == 0) {

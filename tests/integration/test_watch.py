@@ -207,7 +207,8 @@ def _():
         gaps = [b['time'] - a['time'] for a, b in zip(snaps, snaps[1:])]
         check(all(0.16 <= g <= 1.5 * SLOW for g in gaps), '%s: gaps %s' % (iv, gaps))
     for bad in (('--interval', '0'), ('--interval', 'x'), ('--interval', '-1'),
-                ('--interval', '2d'), ('--interval',), ('--count', '0'), ('--count', '-1'),
+                ('--interval', '2d'), ('--interval', '0x10'), ('--interval', '1e1'),
+                ('--interval', 'inf'), ('--interval', '.'), ('--interval',), ('--count', '0'), ('--count', '-1'),
                 ('--count', '2x'), ('--bogus',), ('extra',)):
         r = ctl(d, 'watch', *bad)
         check(r.rc == 2 and r.err.strip() and r.out == '', 'watch %s: %s' % (bad, r))
