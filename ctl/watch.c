@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,16 +208,53 @@ secs(const struct timespec *ts)
 	return (double)ts->tv_sec + ts->tv_nsec / 1e9;
 }
 
+/* Sleep until the monotonic time t, open to signals: 0, or -1 if one came. */
+static int
+sleep_until(const struct timespec *t, const sigset_t *asleep)
+{
+	struct timespec now, left;
+
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec &&
+		    now.tv_nsec >= t->tv_nsec))
+			return 0;
+		left.tv_sec = t->tv_sec - now.tv_sec;
+		left.tv_nsec = t->tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000;
+		}
+		if (ppoll(NULL, 0, &left, asleep) == -1 && errno == EINTR)
+			return -1;
+	}
+}
+
 int
 watch(const char *path, const struct watch_opts *w, const struct output *out)
 {
 	struct sigaction sa;
+	sigset_t block, orig, asleep;
 	struct ctl_status shown[2];	/* this refresh's and the last one's */
 	struct snapshot sn;
 	struct timespec next, now, real, last = { 0, 0 };
 	int tty = out == &text_output && isatty(STDOUT_FILENO), rc = 0;
 
-	/* No SA_RESTART: a signal ends the sleep at once. */
+	/*
+	 * Signals come only while asleep (sleep_until): none is lost
+	 * between the look at the flags and the sleep, none cuts a request.
+	 */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGWINCH);
+	sigprocmask(SIG_BLOCK, &block, &orig);
+	asleep = orig;
+	sigdelset(&asleep, SIGINT);
+	sigdelset(&asleep, SIGTERM);
+	sigdelset(&asleep, SIGHUP);
+	sigdelset(&asleep, SIGWINCH);
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_stop;
@@ -236,12 +274,7 @@ watch(const char *path, const struct watch_opts *w, const struct output *out)
 	for (unsigned long n = 1; !stopping; n++) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		clock_gettime(CLOCK_REALTIME, &real);
-		rc = collect(path);
-		if (stopping) {
-			rc = 0;
-			break;
-		}
-		if (rc != 0) {
+		if ((rc = collect(path)) != 0) {
 			if (out == &json_output) {	/* a last line */
 				out->head(ACT_NONE);
 				out->error(failure, rc);
@@ -275,13 +308,13 @@ watch(const char *path, const struct watch_opts *w, const struct output *out)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (secs(&next) < secs(&now))
 			next = now;
-		while (!stopping && clock_nanosleep(CLOCK_MONOTONIC,
-		    TIMER_ABSTIME, &next, NULL) == EINTR)
+		while (!stopping && sleep_until(&next, &asleep) == -1)
 			if (resized) {		/* the same data, new size */
 				resized = 0;
 				show(out, tty, n, &sn);
 			}
 	}
+	sigprocmask(SIG_SETMASK, &orig, NULL);
 	if (tty) {
 		fputs("\033[?25h", stdout);
 		fflush(stdout);

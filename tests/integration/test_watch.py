@@ -108,9 +108,10 @@ def producer(snap, name):
     return next((s for s in snap['streams'] if s['name'] == name), None)
 
 
-def on_pty(d, *args, signal_after=None, timeout=15):
+def on_pty(d, *args, signal_after=None, resize_to=None, timeout=15):
     """watch on a pty of ROWS x COLS: (exit status, everything it wrote).
-    signal_after: send SIGINT once that much output has come."""
+    signal_after: send SIGINT once that many frames have come; resize_to:
+    after the first frame, make the window that many rows (SIGWINCH)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', ROWS, COLS, 0, 0))
     p = subprocess.Popen([WSFLOWCTL, '-s', d.ctl_sock] + [str(a) for a in args],
@@ -120,6 +121,11 @@ def on_pty(d, *args, signal_after=None, timeout=15):
     deadline = time.monotonic() + timeout * SLOW
     try:
         while time.monotonic() < deadline:
+            if resize_to and buf.count(b'\x1b[H') == 1 and buf.endswith(b'\x1b[J'):
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack('HHHH', resize_to, COLS, 0,
+                                                                    0))
+                p.send_signal(signal.SIGWINCH)
+                resize_to = None
             if signal_after and not sent and buf.count(b'\x1b[H') >= signal_after:
                 p.send_signal(signal.SIGINT)
                 sent = True
@@ -287,6 +293,19 @@ def _():
     last = frames(text)[-1]
     check(last.count('\n') <= ROWS - 1 and ESC + '[J' in last and
           text.endswith(ESC + '[?25h'), 'pty end: %r' % text[-300:])
+
+
+@case('a window made smaller (SIGWINCH) is drawn again at once, to its new height')
+def _():
+    d = shared()
+    t0 = time.monotonic()
+    rc, text = on_pty(d, 'watch', '--interval', '10', resize_to=6, signal_after=2)
+    fs = frames(text)
+    check(rc == 0 and len(fs) == 2 and time.monotonic() - t0 < 5 * SLOW,
+          'exit %s, %d frames in %.1fs: %r' % (rc, len(fs), time.monotonic() - t0, text[-300:]))
+    check(fs[0].count('\n') == ROWS - 1 and fs[1].count('\n') == 6 - 1,
+          'frames of %d and %d lines, want %d and 5' % (fs[0].count('\n'), fs[1].count('\n'),
+                                                        ROWS - 1))
 
 
 @case('a daemon stopped mid-watch: the error, exit 3 (text and -j: a last line '
