@@ -172,9 +172,11 @@ present(const char *buf, size_t len)
 				if (((unsigned char)*p & 0xc0) != 0x80 &&
 				    ++width >= cols)
 					break;
-				putchar(*p);
+				/* a name's control octet moves no cursor */
+				putchar((unsigned char)*p < 0x20 || *p == 0x7f ?
+				    '?' : *p);
 			}
-			p = nl + 1;
+			p = nl < end ? nl + 1 : end;
 		}
 		fputs("\033[K\n", stdout);
 	}
