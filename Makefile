@@ -54,6 +54,7 @@ DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o $(BUILD)/ctl/client.o \
 	$(BUILD)/ctl/run.o \
 	$(BUILD)/ctl/output_text.o $(BUILD)/ctl/output_json.o \
+	$(BUILD)/ctl/watch.o \
 	$(BUILD)/daemon/ctl_proto.o $(BUILD)/daemon/hist.o
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 # Each unit test links only the pure modules it tests: nothing proves a

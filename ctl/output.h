@@ -5,8 +5,24 @@
 #ifndef WSFLOWCTL_OUTPUT_H
 #define WSFLOWCTL_OUTPUT_H
 
+#include <stdio.h>
+
 #include "ctl_proto.h"
 #include "parser.h"
+
+/* One refresh of watch: what the daemon said, and when. */
+struct snapshot {
+	double				 time;		/* Unix seconds */
+	const struct ctl_status		*status;
+	const struct ctl_listener	*listeners;
+	size_t				 nlisteners;
+	const struct ctl_stream		*streams;
+	size_t				 nstreams;
+	/* text: the previous status and the seconds since, for rates */
+	const struct ctl_status		*prev;		/* NULL: the first */
+	double				 elapsed;
+	int				 bits;		/* text: bit/s */
+};
 
 struct output {
 	void	(*head)(enum action);
@@ -19,6 +35,8 @@ struct output {
 	void	(*tail)(enum action);
 	void	(*help)(void);
 	void	(*version)(void);
+	/* watch: one frame (text) or one line (JSON) into f */
+	void	(*snapshot)(FILE *f, const struct snapshot *);
 };
 
 extern const struct output text_output;

@@ -35,50 +35,65 @@ json_head(enum action a)
 	}
 }
 
+/* status's fields into o (status -j, and watch's "status"). */
 static void
-json_status(const struct ctl_status *st)
+fill_status(struct json_object *o, const struct ctl_status *st)
 {
 	struct json_object *srv = json_object_new_object(),
 	    *prod = json_object_new_object();
 
-	add_str(doc, "version", st->version);
-	add_u64(doc, "pid", st->pid);
-	add_u64(doc, "uptime_sec", st->uptime_sec);
-	add_str(doc, "config", st->conf_path);
-	add_str(doc, "digest", st->digest);
-	add_u64(doc, "batch_size", st->batch_size);
-	add_u64(doc, "stream_count", st->streams);
+	add_str(o, "version", st->version);
+	add_u64(o, "pid", st->pid);
+	add_u64(o, "uptime_sec", st->uptime_sec);
+	add_str(o, "config", st->conf_path);
+	add_str(o, "digest", st->digest);
+	add_u64(o, "batch_size", st->batch_size);
+	add_u64(o, "stream_count", st->streams);
 	add_u64(srv, "connections", st->connections);
 	add_u64(srv, "connections_total", st->connections_total);
 	add_u64(srv, "bytes_received", st->bytes_received);
 	add_u64(srv, "digests_sent", st->digests_sent);
-	json_object_object_add(doc, "server", srv);
+	json_object_object_add(o, "server", srv);
 	add_u64(prod, "running", st->producers_running);
 	add_u64(prod, "bytes_sent", st->bytes_sent);
 	add_u64(prod, "digests_received", st->digests_received);
 	add_u64(prod, "digests_verified", st->digests_verified);
 	add_u64(prod, "digest_mismatches", st->digest_mismatches);
-	json_object_object_add(doc, "producers", prod);
+	json_object_object_add(o, "producers", prod);
+}
+
+static void
+json_status(const struct ctl_status *st)
+{
+	fill_status(doc, st);
 	listeners = json_object_new_array();
 	json_object_object_add(doc, "listeners", listeners);
 }
 
-static void
-json_listener(const struct ctl_listener *l)
+static struct json_object *
+listener_object(const struct ctl_listener *l)
 {
 	struct json_object *o = json_object_new_object();
 
 	add_str(o, "address", l->address);
 	add_u64(o, "port", (uint64_t)l->port);
 	add_str(o, "scheme", l->tls ? "wss" : "ws");
+	return o;
+}
+
+static void
+json_listener(const struct ctl_listener *l)
+{
+	struct json_object *o = listener_object(l);
+
 	if (listeners != NULL)
 		json_object_array_add(listeners, o);
 	else
 		json_object_put(o);
 }
 
-static void
-json_stream(enum action a, const struct ctl_stream *s)
+static struct json_object *
+stream_object(enum action a, const struct ctl_stream *s)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -136,6 +151,14 @@ json_stream(enum action a, const struct ctl_stream *s)
 			add_u64(o, "next_attempt_in_ms",
 			    (uint64_t)s->next_attempt_in_ms);
 	}
+	return o;
+}
+
+static void
+json_stream(enum action a, const struct ctl_stream *s)
+{
+	struct json_object *o = stream_object(a, s);
+
 	if (list != NULL)
 		json_object_array_add(list, o);
 	else
@@ -222,6 +245,29 @@ json_version(void)
 	printf("{\"version\":\"%s\"}\n", WSFLOW_VERSION);
 }
 
+/* watch -j: {"time", "status": as status -j, "streams": as streams -j}. */
+static void
+json_snapshot(FILE *f, const struct snapshot *sn)
+{
+	struct json_object *o = json_object_new_object(),
+	    *st = json_object_new_object(), *a = json_object_new_array();
+
+	json_object_object_add(o, "time", json_object_new_double(sn->time));
+	fill_status(st, sn->status);
+	json_object_object_add(st, "listeners", a);
+	for (size_t i = 0; i < sn->nlisteners; i++)
+		json_object_array_add(a, listener_object(&sn->listeners[i]));
+	json_object_object_add(o, "status", st);
+	a = json_object_new_array();
+	for (size_t i = 0; i < sn->nstreams; i++)
+		json_object_array_add(a, stream_object(ACT_STREAMS,
+		    &sn->streams[i]));
+	json_object_object_add(o, "streams", a);
+	fprintf(f, "%s\n", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
 const struct output json_output = {
 	.head = json_head,
 	.status = json_status,
@@ -232,4 +278,5 @@ const struct output json_output = {
 	.tail = json_tail,
 	.help = json_help,
 	.version = json_version,
+	.snapshot = json_snapshot,
 };

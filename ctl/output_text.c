@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "output.h"
 #include "version.h"
@@ -73,6 +74,24 @@ human_bytes(uint64_t v, char *buf, size_t len)
 	return buf;
 }
 
+/* A rate for people: 350.2 MB/s, or with bits 2.8 Gbit/s. */
+static const char *
+human_rate(uint64_t v, int bits, char *buf, size_t len)
+{
+	static const char *const unit[] = { "", "k", "M", "G", "T", "P",
+	    "E" };
+	double d = bits ? (double)v * 8 : (double)v;
+	int u = 0;
+
+	while (d >= 1000 && u < 6) {
+		d /= 1000;
+		u++;
+	}
+	snprintf(buf, len, u == 0 ? "%.0f %s%s" : "%.1f %s%s", d, unit[u],
+	    bits ? "bit/s" : "B/s");
+	return buf;
+}
+
 static const char *
 human_secs(uint64_t s, char *buf, size_t len)
 {
@@ -86,6 +105,42 @@ human_secs(uint64_t s, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "m %02" PRIu64 "s", s / 60,
 		    s % 60);
 	return buf;
+}
+
+/*
+ * The streams table, for streams and watch.  Fixed widths that fit every
+ * value: the longest state (connecting) and mode (streaming), counts of 6
+ * columns at most.  Only an id past six digits (a million streams on)
+ * pushes its row right, and even that row ends by ROW_MAX: PEER gives
+ * way.  bits: RATE in bit/s, one column wider (PEER still starts by 80).
+ */
+static void
+table_header(FILE *f, int bits)
+{
+	fprintf(f, "%-6s %-8s %-10s %-9s %-10s %6s %*s %7s %6s %s\n",
+	    "ID", "ROLE", "NAME", "MODE", "STATE", "BYTES", bits ? 9 : 8,
+	    "RATE", "DIGESTS", "BAD", "PEER");
+}
+
+static void
+table_row(FILE *f, const struct ctl_stream *s, int bits)
+{
+	char b1[32], b2[32], b3[32], d1[24], d2[24], peer[ROW_MAX + 1];
+	uint64_t rate = s->ended ? s->avg_bytes_per_sec : s->bytes_per_sec;
+	int n;
+
+	if (s->id == 0)		/* configured, not running */
+		snprintf(d1, sizeof(d1), "-");
+	else
+		snprintf(d1, sizeof(d1), "%" PRIu64, s->id);
+	n = fprintf(f, "%-6s %-8s %-10s %-9s %-10.10s %6s %6s%s ", d1,
+	    stream_role_name(s->role), fit(s->name[0] ? s->name : "-",
+	    10, b3, sizeof(b3)), wsflow_mode_name(s->mode), s->state,
+	    compact(s->bytes, b1, sizeof(b1)), compact(bits ? rate * 8 : rate,
+	    b2, sizeof(b2)), bits ? "b/s" : "/s");
+	n += fprintf(f, "%7s ", compact(s->digests, d1, sizeof(d1)));
+	n += fprintf(f, "%6s ", compact(s->digest_mismatches, d2, sizeof(d2)));
+	fprintf(f, "%s\n", fit(s->peer, ROW_MAX - n, peer, sizeof(peer)));
 }
 
 static void
@@ -132,8 +187,7 @@ text_listener(const struct ctl_listener *l)
 static void
 text_stream(enum action a, const struct ctl_stream *s)
 {
-	char b1[32], b2[32], b3[32], d1[24], d2[24], peer[ROW_MAX + 1];
-	int n;
+	char b1[32], b2[32];
 
 	if (a == ACT_SHOW) {
 		printf("%-20s %" PRIu64 "\n", "ID:", s->id);
@@ -208,28 +262,9 @@ text_stream(enum action a, const struct ctl_stream *s)
 		    "-", s->last_digest[0] ? "..." : "");
 		return;
 	}
-	/*
-	 * Fixed widths that fit every value: the longest state (connecting)
-	 * and mode (streaming), counts of 6 columns at most.  Only an id
-	 * past six digits (a million streams on) pushes its row right, and
-	 * even that row ends by ROW_MAX: PEER gives way.
-	 */
 	if (rows++ == 0)
-		printf("%-6s %-8s %-10s %-9s %-10s %6s %8s %7s %6s %s\n",
-		    "ID", "ROLE", "NAME", "MODE", "STATE", "BYTES", "RATE",
-		    "DIGESTS", "BAD", "PEER");
-	if (s->id == 0)		/* configured, not running */
-		snprintf(d1, sizeof(d1), "-");
-	else
-		snprintf(d1, sizeof(d1), "%" PRIu64, s->id);
-	n = printf("%-6s %-8s %-10s %-9s %-10.10s %6s %6s/s ", d1,
-	    stream_role_name(s->role), fit(s->name[0] ? s->name : "-",
-	    10, b3, sizeof(b3)), wsflow_mode_name(s->mode), s->state,
-	    compact(s->bytes, b1, sizeof(b1)), compact(s->ended ?
-	    s->avg_bytes_per_sec : s->bytes_per_sec, b2, sizeof(b2)));
-	n += printf("%7s ", compact(s->digests, d1, sizeof(d1)));
-	n += printf("%6s ", compact(s->digest_mismatches, d2, sizeof(d2)));
-	printf("%s\n", fit(s->peer, ROW_MAX - n, peer, sizeof(peer)));
+		table_header(stdout, 0);
+	table_row(stdout, s, 0);
 }
 
 static void
@@ -271,6 +306,54 @@ text_version(void)
 	printf("wsflowctl %s\n", WSFLOW_VERSION);
 }
 
+/* ", 350.2 MB/s": a total's rate since the last refresh, if known. */
+static const char *
+total_rate(uint64_t now, uint64_t before, const struct snapshot *sn,
+    char *buf, size_t len)
+{
+	char r[32];
+
+	buf[0] = '\0';
+	if (sn->prev != NULL && sn->elapsed > 0 && now >= before)
+		snprintf(buf, len, ", %s", human_rate((uint64_t)((now -
+		    before) / sn->elapsed), sn->bits, r, sizeof(r)));
+	return buf;
+}
+
+/* watch: the time and totals above the streams table, top-like. */
+static void
+text_snapshot(FILE *f, const struct snapshot *sn)
+{
+	const struct ctl_status *st = sn->status, *p = sn->prev;
+	char when[32], b1[32], b2[48];
+	time_t t = (time_t)sn->time;
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(when, sizeof(when), "%.0f", sn->time);
+	fprintf(f, "%s  wsflowd %s, pid %u, up %s, %" PRIu64 " stream%s\n",
+	    when, st->version, st->pid, human_secs(st->uptime_sec, b1,
+	    sizeof(b1)), st->streams, plural(st->streams));
+	fprintf(f, "%-11s %" PRIu64 " connection%s (%" PRIu64 " total), %s "
+	    "received%s, %" PRIu64 " digest%s sent\n", "Server:",
+	    st->connections, plural(st->connections), st->connections_total,
+	    human_bytes(st->bytes_received, b1, sizeof(b1)),
+	    total_rate(st->bytes_received, p ? p->bytes_received : 0, sn, b2,
+	    sizeof(b2)), st->digests_sent, plural(st->digests_sent));
+	fprintf(f, "%-11s %" PRIu64 " running, %s sent%s, %" PRIu64
+	    " verified, %" PRIu64 " mismatched\n\n", "Producers:",
+	    st->producers_running, human_bytes(st->bytes_sent, b1, sizeof(b1)),
+	    total_rate(st->bytes_sent, p ? p->bytes_sent : 0, sn, b2,
+	    sizeof(b2)), st->digests_verified, st->digest_mismatches);
+	if (sn->nstreams == 0)
+		fprintf(f, "no streams\n");
+	else
+		table_header(f, sn->bits);
+	for (size_t i = 0; i < sn->nstreams; i++)
+		table_row(f, &sn->streams[i], sn->bits);
+}
+
 const struct output text_output = {
 	.head = text_head,
 	.status = text_status,
@@ -281,4 +364,5 @@ const struct output text_output = {
 	.tail = text_tail,
 	.help = text_help,
 	.version = text_version,
+	.snapshot = text_snapshot,
 };

@@ -26,6 +26,7 @@ static const struct command {
 	{ "reload", ACT_RELOAD, "", "reload the configuration" },
 	{ "run", ACT_RUN, "NAME|URL [options]",
 	    "a bounded test: intervals, then a summary" },
+	{ "watch", ACT_WATCH, "[options]", "a live table of the streams" },
 	{ "help", ACT_HELP, "", "this text" },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
@@ -67,6 +68,10 @@ print_usage(FILE *f)
 	    "                 --rate each one's\n"
 	    "  --interval S   a report every S seconds (default 1)\n"
 	    "  without --bytes or --duration a run lasts 10 s\n"
+	    "\nwatch takes:\n"
+	    "  --interval S   refresh every S seconds (default 1; 0.5, 2s, 1m)\n"
+	    "  --count N      stop after N refreshes\n"
+	    "  --bits         rates in bits per second\n"
 	    "\noptions:\n"
 	    "  -j, --json     print one JSON object\n"
 	    "  -s, --socket   control socket (default %s)\n"
@@ -120,6 +125,10 @@ static const struct unit size_units[] = {
 	{ "K", 1ULL << 10 }, { "k", 1ULL << 10 }, { "KiB", 1ULL << 10 },
 	{ "M", 1ULL << 20 }, { "m", 1ULL << 20 }, { "MiB", 1ULL << 20 },
 	{ "G", 1ULL << 30 }, { "g", 1ULL << 30 }, { "GiB", 1ULL << 30 },
+	{ NULL, 0 }
+};
+static const struct unit count_units[] = {
+	{ "", 1 },
 	{ NULL, 0 }
 };
 static const struct unit time_units[] = {
@@ -295,6 +304,80 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 	return 0;
 }
 
+/* watch's interval: seconds with a fraction (0.5), or with s, m or h. */
+static int
+interval_opt(const char *val, uint64_t *ms)
+{
+	char *end;
+	double v;
+
+	/* Digits and a point only: strtod would take 1e3, 0x10 and inf. */
+	if (val == NULL || strspn(val, "0123456789.") == 0)
+		return -1;
+	errno = 0;
+	v = strtod(val, &end);
+	if (errno != 0 || end != val + strspn(val, "0123456789."))
+		return -1;
+	for (const struct unit *u = time_units; u->suffix != NULL; u++)
+		if (strcmp(end, u->suffix) == 0) {
+			v *= (double)u->mult;
+			/* 0.1 s at least: the daemon is asked twice a refresh. */
+			if (v < 0.1 || v > 86400)
+				return -1;
+			*ms = (uint64_t)(v * 1000 + 0.5);
+			return 0;
+		}
+	return -1;
+}
+
+static int
+parse_watch(int argc, char *argv[], struct watch_opts *w, char *err,
+    size_t errlen)
+{
+	w->interval_ms = 1000;
+	for (int i = 0; i < argc; i++) {
+		const char *opt = argv[i], *val = NULL, *eq;
+		size_t olen = strlen(opt);
+
+		if (strncmp(opt, "--", 2) == 0 && (eq = strchr(opt, '=')) !=
+		    NULL) {
+			olen = (size_t)(eq - opt);
+			val = eq + 1;
+		}
+		if (olen == 6 && strncmp(opt, "--bits", 6) == 0 &&
+		    val == NULL) {
+			w->bits = 1;
+			continue;
+		}
+		if (!(olen == 10 && strncmp(opt, "--interval", 10) == 0) &&
+		    !(olen == 7 && strncmp(opt, "--count", 7) == 0)) {
+			snprintf(err, errlen, "unknown option '%s' (watch "
+			    "takes --interval S, --count N, --bits)", opt);
+			return -1;
+		}
+		if (val == NULL && (val = i + 1 < argc ? argv[++i] : NULL) ==
+		    NULL) {
+			snprintf(err, errlen, "%.*s needs a value", (int)olen,
+			    opt);
+			return -1;
+		}
+		if (opt[2] == 'i' && interval_opt(val, &w->interval_ms) ==
+		    -1) {
+			snprintf(err, errlen, "--interval: '%s' is not a "
+			    "duration from 0.1 s to a day: seconds (0.5), or "
+			    "with s, m or h", val);
+			return -1;
+		}
+		if (opt[2] == 'c' && (scaled(val, count_units, UINT32_MAX,
+		    &w->count) == -1 || w->count == 0)) {
+			snprintf(err, errlen, "--count: '%s' is not a number "
+			    "of refreshes (1 or more)", val);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int
 set_key(struct parse_result *r, const char *s, char *err, size_t errlen)
 {
@@ -385,6 +468,8 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 			r->start.flags |= CTL_START_DURATION;
 		}
 		return 0;
+	case ACT_WATCH:
+		return parse_watch(argc, argv, &r->watch, err, errlen);
 	default:
 		if (argc != 0) {
 			snprintf(err, errlen, "%s takes no arguments",

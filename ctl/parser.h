@@ -18,6 +18,7 @@ enum action {
 	ACT_RELOAD,
 	ACT_HELP,
 	ACT_RUN,
+	ACT_WATCH,
 };
 
 /* run: the start request for each stream, and how to follow them. */
@@ -27,12 +28,20 @@ struct run_opts {
 	int		 limited;	/* --bytes or --duration given */
 };
 
+/* watch: how often, how many times, and in which unit rates show. */
+struct watch_opts {
+	uint64_t	 interval_ms;	/* default 1000 */
+	uint64_t	 count;		/* 0: until interrupted */
+	int		 bits;		/* text: rates in bit/s */
+};
+
 struct parse_result {
 	enum action	 action;
 	struct ctl_key	 key;		/* show, stop, digests */
 	int		 all;		/* streams -a */
 	struct ctl_start start;
 	struct run_opts	 run;
+	struct watch_opts watch;
 };
 
 /* 0, or -1 with a message in err (a usage error: exit 2). */

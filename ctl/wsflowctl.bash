@@ -32,7 +32,7 @@ _wsflowctl()
 	local line=${COMP_LINE:0:COMP_POINT}
 	local -a words=()
 	local cur prev ctl sock= cmd= url= w i nargs=0 list=
-	local commands="status streams show start stop digests reload help"
+	local commands="status streams show start stop digests reload run watch help"
 	local options="-j --json -s --socket -h --help -V --version"
 
 	read -ra words <<<"$line"
@@ -83,7 +83,13 @@ _wsflowctl()
 	--duration)
 		list="10s 1m 1h"
 		;;
-	--name)
+	--interval)
+		list="0.5 1 2s 10s"
+		;;
+	--parallel)
+		list="4 16 64"
+		;;
+	--name|--count)
 		return
 		;;
 	*)
@@ -91,9 +97,14 @@ _wsflowctl()
 			list=$options
 		elif [[ -z $cmd ]]; then
 			list=$commands
+		elif [[ $cmd == watch ]]; then
+			list="--interval --count --bits"
 		elif [[ $cmd == start && -n $url ]]; then
 			list="--mode --bytes --duration --rate --name"
-		elif [[ $cmd == start ]] && ((nargs == 0)); then
+		elif [[ $cmd == run ]] && ((nargs > 0)); then
+			list="--parallel --bytes --duration --rate --mode"
+			list+=" --interval --name"
+		elif [[ $cmd == start || $cmd == run ]] && ((nargs == 0)); then
 			list="ws:// wss:// $(_wsflowctl_rows "$ctl" "$sock" |
 			    while read -r id w role; do
 				[[ $role == producer ]] && printf '%s ' "$w"

@@ -22,6 +22,7 @@
 #include "output.h"
 #include "parser.h"
 #include "run.h"
+#include "watch.h"
 
 
 static void __attribute__((noreturn))
@@ -109,6 +110,28 @@ ctl_connect_or_say(struct ctl_client *c, const char *path,
 	return rc;
 }
 
+/* One request on its own connection, its replies to out; the exit status. */
+int
+ask(const char *path, unsigned type, const void *payload, size_t plen,
+    enum action a, const struct output *out)
+{
+	struct ctl_client c;
+	char err[64];
+	int rc;
+
+	if ((rc = ctl_connect_or_say(&c, path, out)) != 0)
+		return rc;
+	if (ctl_client_request(&c, type, payload, plen) == -1) {
+		snprintf(err, sizeof(err), "send: %s", strerror(errno));
+		out->error(err, EXIT_NODAEMON);
+		ctl_client_close(&c);
+		return EXIT_NODAEMON;
+	}
+	rc = print_replies(&c, a, out);
+	ctl_client_close(&c);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -122,7 +145,6 @@ main(int argc, char *argv[])
 	const struct output *out = &text_output;
 	const char *path = WSFLOW_CTL_PATH;
 	struct parse_result res;
-	struct ctl_client c;
 	char err[CTL_URL_MAX + 128];
 	const void *payload = NULL;
 	size_t plen = 0;
@@ -207,24 +229,14 @@ main(int argc, char *argv[])
 		break;
 	case ACT_RUN:
 		return cmd_run(path, &res, out);
+	case ACT_WATCH:
+		return watch(path, &res.watch, out);
 	default:
 		usage(out, NULL);
 	}
 
 	out->head(res.action);
-	if ((rc = ctl_connect_or_say(&c, path, out)) != 0) {
-		out->tail(res.action);
-		return rc;
-	}
-	if (ctl_client_request(&c, type, payload, plen) == -1) {
-		snprintf(err, sizeof(err), "send: %s", strerror(errno));
-		out->error(err, EXIT_NODAEMON);
-		out->tail(res.action);
-		ctl_client_close(&c);
-		return EXIT_NODAEMON;
-	}
-	rc = print_replies(&c, res.action, out);
-	ctl_client_close(&c);
+	rc = ask(path, type, payload, plen, res.action, out);
 	out->tail(res.action);
 	return rc;
 }

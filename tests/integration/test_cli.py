@@ -27,7 +27,8 @@ from wsflowtest import (BUILD, SLOW, SRCDIR, CheckFailed, Daemon, Skip, WSClient
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 COMPLETION = os.path.join(SRCDIR, 'ctl', 'wsflowctl.bash')
 MODES = ('producer', 'streaming', 'frame', 'message')
-COMMANDS = ('status', 'streams', 'show', 'start', 'stop', 'digests', 'reload', 'help')
+COMMANDS = ('status', 'streams', 'show', 'start', 'stop', 'digests', 'reload', 'run', 'watch',
+            'help')
 MiB = 1 << 20
 LONG_NAME = 'a-producer-with-a-name-much-longer-than-any-column-' + 'x' * 12
 NOBODY = None
@@ -160,7 +161,7 @@ def _():
             check(len(rows) == 1, '%s: command %s listed %d times:\n%s' % (' '.join(args), c,
                                                                            len(rows), r.out))
         for opt in ('--mode', '--bytes', '--duration', '--rate', '--name', '--json',
-                    '--socket', '--version'):
+                    '--socket', '--version', '--interval', '--count', '--bits'):
             check(opt in r.out, 'help lacks %s:\n%s' % (opt, r.out))
     version = ctl('-j', 'status', sock=d.ctl_sock).json['version']
     for args in (('--version',), ('-V',)):
@@ -408,6 +409,7 @@ def _():
     lines = {
         '': None, 'st': None, '--': None, '-s %s stop ' % d.ctl_sock: None,
         '-s %s sh l' % d.ctl_sock: None, '-s %s start ' % d.ctl_sock: None,
+        '-s %s watch --' % d.ctl_sock: None,
         '-s %s start ws://h/ --' % d.ctl_sock: None, '-s %s start ws://h/ --mode f' % d.ctl_sock:
         None, '-s %s stop 1 ' % d.ctl_sock: None, '-s %s start ws:' % d.ctl_sock: None,
     }
@@ -428,6 +430,7 @@ def _():
              ('--', {'--json', '--socket', '--help', '--version'}, '=='),
              (s + 'stop ', {'all', 'loop', str(loop['id'])}, '>='),
              (s + 'sh l', {'loop'}, '>='),      # and ended streams named l...
+             (s + 'watch --', {'--interval', '--count', '--bits'}, '=='),
              (s + 'start ', {'ws://', 'wss://', 'loop', 'hush'}, '>='),
              (s + 'start ws://h/ --', {'--mode', '--bytes', '--duration', '--rate', '--name'},
               '=='),
