@@ -19,7 +19,6 @@
 #include "upgrade.h"
 #include "worker.h"
 
-#define METRICS_MAX_STREAMS	256	/* per-stream series beyond: summed */
 
 struct body {
 	char	*buf;
@@ -117,26 +116,125 @@ static const struct {
 	    digest_mismatches) },
 };
 
+/* One family's head. */
+static void
+family(struct body *b, const char *name, const char *type, const char *help)
+{
+	body_add(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A histogram of µs as Prometheus seconds, under one label. */
+static void
+histogram(struct body *b, const char *name, const char *label,
+    const struct hist_snap *h)
+{
+	for (unsigned k = 0; k < hist_prom_edges(); k++)
+		body_add(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, label,
+		    hist_prom_edge_us(k) / 1e6, (unsigned long long)
+		    hist_prom_cumulative(h, k));
+	body_add(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n%s_sum{%s} %.6f\n"
+	    "%s_count{%s} %llu\n", name, label, (unsigned long long)h->count,
+	    name, label, h->sum_us / 1e6, name, label,
+	    (unsigned long long)h->count);
+}
+
+/* Server streams by mode, producers by name: no label grows with use. */
+static void
+groups_body(struct wsflowd *wd, struct body *b)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+		bool server, producer;
+	} fam[] = {
+		{ "wsflow_server_streams", "gauge", "open server streams, by "
+		    "mode", offsetof(struct metric_acc, live), true, false },
+		{ "wsflow_server_streams_total", "counter", "server streams, "
+		    "by mode", offsetof(struct metric_acc, streams), true,
+		    false },
+		{ "wsflow_server_stream_bytes_total", "counter", "octets "
+		    "received, by mode", offsetof(struct metric_acc, bytes),
+		    true, false },
+		{ "wsflow_server_stream_digests_total", "counter", "digests "
+		    "sent, by mode", offsetof(struct metric_acc, digests), true,
+		    false },
+		{ "wsflow_producer_streams", "gauge", "producer streams "
+		    "running, by name (\"\" ad hoc)", offsetof(struct
+		    metric_acc, live), false, true },
+		{ "wsflow_producer_streams_total", "counter", "producer "
+		    "streams started, by name", offsetof(struct metric_acc,
+		    streams), false, true },
+		{ "wsflow_producer_stream_bytes_total", "counter", "octets "
+		    "sent, by producer name", offsetof(struct metric_acc,
+		    bytes), false, true },
+		{ "wsflow_producer_stream_digests_verified_total", "counter",
+		    "digests that matched, by producer name",
+		    offsetof(struct metric_acc, verified), false, true },
+		{ "wsflow_producer_stream_digest_mismatches_total", "counter",
+		    "digests that did not match, by producer name",
+		    offsetof(struct metric_acc, mismatched), false, true },
+		{ "wsflow_producer_reconnects_total", "counter", "connection "
+		    "attempts after a failure or a drop, by producer name",
+		    offsetof(struct metric_acc, reconnects), false, true },
+	};
+	static const char *fail[FAIL_REASONS] = { "connect", "lost",
+	    "protocol" };
+	struct metric_acc server[4], *prod = NULL;
+	unsigned nprod = 0;
+	char name[2 * WSFLOW_NAME_MAX], label[2 * WSFLOW_NAME_MAX + 16];
+
+	if (metrics_collect(&wd->reg, server, &prod, &nprod) == -1) {
+		b->failed = true;
+		return;
+	}
+	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+		family(b, fam[f].name, fam[f].type, fam[f].help);
+		/* Servers have no "producer" mode. */
+		for (unsigned m = MODE_STREAMING; fam[f].server && m < 4; m++)
+			body_add(b, "%s{mode=\"%s\"} %llu\n", fam[f].name,
+			    wsflow_mode_name(m), (unsigned long long)
+			    *(const uint64_t *)((const char *)&server[m] +
+			    fam[f].off));
+		for (unsigned i = 0; fam[f].producer && i < nprod; i++) {
+			label_escape(prod[i].name, name, sizeof(name));
+			body_add(b, "%s{name=\"%s\"} %llu\n", fam[f].name, name,
+			    (unsigned long long)*(const uint64_t *)((const
+			    char *)&prod[i] + fam[f].off));
+		}
+	}
+	family(b, "wsflow_producer_failures_total", "counter", "connections "
+	    "that failed (connect: never came up; lost: broke while "
+	    "streaming; protocol: not a hashing server's answer), by "
+	    "producer name");
+	for (unsigned i = 0; i < nprod; i++) {
+		label_escape(prod[i].name, name, sizeof(name));
+		for (unsigned r = 0; r < FAIL_REASONS; r++)
+			body_add(b, "wsflow_producer_failures_total{name=\"%s\","
+			    "reason=\"%s\"} %llu\n", name, fail[r],
+			    (unsigned long long)prod[i].fail[r]);
+	}
+	family(b, "wsflow_digest_latency_seconds", "histogram", "from the "
+	    "last octet of a batch to its digest, by producer name");
+	for (unsigned i = 0; i < nprod; i++) {
+		label_escape(prod[i].name, name, sizeof(name));
+		snprintf(label, sizeof(label), "name=\"%s\"", name);
+		histogram(b, "wsflow_digest_latency_seconds", label,
+		    &prod[i].latency);
+	}
+	family(b, "wsflow_connect_seconds", "histogram", "from connect to "
+	    "the upgrade's answer, by producer name");
+	for (unsigned i = 0; i < nprod; i++) {
+		label_escape(prod[i].name, name, sizeof(name));
+		snprintf(label, sizeof(label), "name=\"%s\"", name);
+		histogram(b, "wsflow_connect_seconds", label, &prod[i].connect);
+	}
+	free(prod);
+}
+
 static void
 metrics_body(struct wsflowd *wd, struct body *b)
 {
-	static const struct {
-		const char *name, *help;
-		size_t off;
-	} per_stream[] = {
-		{ "wsflow_stream_bytes_total", "octets received or sent",
-		    offsetof(struct stream_stats, bytes) },
-		{ "wsflow_stream_digests_total", "digests sent or received",
-		    offsetof(struct stream_stats, digests) },
-		{ "wsflow_stream_digests_verified_total",
-		    "digests that matched (producers)",
-		    offsetof(struct stream_stats, verified) },
-		{ "wsflow_stream_digest_mismatches_total",
-		    "digests that did not match (producers)",
-		    offsetof(struct stream_stats, mismatched) },
-	};
 	int64_t now = lws_now_usecs();
-	struct stream *s;
 	struct totals t;
 
 	totals_get(&wd->reg, &t);
@@ -146,30 +244,7 @@ metrics_body(struct wsflowd *wd, struct body *b)
 	for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++)
 		metric(b, totals[i].name, totals[i].type, totals[i].help,
 		    *(const uint64_t *)((const char *)&t + totals[i].off));
-
-	for (size_t m = 0; m < sizeof(per_stream) / sizeof(per_stream[0]);
-	    m++) {
-		int n = 0;
-
-		body_add(b, "# HELP %s per stream: %s\n# TYPE %s counter\n",
-		    per_stream[m].name, per_stream[m].help, per_stream[m].name);
-		pthread_mutex_lock(&wd->reg.lock);
-		TAILQ_FOREACH(s, &wd->reg.streams, entry) {
-			char name[2 * WSFLOW_NAME_MAX];
-
-			if (n++ == METRICS_MAX_STREAMS)
-				break;
-			label_escape(s->name, name, sizeof(name));
-			body_add(b, "%s{id=\"%llu\",role=\"%s\",name=\"%s\"} "
-			    "%llu\n", per_stream[m].name,
-			    (unsigned long long)s->id,
-			    s->role == ROLE_SERVER ? "server" : "producer",
-			    name, (unsigned long long)atomic_load_explicit(
-			    (const counter_t *)((const char *)&s->st +
-			    per_stream[m].off), memory_order_relaxed));
-		}
-		pthread_mutex_unlock(&wd->reg.lock);
-	}
+	groups_body(wd, b);
 }
 
 /* The answer to a GET of path, whoever carries it: status, type, body. */

@@ -842,6 +842,11 @@ schedule_connect(struct producer *p, const char *why)
 static void
 connect_failed(struct producer *p, const char *reason, const char *why)
 {
+	enum fail_reason f = strcmp(reason, "connection lost") == 0 ?
+	    FAIL_LOST : strcmp(reason, "protocol error") == 0 ?
+	    FAIL_PROTOCOL : FAIL_CONNECT;
+
+	STAT_ADD(p->s.st.fail[f], 1);
 	stream_set_error(&p->s, why);
 	if (p->conf.reconnect) {
 		schedule_connect(p, why);
@@ -921,6 +926,7 @@ connect_phases(struct producer *p, int64_t now)
 	STAT_SET(p->s.st.connect_tcp_us, tcp_end - p->connect_at_us);
 	STAT_SET(p->s.st.connect_tls_us, req - tcp_end);
 	STAT_SET(p->s.st.connect_upgrade_us, now - req);
+	hist_add(&p->s.st.connect, (uint64_t)(now - p->connect_at_us));
 }
 
 static void
@@ -1171,6 +1177,8 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 		snprintf(p->host + strlen(p->host), sizeof(p->host) -
 		    strlen(p->host), ":%d", p->url.port);
 	snprintf(p->s.name, sizeof(p->s.name), "%s", pc->name);
+	/* /metrics labels configured names only: ad-hoc ones grow. */
+	p->s.adhoc = conf_find_producer(&wd->conf, pc->name) == NULL;
 	snprintf(p->s.peer, sizeof(p->s.peer), "%s", pc->url);
 	stream_set_state(&p->s, "connecting");
 	return p;

@@ -29,6 +29,9 @@ registry_free(struct registry *reg)
 		memset(&reg->hist[i], 0, sizeof(reg->hist[i]));
 	}
 	reg->hist_len = 0;
+	free(reg->prod_acc);
+	reg->prod_acc = NULL;
+	reg->nprod_acc = 0;
 	pthread_mutex_destroy(&reg->lock);
 }
 
@@ -215,12 +218,113 @@ history_find_locked(const struct registry *reg, const char *key)
 	return NULL;
 }
 
+/* One stream's figures into its group's. */
+static void
+metric_add(struct metric_acc *a, const struct stream *s)
+{
+	struct hist_snap h;
+
+	a->streams++;
+	a->bytes += STAT_GET(s->st.bytes);
+	a->digests += STAT_GET(s->st.digests);
+	a->verified += STAT_GET(s->st.verified);
+	a->mismatched += STAT_GET(s->st.mismatched);
+	a->reconnects += STAT_GET(s->reconnects);
+	for (unsigned i = 0; i < FAIL_REASONS; i++)
+		a->fail[i] += STAT_GET(s->st.fail[i]);
+	hist_read(&s->st.latency, &h);
+	hist_merge(&a->latency, &h);
+	hist_read(&s->st.connect, &h);
+	hist_merge(&a->connect, &h);
+}
+
+/* The group of s among accs (n of them), or NULL. */
+static struct metric_acc *
+metric_find(struct metric_acc *accs, unsigned n, const struct stream *s)
+{
+	const char *name = s->adhoc ? "" : s->name;
+
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(accs[i].name, name) == 0)
+			return &accs[i];
+	return NULL;
+}
+
+/* A new group for s at the end of *accs; NULL when out of memory. */
+static struct metric_acc *
+metric_new(struct metric_acc **accs, unsigned *n, const struct stream *s)
+{
+	struct metric_acc *a = reallocarray(*accs, *n + 1, sizeof(**accs));
+
+	if (a == NULL)
+		return NULL;
+	*accs = a;
+	a = &a[(*n)++];
+	memset(a, 0, sizeof(*a));
+	snprintf(a->name, sizeof(a->name), "%s", s->adhoc ? "" : s->name);
+	return a;
+}
+
+static void
+metric_record_locked(struct registry *reg, const struct stream *s)
+{
+	struct metric_acc *a;
+
+	if (s->role == ROLE_SERVER) {
+		if ((unsigned)s->mode < 4)
+			metric_add(&reg->server_acc[s->mode], s);
+		return;
+	}
+	if ((a = metric_find(reg->prod_acc, reg->nprod_acc, s)) != NULL ||
+	    (a = metric_new(&reg->prod_acc, &reg->nprod_acc, s)) != NULL)
+		metric_add(a, s);
+}
+
+int
+metrics_collect(struct registry *reg, struct metric_acc server[4],
+    struct metric_acc **prod, unsigned *nprod)
+{
+	struct metric_acc *a;
+	struct stream *s;
+	int rc = 0;
+
+	pthread_mutex_lock(&reg->lock);
+	memcpy(server, reg->server_acc, sizeof(reg->server_acc));
+	*nprod = reg->nprod_acc;
+	if ((*prod = calloc(reg->nprod_acc + 1, sizeof(**prod))) == NULL)
+		rc = -1;
+	else
+		memcpy(*prod, reg->prod_acc, reg->nprod_acc *
+		    sizeof(**prod));
+	TAILQ_FOREACH(s, &reg->streams, entry) {
+		if (rc == -1)
+			break;
+		if (s->role == ROLE_SERVER)
+			a = (unsigned)s->mode < 4 ? &server[s->mode] : NULL;
+		else if ((a = metric_find(*prod, *nprod, s)) == NULL &&
+		    (a = metric_new(prod, nprod, s)) == NULL)
+			rc = -1;
+		if (a != NULL) {
+			metric_add(a, s);
+			a->live++;
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (rc == -1) {
+		free(*prod);
+		*prod = NULL;
+		*nprod = 0;
+	}
+	return rc;
+}
+
 /* Gone from the registry, into the history: the owner, once. */
 void
 stream_withdraw(struct registry *reg, struct stream *s)
 {
 	pthread_mutex_lock(&reg->lock);
 	history_record_locked(reg, s);
+	metric_record_locked(reg, s);
 	TAILQ_REMOVE(&reg->streams, s, entry);
 	reg->nstreams--;
 	pthread_mutex_unlock(&reg->lock);

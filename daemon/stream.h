@@ -43,6 +43,8 @@ struct stream_stats {
 	counter_t	 latency_last_us; /* last byte of a batch -> digest */
 	counter_t	 latency_max_us;
 	struct hist	 latency;	/* producers: every digest's */
+	struct hist	 connect;	/* producers: each connection's setup */
+	counter_t	 fail[3];	/* producers: enum fail_reason */
 	/* Producers, the last connection: TCP, TLS, the upgrade (µs). */
 	counter_t	 connect_tcp_us, connect_tls_us, connect_upgrade_us;
 	counter_t	 bytes_per_sec;	/* over the last sample interval */
@@ -53,6 +55,28 @@ struct stream_stats {
 struct stream;
 
 /* What a worker may ask of a stream of any kind, on its own thread. */
+/* Why a producer's connection ended badly (a /metrics label). */
+enum fail_reason {
+	FAIL_CONNECT,		/* it never came up */
+	FAIL_LOST,		/* it broke while streaming */
+	FAIL_PROTOCOL,		/* the server said something else */
+};
+#define FAIL_REASONS	3
+
+/*
+ * What /metrics says of a group of streams: server streams by mode,
+ * producers by configured name ("" for every ad-hoc one), so that no
+ * label grows with every connection.  Ended streams add theirs once.
+ */
+struct metric_acc {
+	char		 name[WSFLOW_NAME_MAX];
+	uint64_t	 live;		/* streams running now */
+	uint64_t	 streams;	/* ever */
+	uint64_t	 bytes, digests, verified, mismatched, reconnects;
+	uint64_t	 fail[FAIL_REASONS];
+	struct hist_snap latency, connect;
+};
+
 struct stream_ops {
 	/* End it politely: 1001 when the daemon is going away. */
 	void	(*stop)(struct stream *, bool going_away);
@@ -73,6 +97,7 @@ struct stream {
 	enum wsflow_mode mode;
 	_Atomic(const char *) state;	/* short word: "open", "paused", ... */
 	char		 name[WSFLOW_NAME_MAX];
+	bool		 adhoc;		/* a producer not in the configuration */
 	char		 peer[256];	/* address:port or URL */
 	int64_t		 started_us;	/* lws_now_usecs() */
 	struct stream_stats st;
@@ -163,6 +188,10 @@ struct registry {
 	}		 hist[2];	/* [ROLE_SERVER], [ROLE_PRODUCER] */
 	unsigned	 hist_len;	/* in both */
 	uint64_t	 hist_seq;	/* records ever made */
+	/* Ended streams' figures for /metrics, under lock. */
+	struct metric_acc server_acc[4];	/* by enum wsflow_mode */
+	struct metric_acc *prod_acc;		/* by name */
+	unsigned	 nprod_acc;
 };
 
 void		 registry_init(struct registry *);
@@ -200,5 +229,8 @@ const struct stream_record *history_at_locked(const struct registry *,
 const struct stream_record *history_find_locked(const struct registry *,
 		    const char *id_or_name);
 uint64_t	 stream_avg_rate(const struct stream *, int64_t now_us);
+/* Every group's figures, ended and live: *prod malloc'd (nprod). */
+int		 metrics_collect(struct registry *, struct metric_acc server[4],
+		    struct metric_acc **prod, unsigned *nprod);
 
 #endif

@@ -708,7 +708,12 @@ def parse_metrics(text):
         m = SAMPLE.match(line)
         check(m, 'line %d: not "name{labels} value": %r' % (no, line))
         name, labels, value = m.group(1), m.group(2), m.group(3)
-        check(name in types and name in helps, 'line %d: %s without HELP/TYPE before' % (no, name))
+        # A histogram's samples carry its name with _bucket, _sum, _count.
+        fam = name
+        for suffix in ('_bucket', '_sum', '_count'):
+            if name.endswith(suffix) and types.get(name[:-len(suffix)]) == 'histogram':
+                fam = name[:-len(suffix)]
+        check(fam in types and fam in helps, 'line %d: %s without HELP/TYPE before' % (no, name))
         lab = ()
         if labels:
             body, pairs = labels[1:-1], []
@@ -723,7 +728,7 @@ def parse_metrics(text):
         except ValueError:
             raise CheckFailed('line %d: value %r' % (no, value))
         check((name, lab) not in samples, 'line %d: duplicate sample' % no)
-        seen.add(name)
+        seen.add(fam)
         samples[(name, lab)] = v
     check(samples, 'no samples')
     return samples
@@ -767,12 +772,18 @@ def t_metrics():
         if v is None or v != st[grp][fld]:
             bad.append('%s = %s, status %s.%s = %s' % (metric, v, grp, fld, st[grp][fld]))
     check(not bad, 'metrics vs status:\n' + '\n'.join(bad))
-    for row in streams():
-        lab = [k for k in samples if k[0] == 'wsflow_stream_bytes_total' and
-               ('id', str(row['id'])) in k[1]]
-        check(len(lab) == 1 and samples[lab[0]] == row['bytes'],
-              'stream %d bytes %d, metrics %s' % (row['id'], row['bytes'],
-                                                  [(k, samples[k]) for k in lab]))
+    # Groups, not streams (no label grows with every connection): server
+    # streams by mode, producers by name; quiescent, they add up to the
+    # totals, and no series is labelled by a stream's id.
+    def total(metric):
+        return sum(v for k, v in samples.items() if k[0] == metric)
+    check(total('wsflow_server_stream_bytes_total') == st['server']['bytes_received'] and
+          total('wsflow_producer_stream_bytes_total') == st['producers']['bytes_sent'],
+          'groups: server %s, producers %s; status %s' % (
+              total('wsflow_server_stream_bytes_total'),
+              total('wsflow_producer_stream_bytes_total'), st))
+    check(not [k for k in samples if any(l[0] == 'id' for l in k[1])],
+          'a series labelled by id: %s' % [k for k in samples if any(l[0] == 'id' for l in k[1])][:3])
     code, body = http_get(M.port, '/healthz')
     check(code == 200 and body.strip() == 'ok', '/healthz: %d %r' % (code, body))
     resume()
@@ -791,7 +802,10 @@ def t_promtool():
     check(code == 200, '/metrics: HTTP %d' % code)
     promtool(text)
     parse_metrics(text)
-    check('role="producer"' in text and 'name="loop"' in text, 'no per-stream metrics:\n' + text)
+    check('wsflow_producer_streams{name="loop"} 1' in text and
+          'wsflow_digest_latency_seconds_bucket{name="loop",le="+Inf"}' in text and
+          'wsflow_server_streams{mode="streaming"}' in text,
+          'no producer (by name) or server (by mode) groups:\n' + text)
 
 # ============================================================ 3. exit statuses
 

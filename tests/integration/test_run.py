@@ -19,11 +19,14 @@ g) run NAME: a configured producer with --bytes; usage errors exit 2.
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 
-from wsflowtest import (BUILD, SLOW, SRCDIR, Daemon, case, check, diag, run_cases, start_peer)
+from wsflowtest import (BUILD, SLOW, SRCDIR, Daemon, WSClient, case, check, diag, run_cases,
+                        start_peer)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -217,6 +220,34 @@ def cfg_daemon():
                     % daemon().url())
         CFG.start()
     return CFG
+
+
+@case('i) /metrics has as many series after 200 more finished connections and a run of 16 '
+      'streams as before (server streams by mode, producers by name: no label grows); '
+      'promtool check metrics passes when promtool is there')
+def _():
+    d = daemon()
+
+    def series():
+        with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % d.port, timeout=10) as f:
+            text = f.read().decode()
+        return text, [l for l in text.splitlines() if l and not l.startswith('#')]
+    _, before = series()
+    for _ in range(200):
+        w = WSClient(d.port, '/frame')
+        w.send_frame(b'x' * 16)
+        w.recv_digests(1)
+        w.close()
+    r = run('-j', 'run', d.url(), '--parallel', 16, '--bytes', '16M')
+    check(r.returncode == 0, 'run: exit %d %s' % (r.returncode, r.stderr))
+    text, after = series()
+    check(len(after) == len(before), '%d series before, %d after: new %s' % (
+        len(before), len(after), sorted(set(l.split(' ')[0] for l in after) -
+                                        set(l.split(' ')[0] for l in before))[:5]))
+    if shutil.which('promtool'):
+        p = subprocess.run(['promtool', 'check', 'metrics'], input=text, capture_output=True,
+                           text=True, timeout=30)
+        check(p.returncode == 0, 'promtool: %s%s' % (p.stdout, p.stderr))
 
 
 @case('h) both daemons stop cleanly (SIGTERM: exit 0, nothing from the sanitizers)')
