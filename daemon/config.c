@@ -568,6 +568,9 @@ static const struct key producer_keys[] = {
 	U64_KEY("rate", P, rate, 0, SIZE_MAX_KEY, 0),
 	U64_KEY("bytes", P, bytes, 0, INT64_MAX, 0),
 	U32_KEY("duration", P, duration, 0, 86400 * 365, 0),
+	/* Each stream costs a descriptor: the fd limit bounds it anyway. */
+	U32_KEY("parallel", P, parallel, 1, 100000, 1),
+	U32_KEY("ramp", P, ramp, 0, 100000, 0),
 	BOOL_KEY("reconnect", P, reconnect, true),
 	/* Default 0: the server's batch_size. */
 	U64_KEY("batch_size", P, batch_size, 1, SIZE_MAX_KEY, 0),
@@ -1003,6 +1006,7 @@ conf_producer_equal(const struct producer_conf *a,
 	    a->frame_size == b->frame_size &&
 	    a->message_size == b->message_size && a->rate == b->rate &&
 	    a->bytes == b->bytes && a->duration == b->duration &&
+	    a->parallel == b->parallel && a->ramp == b->ramp &&
 	    a->reconnect == b->reconnect && a->batch_size == b->batch_size &&
 	    a->framing == b->framing &&
 	    str_equal(a->tls_ca, b->tls_ca) &&

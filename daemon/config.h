@@ -47,6 +47,8 @@ struct producer_conf {
 	uint64_t	 rate;		/* octets/s, 0 = backpressure only */
 	uint64_t	 bytes;		/* 0 = endless */
 	uint32_t	 duration;	/* seconds, 0 = endless */
+	uint32_t	 parallel;	/* streams the entry opens, >= 1 */
+	uint32_t	 ramp;		/* new connections a second, 0: at once */
 	bool		 reconnect;
 	uint64_t	 batch_size;	/* 0: the server's batch_size */
 	enum wsflow_framing framing;	/* "lws": stock lws_write */

@@ -453,7 +453,10 @@ do_stop(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	if (!all)
 		only = stream_find_locked(&wd->reg, k->key);
 	TAILQ_FOREACH(s, &wd->reg.streams, entry) {
-		if (!all && s != only)
+		/* A name stops every stream of it (an entry's parallel). */
+		if (!all && s != only && (only == NULL ||
+		    strcmp(only->name, k->key) != 0 ||
+		    strcmp(s->name, k->key) != 0 || s->role != only->role))
 			continue;
 		id = s->id;
 		n++;

@@ -85,6 +85,7 @@ struct producer {
 	uint64_t	 progress_bytes;	/* st.bytes at progress_at_us */
 	unsigned	 attempt;	/* connect attempts since success */
 	int64_t		 connect_at_us;	/* this attempt began */
+	int64_t		 start_delay_us;	/* its place in a ramp */
 	int64_t		 tls_at_us;	/* its server certificate came */
 	int64_t		 request_at_us;	/* its upgrade request went */
 	int64_t		 timeout_us;	/* lws gives up on a connect after it */
@@ -1201,9 +1202,9 @@ struct start_work {
 static void	start_run(struct worker *, struct work *);
 static void	start_drop(struct worker *, struct work *);
 
-int
-producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
-    uint64_t id, uint64_t *running, char *err, size_t errlen)
+static int
+launch_one(struct wsflowd *wd, const struct producer_conf *pc, uint64_t id,
+    int64_t delay_us, uint64_t *running, char *err, size_t errlen)
 {
 	struct producer *p;
 	struct worker *w;
@@ -1220,6 +1221,7 @@ producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
 	sw->k.run = start_run;
 	sw->k.drop = start_drop;
 	sw->p = p;
+	p->start_delay_us = delay_us;
 	w = worker_pick(wd);
 	p->w = w;
 	pthread_mutex_lock(&wd->reg.lock);
@@ -1248,6 +1250,36 @@ producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
 	return 0;
 }
 
+/*
+ * An entry's streams: parallel of them (the first gets id), each its
+ * share of bytes, started ramp a second over the least loaded workers.
+ * They share the entry's name: stop NAME ends them all, /metrics sums
+ * them.
+ */
+int
+producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
+    uint64_t id, uint64_t *running, char *err, size_t errlen)
+{
+	struct producer_conf one = *pc;
+	uint32_t n = pc->parallel > 1 ? pc->parallel : 1;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (pc->bytes != 0)
+			one.bytes = pc->bytes / n + (i < pc->bytes % n ? 1 :
+			    0) + (pc->bytes < n);	/* 0 would be endless */
+		if (launch_one(wd, &one, i == 0 ? id : stream_new_id(&wd->reg),
+		    pc->ramp ? (int64_t)i * LWS_US_PER_SEC / pc->ramp : 0,
+		    i == 0 ? running : NULL, err, errlen) == -1) {
+			if (i == 0)
+				return -1;
+			log_err("producer %s: stream %u of %u not started: %s",
+			    pc->name, i + 1, n, err);
+			break;		/* the started ones run on */
+		}
+	}
+	return 0;
+}
+
 /* Worker: take over a launched producer and connect it. */
 static void
 start_run(struct worker *w, struct work *k)
@@ -1270,7 +1302,7 @@ start_run(struct worker *w, struct work *k)
 		lws_sul_schedule(w->ctx, 0, &p->sul_end, duration_over,
 		    (lws_usec_t)p->conf.duration * LWS_US_PER_SEC);
 	lws_sul_schedule(w->ctx, 0, &p->sul_connect, producer_connect,
-	    LWS_US_PER_MS);
+	    LWS_US_PER_MS + p->start_delay_us);
 }
 
 /* A launched producer its worker never ran: the daemon stopped first. */

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# timeout: 300
+# timeout: 420
 """wsflowctl run (issue #12, spec §6): a bounded test that the daemon's
 producers carry and wsflowctl follows.
 
@@ -26,7 +26,7 @@ import time
 import urllib.request
 
 from wsflowtest import (BUILD, SLOW, SRCDIR, Daemon, WSClient, case, check, diag, run_cases,
-                        start_peer)
+                        start_peer, wait_for)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -67,6 +67,11 @@ def status():
     r = run('-j', 'status')
     check(r.returncode == 0, 'status: %s' % r.stderr)
     return json.loads(r.stdout)
+
+
+def wait_for_slow(cond, timeout):
+    """wsflowtest.wait_for at a pace that does not load the daemon."""
+    return wait_for(cond, timeout, 0.5)
 
 
 def peer_server(name, *args):
@@ -248,6 +253,80 @@ def _():
         p = subprocess.run(['promtool', 'check', 'metrics'], input=text, capture_output=True,
                            text=True, timeout=30)
         check(p.returncode == 0, 'promtool: %s%s' % (p.stdout, p.stderr))
+
+
+def metric(port, name):
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=10) as f:
+        for line in f.read().decode().splitlines():
+            if line.startswith(name + ' ') or line.startswith(name + '{'):
+                yield line
+
+
+@case('j) a producer entry with parallel = 2000 (bytes 2000 MiB in all) to another wsflowd: '
+      '2000 streams, every one finished with its 1 MiB digest verified; the server counted '
+      '2000 streams and 2000 MiB; stop NAME ends a group')
+def _():
+    srv = Daemon(max_connections=5000).start()
+    n = 2000
+    prod = Daemon()
+    with open(prod.conf, 'a') as f:
+        f.write('producers = ( { name = "many"; url = "%s"; parallel = %d; bytes = %d; },\n'
+                '  { name = "grp"; url = "%s"; parallel = 3; rate = 100000; } );\n'
+                % (srv.url(), n, n * MiB, srv.url()))
+    prod.start()
+    try:
+        def done():
+            st = json.loads(run('-j', 'status', sock=prod.ctl_sock).stdout)
+            return st['producers']['digests_verified'] >= n and \
+                st['producers']['running'] <= 3
+        check(wait_for_slow(done, 120), 'not all %d verified in 120 s: %s' % (
+            n, run('status', sock=prod.ctl_sock).stdout))
+        rows = json.loads(run('-j', 'streams', '-a', sock=prod.ctl_sock).stdout)['streams']
+        mine = [r for r in rows if r['name'] == 'many']
+        st = json.loads(run('-j', 'status', sock=prod.ctl_sock).stdout)['producers']
+        sst = json.loads(run('-j', 'status', sock=srv.ctl_sock).stdout)['server']
+        diag('producer: %s; server: %s; %d rows named many' % (st, sst, len(mine)))
+        check(st['digests_verified'] >= n and st['digest_mismatches'] == 0,
+              'producer side: %s' % st)
+        check(sst['connections_total'] >= n + 3 and sst['bytes_received'] >= n * MiB,
+              'server side: %s' % sst)
+        g = json.loads(run('-j', 'streams', sock=prod.ctl_sock).stdout)['streams']
+        check(len([r for r in g if r['name'] == 'grp']) == 3, 'group grp: %s' % g)
+        r = run('stop', 'grp', sock=prod.ctl_sock)
+        check(r.returncode == 0 and '3 streams' in r.stdout, 'stop grp: %r' % r.stdout)
+        lines = list(metric(prod.port, 'wsflow_producer_streams_total'))
+        check('wsflow_producer_streams_total{name="many"} %d' % n in lines, 'metrics: %s' % lines)
+    finally:
+        prod.check_clean_stop()
+        srv.check_clean_stop()
+
+
+@case('k) ramp = 20 with parallel = 30: the connections come over about 1.5 s (the 30th '
+      'after 1.2 s at least and within 4 s)')
+def _():
+    prod = Daemon()
+    with open(prod.conf, 'a') as f:
+        f.write('producers = ( { name = "ramped"; url = "%s"; parallel = 30; ramp = 20; '
+                'rate = 100000; } );\n' % daemon().url())
+    t0 = time.monotonic()
+    prod.start()
+    try:
+        def count():
+            rows = json.loads(run('-j', 'streams', sock=prod.ctl_sock).stdout)['streams']
+            return len([r for r in rows if r['name'] == 'ramped' and r['state'] == 'sending'])
+        seen = []
+        while time.monotonic() - t0 < 6 * SLOW:
+            seen.append((time.monotonic() - t0, count()))
+            if seen[-1][1] == 30:
+                break
+            time.sleep(0.1)
+        full = next((t for t, c in seen if c == 30), None)
+        half = [c for t, c in seen if 0.5 <= t <= 0.9]
+        diag('ramp: all 30 at %s s; at 0.5-0.9 s %s' % (full, half))
+        check(full is not None and 1.2 <= full <= 4 * SLOW, 'all 30 sending at %s s' % full)
+        check(half and max(half) < 30, 'all at once: %s' % seen[:12])
+    finally:
+        prod.check_clean_stop()
 
 
 @case('h) both daemons stop cleanly (SIGTERM: exit 0, nothing from the sanitizers)')

@@ -300,7 +300,8 @@ test_defaults(void)
 		    streq(p->url, "ws://h/") && p->mode == MODE_PRODUCER &&
 		    p->autostart && p->frame_size == 65536 &&
 		    p->message_size == 1048576 && p->rate == 0 &&
-		    p->bytes == 0 && p->duration == 0 && p->reconnect &&
+		    p->bytes == 0 && p->duration == 0 && p->parallel == 1 &&
+		    p->ramp == 0 && p->reconnect &&
 		    p->tls_ca == NULL && p->tls_verify && p->line == 1;
 
 		ok(good, "producer defaults: mode producer, autostart, frame "
@@ -360,6 +361,8 @@ static const char full[] =
 	"    rate = 123;\n"
 	"    bytes = 8589934592L;\n"
 	"    duration = 789;\n"
+	"    parallel = 64;\n"
+	"    ramp = 10;\n"
 	"    reconnect = false;\n"
 	"    tls = { ca = \"/etc/wsflow/ca.pem\"; verify = false; };\n"
 	"  },\n"
@@ -447,6 +450,7 @@ test_full(void)
 	ok(p->rate == 123, "producer rate");
 	ok(p->bytes == 8589934592ULL, "producer bytes 8589934592L");
 	ok(p->duration == 789, "producer duration");
+	ok(p->parallel == 64 && p->ramp == 10, "producer parallel and ramp");
 	ok(!p->reconnect, "producer reconnect false");
 	ok(streq(p->tls_ca, "/etc/wsflow/ca.pem"), "producer tls.ca");
 	ok(!p->tls_verify, "producer tls.verify false");
