@@ -293,7 +293,7 @@ metrics_collect(struct registry *reg, struct metric_acc server[4],
 	*nprod = reg->nprod_acc;
 	if ((*prod = calloc(reg->nprod_acc + 1, sizeof(**prod))) == NULL)
 		rc = -1;
-	else
+	else if (reg->nprod_acc > 0)
 		memcpy(*prod, reg->prod_acc, reg->nprod_acc *
 		    sizeof(**prod));
 	TAILQ_FOREACH(s, &reg->streams, entry) {
