@@ -8,10 +8,15 @@ a) `make deps` waits for another apt's dpkg lock instead of failing at
 b) Ctrl-C stops `make check`: SIGINT to tests/run while a test program
    runs ends the runner (exit 130) within seconds, the program (in a
    session of its own under timeout) is gone and its /tmp/wsflow-test-*
-   directory removed.
+   directory removed;
+c) wsflow.conf(5) renders its examples as written (issue #10.14: a .Qq
+   inside .Li put the closing quote after the semicolon), with mandoc
+   and man-db alike.
 """
 import glob
 import os
+import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -105,6 +110,30 @@ def runner_sigint():
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+
+
+@case('c) wsflow.conf(5) as mandoc and man render it: { address = "127.0.0.1"; port = 9000; }, '
+      'tls = { cert = "..."; key = "..."; }, { ca = "..."; verify = true; } exactly')
+def man_render():
+    page = os.path.join(SRCDIR, 'daemon', 'wsflow.conf.5')
+    want = ('{ address = "127.0.0.1"; port = 9000; }', 'tls = { cert = "..."; key =',
+            '{ ca = "..."; verify = true; }')
+    probs = []
+    for cmd in (['mandoc', '-Tutf8', page], ['man', '-l', page]):
+        if shutil.which(cmd[0]) is None:
+            diag('%s not installed: not checked with it' % cmd[0])
+            continue
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, MANWIDTH='100', MAN_KEEP_FORMATTING=''),
+                           stdin=subprocess.DEVNULL)
+        text = re.sub(r'.\x08', '', r.stdout)          # overstrike bold/underline
+        text = re.sub(r'\s+', ' ', text)
+        for w in want:
+            if w not in text:
+                probs.append('%s: no %r' % (cmd[0], w))
+        if '127.0.0.1; port' in text:
+            probs.append('%s: a misplaced quote: 127.0.0.1; port' % cmd[0])
+    check(not probs, '\n'.join(probs))
 
 
 if __name__ == '__main__':
