@@ -21,6 +21,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -227,8 +228,8 @@ def cfg_daemon():
     return CFG
 
 
-@case('i) /metrics has as many series after 200 more finished connections and a run of 16 '
-      'streams as before (server streams by mode, producers by name: no label grows); '
+@case('i) /metrics: after one run (one stream each side), 5050 more finished connections and '
+      'a run of 16 streams add no series (server streams by mode, producers by name); '
       'promtool check metrics passes when promtool is there')
 def _():
     d = daemon()
@@ -237,12 +238,22 @@ def _():
         with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % d.port, timeout=10) as f:
             text = f.read().decode()
         return text, [l for l in text.splitlines() if l and not l.startswith('#')]
+    # One of each first: a run (ad-hoc producers' group) and its server stream.
+    r = run('-j', 'run', d.url(), '--bytes', '1M')
+    check(r.returncode == 0, 'first run: exit %d %s' % (r.returncode, r.stderr))
     _, before = series()
-    for _ in range(200):
+    for _ in range(50):
         w = WSClient(d.port, '/frame')
         w.send_frame(b'x' * 16)
         w.recv_digests(1)
         w.close()
+    up = ('GET /frame HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+          'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+          'Sec-WebSocket-Version: 13\r\n\r\n').encode()
+    for _ in range(5000):            # upgraded, then gone: 5000 ended streams
+        with socket.create_connection(('127.0.0.1', d.port), 10) as k:
+            k.sendall(up)
+            k.recv(4096)
     r = run('-j', 'run', d.url(), '--parallel', 16, '--bytes', '16M')
     check(r.returncode == 0, 'run: exit %d %s' % (r.returncode, r.stderr))
     text, after = series()
@@ -327,6 +338,26 @@ def _():
         check(half and max(half) < 30, 'all at once: %s' % seen[:12])
     finally:
         prod.check_clean_stop()
+
+
+@case('l) digest latency against a peer that sends every digest 40 ms late (streaming mode, '
+      'one batch in flight): the summary\'s p50 and p99 within 40..60 ms (the bucket edge is '
+      'at most a third over), max >= 40 ms; show -j of the stream the same')
+def _():
+    p, port = peer_server('server_streaming.py', '--delay-digest', 40)
+    try:
+        r = run('-j', 'run', 'ws://127.0.0.1:%d/' % port, '--mode', 'streaming', '--bytes',
+                '16M', '--name', 'late', timeout=120)
+        check(r.returncode == 0, 'exit %d %s%s' % (r.returncode, r.stdout[-500:], r.stderr))
+        lat = summary_of(r)[1]['digest_latency_us']
+        diag('latency: %s' % lat)
+        check(40000 <= lat['p50'] <= 60000 and 40000 <= lat['p99'] <= 60000 * SLOW and
+              lat['max'] >= 40000, 'latency %s, want 40-60 ms' % lat)
+        sh = json.loads(run('-j', 'show', 'late').stdout)['stream']['digest_latency_us']
+        check(sh['p50'] == lat['p50'] and sh['count'] == 16, 'show: %s' % sh)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
 
 
 @case('h) both daemons stop cleanly (SIGTERM: exit 0, nothing from the sanitizers)')

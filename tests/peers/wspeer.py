@@ -138,6 +138,8 @@ def server_parser(description):
                    help='send a wrong digest for the K-th digest (0-based), once')
     p.add_argument('--rate', type=float, default=0, metavar='BYTES_PER_SEC',
                    help='read at most this fast (TCP backpressure to the sender)')
+    p.add_argument('--delay-digest', type=float, default=0, metavar='MS',
+                   help='send each digest this many milliseconds late (known latency)')
     p.add_argument('--cert', help='PEM certificate: serve wss://')
     p.add_argument('--key', help='PEM private key for --cert')
     return p
@@ -269,7 +271,15 @@ class ServerMixin:
             hexdigest = ('0' if hexdigest[0] != '0' else '1') + hexdigest[1:]
             st['corrupted'] += 1
         st['digests'] += 1
+        if args.delay_digest > 0:
+            from twisted.internet import reactor
+            reactor.callLater(args.delay_digest / 1000, self._send_late, hexdigest)
+            return
         self.sendMessage(hexdigest.encode('ascii'), isBinary=False)
+
+    def _send_late(self, hexdigest):
+        if self.transport is not None and getattr(self.transport, 'connected', True):
+            self.sendMessage(hexdigest.encode('ascii'), isBinary=False)
 
     # autobahn's message API, without its buffering
     def onMessageBegin(self, isBinary):
