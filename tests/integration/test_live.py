@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # timeout: 300
 """The live page (issue #13, spec §8): GET / and the feed /live.
+TEST_ONLY=f runs the browser case alone.
 
 - GET / is 200 text/html: the page, self-contained (no URL to fetch
   anything from), with the streams rendered as a table for a browser
@@ -125,7 +126,7 @@ STREAM_FIELDS = ('id', 'name', 'role', 'peer', 'mode', 'state', 'bytes', 'digest
                  'digest_latency_us')
 
 
-@case('GET / is 200 text/html: the page, self-contained, with a script-free table '
+@case('a) GET / is 200 text/html: the page, self-contained, with a script-free table '
       'naming the producer; HEAD / has no body; server.dashboard = false: / and /live 404')
 def _():
     d = Daemon()
@@ -156,7 +157,7 @@ def _():
     d.check_clean_stop()
 
 
-@case('/live: one JSON message a second (3 or 4 in 3.5 s), status and streams fields, '
+@case('b) /live: one JSON message a second (3 or 4 in 3.5 s), status and streams fields, '
       'a producer\'s bytes grow; not a stream itself')
 def _():
     d = Daemon()
@@ -194,7 +195,7 @@ def _():
     d.check_clean_stop()
 
 
-@case('read-only: a ping on /live gets its pong, a data frame close 1008 and changes '
+@case('c) read-only: a ping on /live gets its pong, a data frame close 1008 and changes '
       'nothing; a stopped daemon closes the viewer 1001')
 def _():
     d = daemon()
@@ -229,7 +230,7 @@ def _():
     check(d.returncode == 0, 'exit %r' % d.returncode)
 
 
-@case('server.origins: another Origin gets 403 on GET / and /live, the allowed one is served')
+@case('d) server.origins: another Origin gets 403 on GET / and /live, the allowed one is served')
 def _():
     d = daemon(origins=[GOOD_ORIGIN])
     check(http(d.port, headers=[('Origin', 'http://evil.example')])[0] == 403, 'GET / evil')
@@ -240,7 +241,7 @@ def _():
     d.check_clean_stop()
 
 
-@case('framing = "lws": GET / serves the page, /live is 404 (the feed needs wsflowd\'s framing)')
+@case('e) framing = "lws": GET / serves the page, /live is 404 (the feed needs wsflowd\'s framing)')
 def _():
     d = daemon(framing='lws')
     status, hdrs, body = http(d.port)
@@ -325,7 +326,7 @@ def peer_server(name, *args):
     return p, json.loads(p.stdout.readline())['listening']
 
 
-@case('Chromium: both producers shown, figures move between snapshots, the mismatch '
+@case('f) Chromium: both producers shown, figures move between snapshots, the mismatch '
       'flagged, a stopped producer moves to the ended list; screenshot; phone width')
 def _():
     if not os.access(CHROMIUM, os.X_OK):
@@ -333,9 +334,10 @@ def _():
     bad, bad_port = peer_server('server_streaming.py', '--corrupt-digest', 0)
     d = Daemon()
     with open(d.conf, 'a') as f:
-        f.write('producers = ( %s, %s );\n' % (
-            producer('healthy', d.url('/'), 3000000),
-            producer('corrupt', 'ws://127.0.0.1:%d/' % bad_port, 1500000)))
+        f.write('producers = ( %s, %s,\n  { name = "short"; url = "%s"; bytes = 4194304; } );\n'
+                % (producer('healthy', d.url('/'), 3000000),
+                   producer('corrupt', 'ws://127.0.0.1:%d/' % bad_port, 1500000),
+                   d.url('/')))
     d.start()
     p, prof, cdp = chromium()
     try:
@@ -391,7 +393,7 @@ def _():
     d.check_clean_stop()
 
 
-@case('memory: 60 s of a /live viewer and 20 page loads grow VmRSS by < 1 MiB')
+@case('g) memory: 60 s of a /live viewer and 20 page loads grow VmRSS by < 1 MiB')
 def _():
     d = Daemon()
     with open(d.conf, 'a') as f:
