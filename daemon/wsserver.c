@@ -79,6 +79,7 @@ struct own_conn {
 		bool		 live;
 		struct live_snap *snap;		/* going out */
 		size_t		 snap_off;
+		int64_t		 snap_at_us;	/* since when */
 		struct live_snap *snap_next;	/* due: a newer one replaces it */
 		lws_sorted_usec_list_t sul_live;
 	}		 r;
@@ -357,6 +358,7 @@ flush(struct own_conn *o)
 			r->snap = r->snap_next;
 			r->snap_next = NULL;
 			r->snap_off = 0;
+			r->snap_at_us = lws_now_usecs();
 		}
 		if (r->out_len == 0 && r->close_code != 0) {
 			append(o, WS_OP_CLOSE, r->close_payload, r->close_len);
@@ -639,15 +641,25 @@ live_tick(lws_sorted_usec_list_t *sul)
 	struct own_conn *o = lws_container_of(sul, struct own_conn,
 	    r.sul_live);
 	struct ws_raw *r = &o->r;
+	const struct server_params *p = &o->c.w->params;
 	struct live_snap *snap;
+	int64_t now = lws_now_usecs();
 
 	if (o->c.closing || r->close_sent || r->hangup)
 		return;
-	if (o->c.w->wd->stopping) {
-		wsserver_close(o, WS_CLOSE_GOING_AWAY, "wsflowd stopping");
+	if (o->c.w->wd->stopping || !p->dashboard) {
+		wsserver_close(o, WS_CLOSE_GOING_AWAY, o->c.w->wd->stopping ?
+		    "wsflowd stopping" : "dashboard turned off");
 		return;
 	}
-	if ((snap = live_get(o->c.w->wd, lws_now_usecs())) != NULL) {
+	/* A viewer that reads nothing holds its slot idle_timeout at most. */
+	if (r->snap != NULL && p->idle_timeout > 0 && now - r->snap_at_us >
+	    (int64_t)p->idle_timeout * LWS_US_PER_SEC) {
+		wsserver_close(o, WS_CLOSE_GOING_AWAY, "not reading /live");
+		r->hangup = true;
+		return;
+	}
+	if ((snap = live_get(o->c.w->wd, now)) != NULL) {
 		live_put(r->snap_next);
 		r->snap_next = snap;
 		want_write(o);

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # timeout: 300
 """The live page (issue #13, spec §8): GET / and the feed /live.
-TEST_ONLY=f runs the browser case alone.
+TEST_ONLY=g runs the browser case alone.
 
 - GET / is 200 text/html: the page, self-contained (no URL to fetch
   anything from), with the streams rendered as a table for a browser
@@ -12,6 +12,7 @@ TEST_ONLY=f runs the browser case alone.
 - server.origins: another Origin gets 403 on / and /live.
 - Read-only: a data frame on /live is answered with close 1008 and
   changes nothing (no stream, no count); a ping gets its pong.
+- A TLS listener (wsflowd's own framing) serves both.
 - framing = "lws": GET / serves the page; /live is 404 (only wsflowd's
   own framing carries the feed).
 - In headless Chromium (skipped without /usr/bin/chromium): two
@@ -250,6 +251,31 @@ def _():
     d.check_clean_stop()
 
 
+@case('f) a TLS listener: GET / over TLS is the page, /live over TLS sends snapshots')
+def _():
+    import ssl
+    d = Daemon(tls=True).start()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection(('127.0.0.1', d.tls_port), 10 * SLOW),
+                         server_hostname='localhost') as s:
+        s.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    check(data.startswith(b'HTTP/1.1 200') and b'<canvas' in data, 'GET / over TLS: %r'
+          % data[:100])
+    c = WSClient(d.tls_port, '/live', tls=True)
+    got = snapshots(c, 2.5)
+    check(len(got) in (2, 3) and 'streams' in got[-1][1], '%d snapshots over TLS' % len(got))
+    c.close()
+    d.check_clean_stop()
+
+
 # ---------------------------------------------------------------- the browser
 
 
@@ -326,7 +352,7 @@ def peer_server(name, *args):
     return p, json.loads(p.stdout.readline())['listening']
 
 
-@case('f) Chromium: both producers shown, figures move between snapshots, the mismatch '
+@case('g) Chromium: both producers shown, figures move between snapshots, the mismatch '
       'flagged, a stopped producer moves to the ended list; screenshot; phone width')
 def _():
     if not os.access(CHROMIUM, os.X_OK):
@@ -393,7 +419,7 @@ def _():
     d.check_clean_stop()
 
 
-@case('g) memory: 60 s of a /live viewer and 20 page loads grow VmRSS by < 1 MiB')
+@case('h) memory: 60 s of a /live viewer and 20 page loads grow VmRSS by < 1 MiB')
 def _():
     d = Daemon()
     with open(d.conf, 'a') as f:
