@@ -8,7 +8,8 @@ TEST_ONLY=g runs the browser case alone.
   without script; server.dashboard = false: GET / and /live are 404.
 - /live: one JSON text message a second (3 or 4 in 3.5 s), with
   status -j's fields and the streams of streams -a; a producer's bytes
-  grow between messages.
+  grow between messages; eight viewers on two workers see the same few
+  snapshots (built once a second, not once per viewer).
 - server.origins: another Origin gets 403 on / and /live.
 - Read-only: a data frame on /live is answered with close 1008 and
   changes nothing (no stream, no count); a ping gets its pong.
@@ -159,9 +160,9 @@ def _():
 
 
 @case('b) /live: one JSON message a second (3 or 4 in 3.5 s), status and streams fields, '
-      'a producer\'s bytes grow; not a stream itself')
+      'a producer\'s bytes grow; not a stream itself; 8 viewers share the snapshots')
 def _():
-    d = Daemon()
+    d = Daemon(workers=2)
     with open(d.conf, 'a') as f:
         f.write('producers = ( %s );\n' % producer('feed', d.url('/')))
     d.start()
@@ -193,6 +194,18 @@ def _():
     check(cs['server']['connections_total'] == st['server']['connections_total'],
           'status differs from wsflowctl: %r %r' % (cs['server'], st['server']))
     c.close()
+    # Built once a second for every viewer, on whatever worker: eight
+    # viewers (two workers) get the same snapshots, not eight builds.
+    vs = [WSClient(d.port, '/live') for _ in range(8)]
+    for v in vs:
+        v.start_reader()
+    time.sleep(3.3)
+    times = [json.loads(m)['time'] for v in vs for m in list(v.messages)]
+    diag('%d messages, %d distinct snapshots' % (len(times), len(set(times))))
+    check(len(times) >= 24 and len(set(times)) <= 6,
+          '%d messages but %d distinct snapshots' % (len(times), len(set(times))))
+    for v in vs:
+        v.close()
     d.check_clean_stop()
 
 
