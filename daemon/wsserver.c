@@ -719,10 +719,12 @@ handshake_rx(struct own_conn *o)
 	lws_set_timeout(o->c.wsi, NO_PENDING_TIMEOUT, 0);
 	ws_parser_init(&r->parser);
 	if (live) {
-		/* No stream: the registry, totals and limits never see it. */
+		/* No stream: not in the registry nor the totals (its socket
+		 * counts under max_connections like any other). */
 		r->live = true;
 		live_tick(&r->sul_live);
-	} else if (server_conn_open(&o->c, o->c.w, o->c.wsi, mode, &own_io) == -1)
+	} else if (server_conn_open(&o->c, o->c.w, o->c.wsi, mode,
+	    &own_io) == -1)
 		return -1;
 	/* Frames sent right behind the request. */
 	rest = r->head_len - u.head_len;
