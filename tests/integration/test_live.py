@@ -255,12 +255,15 @@ def _():
     d.check_clean_stop()
 
 
-@case('e) framing = "lws": GET / serves the page, /live is 404 (the feed needs wsflowd\'s framing)')
+@case('e) framing = "lws": GET / serves the page (under server.origins), /live is 404 '
+      '(the feed needs wsflowd\'s framing)')
 def _():
-    d = daemon(framing='lws')
+    d = daemon(framing='lws', origins=[GOOD_ORIGIN])
     status, hdrs, body = http(d.port)
     check(status == 200 and b'<canvas' in body, 'GET / %d' % status)
     check(upgrade(d.port, '/live') == 404, '/live under lws framing not 404')
+    status = http(d.port, headers=[('Origin', 'http://evil.example')])[0]
+    check(status == 403, 'lws framing: GET / from another Origin %d' % status)
     d.check_clean_stop()
 
 
