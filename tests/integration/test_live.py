@@ -10,6 +10,7 @@ TEST_ONLY=g runs the browser case alone.
   status -j's fields and the streams of streams -a; a producer's bytes
   grow between messages; eight viewers on two workers see the same few
   snapshots (built once a second, not once per viewer).
+- A reload that turns server.dashboard off closes the viewers (1001).
 - server.origins: another Origin gets 403 on / and /live.
 - Read-only: a data frame on /live is answered with close 1008 and
   changes nothing (no stream, no count); a ping gets its pong.
@@ -242,6 +243,29 @@ def _():
     except Closed as e:
         check(e.code in (1001, None), 'stop: closed %r, want 1001' % e.code)
     check(d.returncode == 0, 'exit %r' % d.returncode)
+
+
+@case('c2) a reload that sets server.dashboard = false closes the viewers (1001) and '
+      'GET / is 404')
+def _():
+    d = daemon()
+    c = WSClient(d.port, '/live')
+    c.recv_message()
+    text = open(d.conf).read().replace('server: {', 'server: {\n  dashboard = false;', 1)
+    with open(d.conf, 'w') as f:
+        f.write(text)
+    r = ctl(d, 'reload')
+    check(r.returncode == 0, 'reload: %s %s' % (r.stdout, r.stderr))
+    c.sock.settimeout(5 * SLOW)
+    try:
+        while True:
+            c.recv_message()
+    except Closed as e:
+        check(e.code == 1001, 'closed %r, want 1001' % e.code)
+    except socket.timeout:
+        check(False, 'the viewer is still open 5 s after the reload')
+    check(http(d.port)[0] == 404, 'GET / after the reload: %d' % http(d.port)[0])
+    d.check_clean_stop()
 
 
 @case('d) server.origins: another Origin gets 403 on GET / and /live, the allowed one is served')
