@@ -48,8 +48,10 @@ DEPS := build-essential pkg-config libwebsockets-dev libconfig-dev \
 
 # Daemon modules shared with the unit tests (everything but main).
 DAEMON_LIB := config log batch stream server wsserver serverlws ws upgrade \
-	tls listen http gen url producer control ctl_proto reload sd worker hist
-DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o)
+	tls listen http gen url producer control ctl_proto reload sd worker hist \
+	live
+# The live page (daemon/live/page.html) is compiled in as a C array.
+DAEMON_OBJS := $(DAEMON_LIB:%=$(BUILD)/daemon/%.o) $(BUILD)/daemon/live_page.o
 # wsflowctl shares only the control protocol (and its histogram) with the daemon.
 CTL_OBJS := $(BUILD)/ctl/wsflowctl.o $(BUILD)/ctl/parser.o $(BUILD)/ctl/client.o \
 	$(BUILD)/ctl/run.o \
@@ -84,6 +86,21 @@ $(BUILD)/daemon/gen.o $(BUILD)/daemon/ws.o: OPT = -O3 -g
 
 $(BUILD)/daemon/%.o: daemon/%.c
 	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# od and sed, not xxd: both are in every base system.
+$(BUILD)/daemon/live_page.c: daemon/live/page.html
+	@mkdir -p $(@D)
+	{ echo '/* Generated from $< by the Makefile. */'; \
+	  echo 'extern const char live_page_html[];'; \
+	  echo 'extern const unsigned long live_page_html_len;'; \
+	  echo 'const char live_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0 };'; \
+	  echo 'const unsigned long live_page_html_len = sizeof(live_page_html) - 1;'; \
+	} >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/daemon/live_page.o: $(BUILD)/daemon/live_page.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/ctl/%.o: ctl/%.c

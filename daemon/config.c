@@ -541,6 +541,8 @@ static const struct key server_keys[] = {
 	U32_KEY("idle_timeout", C, server.idle_timeout, 0, 86400, 60),
 	U32_KEY("workers", C, server.workers, 0, WSFLOW_WORKERS_MAX, 0),
 	BOOL_KEY("metrics", C, server.metrics, true),
+	/* GET / without Upgrade: the live page, fed by /live. */
+	BOOL_KEY("dashboard", C, server.dashboard, true),
 	WORD_KEY("framing", C, server.framing, framing_words, framing_values,
 	    FRAMING_WSFLOW),
 	/* Empty: any Origin (and none) is welcome. */
@@ -744,6 +746,7 @@ conf_server_params(const struct wsflow_conf *c, struct server_params *p)
 	p->idle_timeout = c->server.idle_timeout;
 	p->handshake_timeout = c->server.handshake_timeout;
 	p->metrics = c->server.metrics;
+	p->dashboard = c->server.dashboard;
 	p->framing = c->server.framing;
 	p->origins = c->server.origins;
 }

@@ -76,6 +76,7 @@ struct wsflow_conf {
 		uint32_t idle_timeout;
 		uint32_t workers;	/* 0: one per CPU */
 		bool	 metrics;
+		bool	 dashboard;	/* GET / and /live */
 		enum wsflow_framing framing; /* "lws": lws parses plain ws */
 		char	*origins;	/* allowed Origin lines; NULL: any */
 		uint32_t history;	/* ended streams kept */
@@ -91,6 +92,7 @@ struct server_params {
 	uint32_t	 idle_timeout;
 	uint32_t	 handshake_timeout;
 	bool		 metrics;
+	bool		 dashboard;	/* GET / and /live */
 	enum wsflow_framing framing;	/* plain listeners parsed by lws too */
 	char		*origins;	/* lines; a worker owns its copy */
 };

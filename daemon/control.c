@@ -93,89 +93,6 @@ result(struct ctl_conn *c, uint32_t seq, unsigned code, uint64_t id,
 	(void)reply(c, CTL_REP_RESULT, seq, &r, sizeof(r));
 }
 
-static void
-stream_info(struct wsflowd *wd, const struct stream *s, struct ctl_stream *o,
-    int64_t now)
-{
-	memset(o, 0, sizeof(*o));
-	o->id = s->id;
-	o->role = s->role;
-	o->mode = s->mode;
-	ctl_strlcpy(o->state, stream_state(s) ? stream_state(s) : "",
-	    sizeof(o->state));
-	ctl_strlcpy(o->name, s->name, sizeof(o->name));
-	ctl_strlcpy(o->peer, s->peer, sizeof(o->peer));
-	o->age_sec = (uint64_t)((now - s->started_us) / LWS_US_PER_SEC);
-	o->bytes = STAT_GET(s->st.bytes);
-	o->messages = STAT_GET(s->st.messages);
-	o->digests = STAT_GET(s->st.digests);
-	o->digests_verified = STAT_GET(s->st.verified);
-	o->digest_mismatches = STAT_GET(s->st.mismatched);
-	o->bytes_per_sec = STAT_GET(s->st.bytes_per_sec);
-	o->avg_bytes_per_sec = stream_avg_rate(s, now);
-	o->backpressure_pauses = STAT_GET(s->st.bp_pauses);
-	o->backpressure_usec = STAT_GET(s->st.bp_usec);
-	o->latency_last_us = STAT_GET(s->st.latency_last_us);
-	o->latency_max_us = STAT_GET(s->st.latency_max_us);
-	stream_get_digest(s, o->last_digest, sizeof(o->last_digest));
-	stream_get_error(s, o->error, sizeof(o->error));
-	o->reconnects = STAT_GET(s->reconnects);
-	o->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
-	o->connect_tls_us = STAT_GET(s->st.connect_tls_us);
-	o->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
-	{
-		struct hist_snap h;
-
-		hist_read(&s->st.latency, &h);
-		memcpy(o->latency_n, h.n, sizeof(o->latency_n));
-		o->latency_sum_us = h.sum_us;
-	}
-	o->next_attempt_in_ms = STAT_GET(s->next_attempt_us) == 0 ? -1 :
-	    ((int64_t)STAT_GET(s->next_attempt_us) - now) / LWS_US_PER_MS;
-	if (o->next_attempt_in_ms < -1)
-		o->next_attempt_in_ms = 0;	/* due: about to run */
-	(void)wd;
-}
-
-/* An ended stream, from the history's copy. */
-static void
-record_info(const struct stream_record *r, struct ctl_stream *o)
-{
-	int64_t secs_us = r->ended_us - r->started_us;
-
-	memset(o, 0, sizeof(*o));
-	o->id = r->id;
-	o->role = r->role;
-	o->mode = r->mode;
-	o->ended = 1;
-	o->reconnects = r->reconnects;
-	o->next_attempt_in_ms = -1;		/* none: it ended */
-	o->connect_tcp_us = r->connect_tcp_us;
-	o->connect_tls_us = r->connect_tls_us;
-	o->connect_upgrade_us = r->connect_upgrade_us;
-	memcpy(o->latency_n, r->latency.n, sizeof(o->latency_n));
-	o->latency_sum_us = r->latency.sum_us;
-	ctl_strlcpy(o->state, r->state, sizeof(o->state));
-	ctl_strlcpy(o->end_reason, r->end_reason, sizeof(o->end_reason));
-	ctl_strlcpy(o->error, r->error, sizeof(o->error));
-	ctl_strlcpy(o->name, r->name, sizeof(o->name));
-	ctl_strlcpy(o->peer, r->peer, sizeof(o->peer));
-	o->age_sec = (uint64_t)(secs_us / LWS_US_PER_SEC);
-	o->run_usec = (uint64_t)secs_us;
-	o->bytes = r->bytes;
-	o->messages = r->messages;
-	o->digests = r->digests;
-	o->digests_verified = r->verified;
-	o->digest_mismatches = r->mismatched;
-	o->avg_bytes_per_sec = secs_us > 0 ? (uint64_t)((double)r->bytes *
-	    LWS_US_PER_SEC / secs_us) : 0;
-	o->backpressure_pauses = r->bp_pauses;
-	o->backpressure_usec = r->bp_usec;
-	o->latency_last_us = r->latency_last_us;
-	o->latency_max_us = r->latency_max_us;
-	ctl_strlcpy(o->last_digest, r->last_digest, sizeof(o->last_digest));
-}
-
 /* A configured producer that is not running: listed, id 0. */
 static void
 configured_info(const struct producer_conf *pc, struct ctl_stream *o)
@@ -227,7 +144,7 @@ listing_fill(struct ctl_conn *c)
 		TAILQ_FOREACH(s, &wd->reg.streams, entry) {
 			if (s->id <= c->cursor || (only != NULL && s != only))
 				continue;
-			stream_info(wd, s, &o, now);
+			stream_ctl_info(s, &o, now);
 			if (reply(c, CTL_REP_STREAM, c->list_seq, &o,
 			    sizeof(o)) == -1)
 				break;	/* full: more at the next WRITEABLE */
@@ -244,7 +161,7 @@ listing_fill(struct ctl_conn *c)
 
 			if (r->seq <= c->hcursor)
 				continue;
-			record_info(r, &o);
+			record_ctl_info(r, &o);
 			if (reply(c, CTL_REP_STREAM, c->list_seq, &o,
 			    sizeof(o)) == -1)
 				full = true;
@@ -291,7 +208,7 @@ show_not_live(struct ctl_conn *c, uint32_t seq, const char *key)
 
 	pthread_mutex_lock(&wd->reg.lock);
 	if ((r = history_find_locked(&wd->reg, key)) != NULL)
-		record_info(r, &o);
+		record_ctl_info(r, &o);
 	else if ((pc = conf_find_producer(&wd->conf, key)) != NULL)
 		configured_info(pc, &o);
 	else

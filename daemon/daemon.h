@@ -17,6 +17,7 @@
 #include <libwebsockets.h>
 
 #include "config.h"
+#include "live.h"
 #include "stream.h"
 #include "version.h"
 
@@ -38,6 +39,7 @@ struct wsflowd {
 	size_t		 nlisteners;
 	unsigned	 fd_limit;	/* for each lws context's tables */
 	struct registry	 reg;		/* every stream, and the totals */
+	struct live	 live;		/* /live's snapshot, built once */
 
 	int64_t		 started_us;
 	lws_sorted_usec_list_t sul_tick;	/* 1 s housekeeping */

@@ -1,6 +1,6 @@
 /*
- * http.c — plain HTTP on the WebSocket listeners: /healthz, /metrics and
- * every refusal of a handshake.
+ * http.c — plain HTTP on the WebSocket listeners: the live page (GET /,
+ * live.c), /healthz, /metrics and every refusal of a handshake.
  *
  * Off the data path: an answer is built whole on request.  On listeners
  * wsflowd reads itself (wsserver.c) it is one buffer, Connection: close,
@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "http.h"
+#include "live.h"
 #include "upgrade.h"
 #include "worker.h"
 
@@ -272,6 +273,11 @@ resource_get(struct worker *w, const char *path, struct resource *r)
 	struct body b = { NULL, 0, 4096, false };
 
 	memset(r, 0, sizeof(*r));
+	if (w->params.dashboard && n == 1 && path[0] == '/') {
+		r->status = 200;
+		r->type = "text/html; charset=utf-8";
+		return live_page(wd, &r->body, &r->len);
+	}
 	if (w->params.metrics && n == 8 && strncmp(path, "/healthz", 8) == 0) {
 		if (wd->stopping)
 			return text_body(r, 503, "stopping\n");

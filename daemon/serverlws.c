@@ -224,6 +224,18 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP:
+		/* The live page obeys server.origins, as upgrades do. */
+		if (in != NULL && strcmp(in, "/") == 0) {
+			if (lws_hdr_copy(wsi, origin, sizeof(origin),
+			    WSI_TOKEN_ORIGIN) < 0)
+				origin[0] = '\0';
+			if (!server_origin_allowed(&((struct worker *)
+			    lws_context_user(lws_get_context(wsi)))->params,
+			    origin)) {
+				(void)lws_return_http_status(wsi, 403, NULL);
+				return -1;
+			}
+		}
 		return http_serve(lws_context_user(lws_get_context(wsi)), wsi,
 		    in);
 

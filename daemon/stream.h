@@ -23,6 +23,7 @@
 #include "hist.h"
 
 struct worker;
+struct ctl_stream;
 
 typedef _Atomic uint64_t counter_t;
 
@@ -232,5 +233,11 @@ uint64_t	 stream_avg_rate(const struct stream *, int64_t now_us);
 /* Every group's figures, ended and live: *prod malloc'd (nprod). */
 int		 metrics_collect(struct registry *, struct metric_acc server[4],
 		    struct metric_acc **prod, unsigned *nprod);
+/* What the control protocol says of a live or an ended stream (the
+ * caller holds the lock for a record; a stream is read lock-free). */
+void		 stream_ctl_info(const struct stream *, struct ctl_stream *,
+		    int64_t now);
+void		 record_ctl_info(const struct stream_record *,
+		    struct ctl_stream *);
 
 #endif

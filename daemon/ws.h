@@ -32,6 +32,7 @@
 #define WS_CLOSE_GOING_AWAY	1001
 #define WS_CLOSE_PROTOCOL	1002
 #define WS_CLOSE_INVALID_DATA	1007
+#define WS_CLOSE_POLICY		1008
 #define WS_CLOSE_INTERNAL	1011
 
 /* Flags of a data chunk. */

@@ -309,6 +309,7 @@ main(int argc, char *argv[])
 
 	memset(&wd, 0, sizeof(wd));
 	registry_init(&wd.reg);
+	live_init(&wd.live);
 	log_init(debug || check ? LOG_TO_STDERR : LOG_TO_JOURNAL, LOG_INFO);
 	if (conf_load_file(path, &wd.conf, err, sizeof(err)) == -1 ||
 	    conf_check_tls(&wd.conf, err, sizeof(err)) == -1) {
@@ -371,6 +372,7 @@ out:
 	}
 	listeners_free(&wd);
 	free(wd.workers);
+	live_free(&wd.live);
 	registry_free(&wd.reg);
 	conf_free(&wd.conf);
 	return wd.exit_code;

@@ -30,6 +30,7 @@
 
 #include "daemon.h"
 #include "http.h"
+#include "live.h"
 #include "log.h"
 #include "server.h"
 #include "upgrade.h"
@@ -74,6 +75,13 @@ struct own_conn {
 		uint16_t	 close_code;	/* owed after the digests */
 		uint8_t		 close_payload[WS_CONTROL_MAX];
 		unsigned	 close_len;
+		/* A /live viewer: no stream, one snapshot a second. */
+		bool		 live;
+		struct live_snap *snap;		/* going out */
+		size_t		 snap_off;
+		int64_t		 snap_at_us;	/* since when */
+		struct live_snap *snap_next;	/* due: a newer one replaces it */
+		lws_sorted_usec_list_t sul_live;
 	}		 r;
 };
 
@@ -238,6 +246,10 @@ raw_free(struct own_conn *o)
 	o->r.held = NULL;
 	free(o->r.answer);
 	o->r.answer = NULL;
+	live_put(o->r.snap);
+	o->r.snap = NULL;
+	live_put(o->r.snap_next);
+	o->r.snap_next = NULL;
 	SSL_free(o->r.ssl);
 	o->r.ssl = NULL;
 }
@@ -325,6 +337,13 @@ flush(struct own_conn *o)
 		if (rc <= 0)
 			return rc;
 		r->out_off = r->out_len = 0;
+		if (r->snap != NULL) {		/* its header went in out */
+			if ((rc = write_out(o, r->snap->json, r->snap->len,
+			    &r->snap_off)) <= 0)
+				return rc;
+			live_put(r->snap);
+			r->snap = NULL;
+		}
 		if (r->close_sent)
 			break;
 		if (r->pong_due && append(o, WS_OP_PONG, r->pong, r->pong_len))
@@ -332,6 +351,15 @@ flush(struct own_conn *o)
 		while ((hexlen = server_conn_next_digest(&o->c, hex)) > 0 &&
 		    append(o, WS_OP_TEXT, hex, hexlen))
 			server_conn_digest_sent(&o->c, hex, hexlen);
+		if (r->snap_next != NULL && r->close_code == 0 &&
+		    r->out_len + WS_SERVER_HEADER_MAX <= sizeof(r->out)) {
+			r->out_len += (unsigned)ws_header(r->out + r->out_len,
+			    WS_OP_TEXT, true, r->snap_next->len, NULL);
+			r->snap = r->snap_next;
+			r->snap_next = NULL;
+			r->snap_off = 0;
+			r->snap_at_us = lws_now_usecs();
+		}
 		if (r->out_len == 0 && r->close_code != 0) {
 			append(o, WS_OP_CLOSE, r->close_payload, r->close_len);
 			r->close_sent = true;
@@ -365,7 +393,8 @@ parse(struct own_conn *o, uint8_t *buf, size_t len)
 
 	while (used < len && o->c.qlen < QUEUE_HIGH && r->parser.error == 0 &&
 	    !r->parser.closed) {
-		size_t slice = server_conn_allowance(&o->c, len - used);
+		size_t slice = r->live ? len - used :
+		    server_conn_allowance(&o->c, len - used);
 		size_t n = ws_parse(&r->parser, buf + used, slice, &handler, o);
 
 		used += n;
@@ -408,6 +437,11 @@ on_data(void *arg, const uint8_t *p, size_t len, unsigned flags)
 
 	if (o->c.closing)
 		return 0;	/* after our close: RFC 6455 §5.5.1, discard */
+	if (o->r.live) {
+		/* Read-only: whatever a viewer sends changes nothing. */
+		wsserver_close(o, WS_CLOSE_POLICY, "/live is read-only");
+		return 0;
+	}
 	if (server_conn_data(&o->c, p, len, flags) == -1)
 		return -1;
 	return o->c.qlen >= QUEUE_HIGH ? 1 : 0;
@@ -587,6 +621,53 @@ answer(struct own_conn *o, const struct upgrade *u, unsigned status,
 	return answer_flush(o);
 }
 
+/* The path, without its query, is this. */
+static bool
+path_is(const char *path, const char *what)
+{
+	size_t n = strcspn(path, "?");
+
+	return n == strlen(what) && strncmp(path, what, n) == 0;
+}
+
+/*
+ * A /live viewer, once a second: this second's snapshot, shared with
+ * every viewer (live.c builds it once); one not yet out is replaced, so
+ * a viewer that reads slowly holds two at most.
+ */
+static void
+live_tick(lws_sorted_usec_list_t *sul)
+{
+	struct own_conn *o = lws_container_of(sul, struct own_conn,
+	    r.sul_live);
+	struct ws_raw *r = &o->r;
+	const struct server_params *p = &o->c.w->params;
+	struct live_snap *snap;
+	int64_t now = lws_now_usecs();
+
+	if (o->c.closing || r->close_sent || r->hangup)
+		return;
+	if (o->c.w->wd->stopping || !p->dashboard) {
+		wsserver_close(o, WS_CLOSE_GOING_AWAY, o->c.w->wd->stopping ?
+		    "wsflowd stopping" : "dashboard turned off");
+		return;
+	}
+	/* A viewer that reads nothing holds its slot idle_timeout at most. */
+	if (r->snap != NULL && p->idle_timeout > 0 && now - r->snap_at_us >
+	    (int64_t)p->idle_timeout * LWS_US_PER_SEC) {
+		wsserver_close(o, WS_CLOSE_GOING_AWAY, "not reading /live");
+		r->hangup = true;
+		return;
+	}
+	if ((snap = live_get(o->c.w->wd, now)) != NULL) {
+		live_put(r->snap_next);
+		r->snap_next = snap;
+		want_write(o);
+	}
+	lws_sul_schedule(lws_get_context(o->c.wsi), 0, &r->sul_live,
+	    live_tick, LWS_US_PER_SEC);
+}
+
 static int
 handshake_rx(struct own_conn *o)
 {
@@ -599,6 +680,7 @@ handshake_rx(struct own_conn *o)
 	unsigned status;
 	size_t n, rest;
 	ssize_t got;
+	bool root, live;
 
 	/* Under TLS a request may span records poll() will not report. */
 	do {
@@ -613,10 +695,17 @@ handshake_rx(struct own_conn *o)
 	    UPGRADE_MORE && r->ssl != NULL);
 	if (v == UPGRADE_MORE)
 		return 0;
-	status = upgrade_status(&u, v, server_path_mode(u.path, &mode) == 0,
-	    &why);
-	if (status == 101 && !server_origin_allowed(&o->c.w->params,
-	    u.origin)) {
+	/*
+	 * The live page: GET / without Upgrade is the page, not a stream's
+	 * 426, and /live its feed; both only with server.dashboard (else
+	 * 404), and both under server.origins, like every upgrade.
+	 */
+	root = path_is(u.path, "/") && !u.websocket;
+	live = path_is(u.path, "/live") && o->c.w->params.dashboard;
+	status = upgrade_status(&u, v, live ||
+	    (!root && server_path_mode(u.path, &mode) == 0), &why);
+	if ((status == 101 || (status == 200 && root)) &&
+	    !server_origin_allowed(&o->c.w->params, u.origin)) {
 		status = 403;
 		why = "Origin not allowed here (server.origins)";
 	}
@@ -629,7 +718,13 @@ handshake_rx(struct own_conn *o)
 	r->upgraded = true;
 	lws_set_timeout(o->c.wsi, NO_PENDING_TIMEOUT, 0);
 	ws_parser_init(&r->parser);
-	if (server_conn_open(&o->c, o->c.w, o->c.wsi, mode, &own_io) == -1)
+	if (live) {
+		/* No stream: not in the registry nor the totals (its socket
+		 * counts under max_connections like any other). */
+		r->live = true;
+		live_tick(&r->sul_live);
+	} else if (server_conn_open(&o->c, o->c.w, o->c.wsi, mode,
+	    &own_io) == -1)
 		return -1;
 	/* Frames sent right behind the request. */
 	rest = r->head_len - u.head_len;
@@ -750,8 +845,10 @@ wsserver_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		lws_sul_cancel(&o->r.sul_write);
+		lws_sul_cancel(&o->r.sul_live);
 		/* Gone without the client's close frame (or ours): lost. */
-		if (o->r.upgraded && !o->r.parser.closed && !o->r.close_sent)
+		if (o->r.upgraded && !o->r.live && !o->r.parser.closed &&
+		    !o->r.close_sent)
 			stream_set_end(&o->c.s, STREAM_FAILED,
 			    "connection lost", "the client went away without "
 			    "a close frame");

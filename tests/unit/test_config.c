@@ -235,13 +235,14 @@ check_server_defaults(const struct wsflow_conf *c, const char *what)
 	    c->server.max_connections == 1024 &&
 	    c->server.handshake_timeout == 10 &&
 	    c->server.idle_timeout == 60 && c->server.metrics &&
+	    c->server.dashboard &&
 	    c->server.framing == FRAMING_WSFLOW && c->server.history == 100 &&
 	    c->nproducers == 0;
 
 	ok(good, "%s: every default of spec §3 (log_level info, control "
 	    "/run/wsflow/wsflowd.sock 0660 wsflow, listen 127.0.0.1:9000 "
 	    "plain, batch 1048576, sha256, 1024 connections, timeouts 10/60, "
-	    "metrics on, history 100, no producers)", what);
+	    "metrics on, dashboard on, history 100, no producers)", what);
 	if (!good)
 		diag("log_level %d control %s %04o %s listen %zu %s:%d batch "
 		    "%llu digest %s max %u hs %u idle %u metrics %d producers "
@@ -348,6 +349,7 @@ static const char full[] =
 	"  handshake_timeout = 5;\n"
 	"  idle_timeout = 0;\n"
 	"  metrics = false;\n"
+	"  dashboard = false;\n"
 	"  framing = \"lws\";\n"
 	"  history = 7;\n"
 	"};\n"
@@ -430,6 +432,7 @@ test_full(void)
 	ok(c.server.handshake_timeout == 5, "server.handshake_timeout");
 	ok(c.server.idle_timeout == 0, "server.idle_timeout 0 allowed");
 	ok(!c.server.metrics, "server.metrics false");
+	ok(!c.server.dashboard, "server.dashboard false");
 	ok(c.server.framing == FRAMING_LWS, "server.framing \"lws\"");
 	ok(c.server.history == 7, "server.history");
 
