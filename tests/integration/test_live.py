@@ -21,7 +21,8 @@ TEST_ONLY=g runs the browser case alone.
   producers (one healthy, one against a server that corrupts digest 0)
   appear, their figures move between snapshots, the mismatch is flagged
   (tr.mismatch), a stopped producer moves to the ended list; screenshot
-  to $BUILD/live.png and docs/live.png; the page fits a phone's width.
+  to $BUILD/live.png (and docs/live.png with WSFLOW_UPDATE_SCREENSHOT=1);
+  the page fits a phone's width.
 - Memory: 60 s of a /live viewer and 20 page loads grow the daemon's
   VmRSS by less than 1 MiB.
 """
@@ -432,8 +433,12 @@ def _():
               'no row flagged tr.mismatch for the corrupt producer: %r' % rows('tbody tr'))
         time.sleep(6)           # a few points on the plots
         shot = base64.b64decode(cdp.call('Page.captureScreenshot', format='png')['data'])
-        for path in (os.path.join(SRCDIR, BUILD, 'live.png'),
-                     os.path.join(SRCDIR, 'docs', 'live.png')):
+        # The source tree is left alone unless asked: the README's copy is
+        # refreshed with WSFLOW_UPDATE_SCREENSHOT=1.
+        paths = [os.path.join(SRCDIR, BUILD, 'live.png')]
+        if os.environ.get('WSFLOW_UPDATE_SCREENSHOT') == '1':
+            paths.append(os.path.join(SRCDIR, 'docs', 'live.png'))
+        for path in paths:
             with open(path, 'wb') as f:
                 f.write(shot)
         diag('screenshot %d octets' % len(shot))
