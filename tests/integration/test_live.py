@@ -33,10 +33,8 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 
