@@ -46,8 +46,12 @@ int	ctl_client_reply(struct ctl_client *, union ctl_reply *u,
 int	ctl_result_status(uint32_t code);
 
 struct output;
+enum action;
 /* ctl_client_open, or the reason on out: 0, or the exit status. */
 int	ctl_connect_or_say(struct ctl_client *, const char *path,
 	    const struct output *);
+/* One request on its own connection, its replies to out; the exit status. */
+int	ask(const char *path, unsigned type, const void *payload, size_t plen,
+	    enum action, const struct output *);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "ctl_proto.h"
 #include "output.h"
 #include "parser.h"

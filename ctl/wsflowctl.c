@@ -7,15 +7,11 @@
  * running or socket unreachable, 4 permission denied.  With -j a
  * failure's JSON "code" is the same number.
  */
-#include <sys/stat.h>
 
-#include <errno.h>
 #include <getopt.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "client.h"
 #include "ctl_proto.h"
@@ -37,99 +33,6 @@ usage(const struct output *out, const char *msg)
 	fprintf(stderr, "usage: wsflowctl [-hjV] [-s socket] command [args]"
 	    "\n(wsflowctl --help lists the commands)\n");
 	exit(EXIT_USAGE);
-}
-
-/* Who may connect: the socket's group is control.group (wsflowd sets it). */
-static void
-denied(const char *path, char *buf, size_t len)
-{
-	struct stat st;
-	struct group *gr;
-
-	if (stat(path, &st) == 0 && st.st_gid != 0 &&
-	    (gr = getgrgid(st.st_gid)) != NULL)
-		snprintf(buf, len, "%s: permission denied (members of group "
-		    "%s may use wsflowctl)", path, gr->gr_name);
-	else
-		snprintf(buf, len, "%s: permission denied (root and members "
-		    "of the control group may use wsflowctl)", path);
-}
-
-/* Print the replies until END or RESULT; returns the exit status. */
-static int
-print_replies(struct ctl_client *c, enum action a, const struct output *out)
-{
-	union ctl_reply u;
-	char why[128];
-	int rc;
-
-	for (;;) {
-		switch (ctl_client_reply(c, &u, why, sizeof(why), &rc)) {
-		case -1:
-			out->error(why, rc);
-			return rc;
-		case CTL_REP_STATUS:
-			out->status(&u.st);
-			break;
-		case CTL_REP_LISTENER:
-			out->listener(&u.l);
-			break;
-		case CTL_REP_STREAM:
-			out->stream(a, &u.s);
-			break;
-		case CTL_REP_END:
-			return EXIT_SUCCESS;
-		case CTL_REP_RESULT:
-			rc = ctl_result_status(u.r.code);
-			out->result(a, &u.r, rc);
-			return rc;
-		default:
-			break;
-		}
-	}
-}
-
-/* Connect, or say why not: 0, or the exit status. */
-int
-ctl_connect_or_say(struct ctl_client *c, const char *path,
-    const struct output *out)
-{
-	char err[CTL_URL_MAX + 128];
-	int rc;
-
-	if (ctl_client_open(c, path) == 0)
-		return 0;
-	rc = errno == EACCES || errno == EPERM ? EXIT_DENIED : EXIT_NODAEMON;
-	if (rc == EXIT_DENIED)
-		denied(path, err, sizeof(err));
-	else
-		snprintf(err, sizeof(err), "connect: %s: %s%s", path,
-		    strerror(errno), errno == ENOENT || errno == ECONNREFUSED ?
-		    " (is wsflowd running?)" : "");
-	out->error(err, rc);
-	return rc;
-}
-
-/* One request on its own connection, its replies to out; the exit status. */
-int
-ask(const char *path, unsigned type, const void *payload, size_t plen,
-    enum action a, const struct output *out)
-{
-	struct ctl_client c;
-	char err[64];
-	int rc;
-
-	if ((rc = ctl_connect_or_say(&c, path, out)) != 0)
-		return rc;
-	if (ctl_client_request(&c, type, payload, plen) == -1) {
-		snprintf(err, sizeof(err), "send: %s", strerror(errno));
-		out->error(err, EXIT_NODAEMON);
-		ctl_client_close(&c);
-		return EXIT_NODAEMON;
-	}
-	rc = print_replies(&c, a, out);
-	ctl_client_close(&c);
-	return rc;
 }
 
 int
