@@ -6,13 +6,15 @@
  * lws parses the handshake and the frames and hands payload to RECEIVE;
  * this file feeds it to the core, as much as the digest queue can hold
  * (the rest of a read waits in c->rest), and writes one digest per
- * WRITEABLE.  Plain HTTP (/healthz, /metrics) goes to http.c.
+ * WRITEABLE.  Plain HTTP (/healthz, /metrics, the page) goes to http.c;
+ * a /live viewer gets live.c's snapshot once a second.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "http.h"
+#include "live.h"
 #include "log.h"
 #include "server.h"
 #include "worker.h"
@@ -27,6 +29,17 @@ struct lws_conn {
 	}		 rest;
 	const char	*close_why;	/* said at the WRITEABLE */
 	uint8_t		 tx[LWS_PRE + 2 * EVP_MAX_MD_SIZE + 1];	/* + NUL */
+	/* A /live viewer: no stream, this second's snapshot when writable
+	 * (a newer one replaces one not yet out). */
+	struct {
+		bool		 on;
+		struct lws	*wsi;
+		struct live_snap *snap;
+		uint8_t		*buf;		/* LWS_PRE + the snapshot */
+		size_t		 cap;
+		uint16_t	 close_code;	/* 0, or owed at WRITEABLE */
+		lws_sorted_usec_list_t sul;
+	}		 live;
 };
 
 int
@@ -87,6 +100,81 @@ refuse(struct lws *wsi, unsigned status, const char *path, const char *why)
 	return 1;
 }
 
+/* The path, without its query, is this. */
+static bool
+path_is(const char *path, const char *what)
+{
+	size_t n = strcspn(path, "?");
+
+	return n == strlen(what) && strncmp(path, what, n) == 0;
+}
+
+/* Once a second: the snapshot, or the end (stop, dashboard off). */
+static void
+live_tick(lws_sorted_usec_list_t *sul)
+{
+	struct lws_conn *lc = lws_container_of(sul, struct lws_conn, live.sul);
+	struct worker *w = lws_context_user(lws_get_context(lc->live.wsi));
+	struct live_snap *snap;
+
+	if (lc->live.close_code != 0)
+		return;
+	if (w->wd->stopping || !w->params.dashboard) {
+		lc->close_why = w->wd->stopping ? "wsflowd stopping" :
+		    "dashboard turned off";
+		lc->live.close_code = WS_CLOSE_GOING_AWAY;
+	} else if ((snap = live_get(w->wd, lws_now_usecs())) != NULL) {
+		live_put(lc->live.snap);
+		lc->live.snap = snap;
+	}
+	lws_callback_on_writable(lc->live.wsi);
+	if (lc->live.close_code == 0)
+		lws_sul_schedule(lws_get_context(lc->live.wsi), 0, &lc->live.sul,
+		    live_tick, LWS_US_PER_SEC);
+}
+
+static int
+live_writeable(struct lws_conn *lc, struct lws *wsi)
+{
+	struct live_snap *s = lc->live.snap;
+
+	if (lc->live.close_code != 0) {
+		lws_close_reason(wsi, (enum lws_close_status)lc->live.close_code,
+		    (unsigned char *)(uintptr_t)lc->close_why,
+		    strlen(lc->close_why));
+		return -1;
+	}
+	if (s == NULL)
+		return 0;
+	/* lws wants LWS_PRE octets before what it frames: one copy. */
+	if (lc->live.cap < LWS_PRE + s->len) {
+		uint8_t *nb = realloc(lc->live.buf, LWS_PRE + s->len);
+
+		if (nb == NULL)
+			return -1;
+		lc->live.buf = nb;
+		lc->live.cap = LWS_PRE + s->len;
+	}
+	memcpy(lc->live.buf + LWS_PRE, s->json, s->len);
+	lc->live.snap = NULL;
+	live_put(s);
+	return lws_write(wsi, lc->live.buf + LWS_PRE, s->len, LWS_WRITE_TEXT) <
+	    0 ? -1 : 0;
+}
+
+static void
+live_end(struct lws_conn *lc)
+{
+	if (!lc->live.on)
+		return;
+	lws_sul_cancel(&lc->live.sul);
+	live_put(lc->live.snap);
+	lc->live.snap = NULL;
+	free(lc->live.buf);
+	lc->live.buf = NULL;
+	lc->live.on = false;
+}
+
 static int
 conn_open(struct lws_conn *lc, struct lws *wsi)
 {
@@ -94,6 +182,15 @@ conn_open(struct lws_conn *lc, struct lws *wsi)
 	char path[128];
 	enum wsflow_mode mode = MODE_STREAMING;
 
+	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0 &&
+	    path_is(path, "/live")) {
+		/* A viewer, not a stream: the first snapshot at once. */
+		lc->live.on = true;
+		lc->live.wsi = wsi;
+		lws_sul_schedule(lws_get_context(wsi), 0, &lc->live.sul,
+		    live_tick, 1);
+		return 0;
+	}
 	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0)
 		(void)server_path_mode(path, &mode);
 	return server_conn_open(&lc->c, w, wsi, mode, &lws_io);
@@ -244,7 +341,9 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
 		    0)
 			return refuse(wsi, 400, "?", "no path");
-		if (server_path_mode(path, &mode) == -1)
+		if (path_is(path, "/live") ? !((struct worker *)
+		    lws_context_user(lws_get_context(wsi)))->params.dashboard :
+		    server_path_mode(path, &mode) == -1)
 			return refuse(wsi, 404, path, "no WebSocket endpoint at "
 			    "this path");
 		if (lws_hdr_copy(wsi, origin, sizeof(origin),
@@ -271,14 +370,25 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return conn_open(lc, wsi);
 
 	case LWS_CALLBACK_RECEIVE:
+		if (lc->live.on) {
+			/* Read-only: whatever a viewer sends changes nothing. */
+			lc->close_why = "/live is read-only";
+			lc->live.close_code = WS_CLOSE_POLICY;
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
 		return lc->c.open ? conn_receive(lc, wsi, in, len) : -1;
 
 	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (lc->live.on)
+			return live_writeable(lc, wsi);
 		return lc->c.open ? conn_writeable(lc, wsi) : 0;
 
 	case LWS_CALLBACK_CLOSED:
-		if (lc != NULL)
+		if (lc != NULL) {
+			live_end(lc);
 			conn_close(lc);
+		}
 		return 0;
 
 	/*
@@ -291,8 +401,10 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (lc != NULL)
+		if (lc != NULL) {
+			live_end(lc);
 			conn_close(lc);
+		}
 		server_socket_count(lws_context_user(lws_get_context(wsi)), -1);
 		return 0;
 

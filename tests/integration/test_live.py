@@ -15,8 +15,8 @@ TEST_ONLY=g runs the browser case alone.
 - Read-only: a data frame on /live is answered with close 1008 and
   changes nothing (no stream, no count); a ping gets its pong.
 - A TLS listener (wsflowd's own framing) serves both.
-- framing = "lws": GET / serves the page; /live is 404 (only wsflowd's
-  own framing carries the feed).
+- framing = "lws": GET / serves the page, /live its snapshots, a data
+  frame there gets 1008 too.
 - In headless Chromium (skipped without /usr/bin/chromium): two
   producers (one healthy, one against a server that corrupts digest 0)
   appear, their figures move between snapshots, the mismatch is flagged
@@ -278,15 +278,26 @@ def _():
     d.check_clean_stop()
 
 
-@case('e) framing = "lws": GET / serves the page (under server.origins), /live is 404 '
-      '(the feed needs wsflowd\'s framing)')
+@case('e) framing = "lws": GET / serves the page (under server.origins); /live sends a '
+      'snapshot a second there too, a data frame gets close 1008, another Origin 403')
 def _():
     d = daemon(framing='lws', origins=[GOOD_ORIGIN])
     status, hdrs, body = http(d.port)
     check(status == 200 and b'<canvas' in body, 'GET / %d' % status)
-    check(upgrade(d.port, '/live') == 404, '/live under lws framing not 404')
     status = http(d.port, headers=[('Origin', 'http://evil.example')])[0]
     check(status == 403, 'lws framing: GET / from another Origin %d' % status)
+    check(upgrade(d.port, '/live', origin='http://evil.example') == 403,
+          'lws framing: /live from another Origin not 403')
+    c = WSClient(d.port, '/live')
+    got = snapshots(c, 2.5)
+    check(len(got) in (2, 3) and 'streams' in got[-1][1] and 'status' in got[-1][1],
+          'lws framing: %d snapshots in 2.5 s' % len(got))
+    c.send_frame(b'x', opcode=1)
+    try:
+        while True:
+            c.recv_message()
+    except Closed as e:
+        check(e.code == 1008, 'lws framing: a data frame on /live closed %r, want 1008' % e.code)
     d.check_clean_stop()
 
 
