@@ -148,8 +148,12 @@ def _():
     for ref in ('src=', 'href=', 'http://', 'https://', '@import', 'url('):
         check(ref not in page, 'the page refers to something outside: %r' % ref)
     status, hdrs, body = http(d.port, method='HEAD')
-    check(status == 200 and body == b'' and int(hdrs['content-length']) == len(page.encode()),
-          'HEAD / %d %r' % (status, body[:40]))
+    # The page carries the streams' table as of the request: its length
+    # moves with the figures (a producer is sending), so near, not equal.
+    check(status == 200 and body == b'' and
+          abs(int(hdrs['content-length']) - len(page.encode())) < 256,
+          'HEAD / %d %r, Content-Length %s for a page of %d' % (
+              status, body[:40], hdrs.get('content-length'), len(page.encode())))
     check(http(d.port, '/?x=1')[0] == 200, 'GET /?x=1 is not the page')
     d.check_clean_stop()
     d = daemon(dashboard=False)
