@@ -312,8 +312,8 @@ def _():
         srv.check_clean_stop()
 
 
-@case('k) ramp = 20 with parallel = 30: the connections come over about 1.5 s (the 30th '
-      'after 1.2 s at least and within 4 s)')
+@case('k) ramp = 20 with parallel = 30: the 29 gaps between the first and the last stream '
+      'sending give 20 connections/s within 20 % (the 0.1 s polling counted against it)')
 def _():
     prod = Daemon()
     with open(prod.conf, 'a') as f:
@@ -326,16 +326,20 @@ def _():
             rows = json.loads(run('-j', 'streams', sock=prod.ctl_sock).stdout)['streams']
             return len([r for r in rows if r['name'] == 'ramped' and r['state'] == 'sending'])
         seen = []
-        while time.monotonic() - t0 < 6 * SLOW:
-            seen.append((time.monotonic() - t0, count()))
+        while time.monotonic() - t0 < 8 * SLOW:
+            seen.append((time.monotonic(), count()))
             if seen[-1][1] == 30:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
+        first = next((t for t, c in seen if c >= 1), None)
         full = next((t for t, c in seen if c == 30), None)
-        half = [c for t, c in seen if 0.5 <= t <= 0.9]
-        diag('ramp: all 30 at %s s; at 0.5-0.9 s %s' % (full, half))
-        check(full is not None and 1.2 <= full <= 4 * SLOW, 'all 30 sending at %s s' % full)
-        check(half and max(half) < 30, 'all at once: %s' % seen[:12])
+        check(first is not None and full is not None, 'not all 30 sending: %s' % seen[-3:])
+        # Each observation may be late by one poll (plus one wsflowctl call).
+        slop = 0.15
+        span = full - first
+        fast, slow = 29 / max(span - slop, 0.01), 29 / (span + slop)
+        diag('ramp: 29 gaps in %.2f s: %.1f to %.1f connections/s' % (span, slow, fast))
+        check(slow <= 24 and fast >= 16, 'ramp 20/s measured %.1f..%.1f/s' % (slow, fast))
     finally:
         prod.check_clean_stop()
 
