@@ -81,11 +81,14 @@ def alive(pid):
       'within 20 s, no process it started is left, the program\'s /tmp/wsflow-test-* '
       'directory is removed')
 def runner_sigint():
-    tmp = tempfile.gettempdir()
+    # A TMPDIR of its own: other test runs on the machine make and remove
+    # wsflow-test-* directories in /tmp at any time.
+    tmp = tempfile.mkdtemp(prefix='ops-tmp-', dir=tmpdir())
     before = set(glob.glob(os.path.join(tmp, 'wsflow-test-*')))
     p = subprocess.Popen([os.path.join(SRCDIR, 'tests', 'run'), 'test_hardening'],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdin=subprocess.DEVNULL, start_new_session=True,
+                         env=dict(os.environ, TMPDIR=tmp))
     try:
         new = set()
         check(wait_for(lambda: new.update(set(glob.glob(os.path.join(tmp, 'wsflow-test-*')))
@@ -104,8 +107,11 @@ def runner_sigint():
               % (p.returncode, out.decode(errors='replace')[-800:]))
         check(wait_for(lambda: not any(alive(k) for k in kids), 10),
               'left running after Ctrl-C: %s' % [k for k in kids if alive(k)])
-        left = [d for d in new if os.path.exists(d)]
-        check(not left, 'temporary directories left: %s' % left)
+        left = []
+        gone = wait_for(lambda: not left.clear() and
+                        not left.extend(d for d in new if os.path.exists(d)), 10)
+        diag('temporary directories gone %s' % ('yes' if gone else 'no: %s' % left))
+        check(gone, 'temporary directories left: %s' % left)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)

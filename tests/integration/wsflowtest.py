@@ -203,6 +203,8 @@ _interrupted = False
 
 def _on_sigterm(*_):
     global _interrupted
+    if _interrupted:
+        return          # timeout sends the group a second TERM: let cleanup finish
     _interrupted = True
     sys.exit(124)
 
