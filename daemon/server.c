@@ -26,17 +26,23 @@
 #include "worker.h"
 #include "ws.h"
 
-int
-server_path_mode(const char *path, enum wsflow_mode *mode)
+/* The path, without its query, is this. */
+bool
+server_path_is(const char *path, const char *what)
 {
 	size_t n = strcspn(path, "?");
 
-	if ((n == 1 && path[0] == '/') || (n == 7 &&
-	    strncmp(path, "/stream", 7) == 0))
+	return n == strlen(what) && strncmp(path, what, n) == 0;
+}
+
+int
+server_path_mode(const char *path, enum wsflow_mode *mode)
+{
+	if (server_path_is(path, "/") || server_path_is(path, "/stream"))
 		*mode = MODE_STREAMING;
-	else if (n == 6 && strncmp(path, "/frame", 6) == 0)
+	else if (server_path_is(path, "/frame"))
 		*mode = MODE_FRAME;
-	else if (n == 8 && strncmp(path, "/message", 8) == 0)
+	else if (server_path_is(path, "/message"))
 		*mode = MODE_MESSAGE;
 	else
 		return -1;

@@ -60,6 +60,7 @@ struct server_conn {
 };
 
 int	server_path_mode(const char *path, enum wsflow_mode *);
+bool	server_path_is(const char *path, const char *what);
 bool	server_origin_allowed(const struct server_params *,
 	    const char *origin);
 void	server_peer_name(int fd, char *buf, size_t len);

@@ -38,6 +38,7 @@ struct lws_conn {
 		uint8_t		*buf;		/* LWS_PRE + the snapshot */
 		size_t		 cap;
 		uint16_t	 close_code;	/* 0, or owed at WRITEABLE */
+		int64_t		 unsent_since;	/* a snapshot waits, 0: none */
 		lws_sorted_usec_list_t sul;
 	}		 live;
 };
@@ -100,15 +101,6 @@ refuse(struct lws *wsi, unsigned status, const char *path, const char *why)
 	return 1;
 }
 
-/* The path, without its query, is this. */
-static bool
-path_is(const char *path, const char *what)
-{
-	size_t n = strcspn(path, "?");
-
-	return n == strlen(what) && strncmp(path, what, n) == 0;
-}
-
 /* Once a second: the snapshot, or the end (stop, dashboard off). */
 static void
 live_tick(lws_sorted_usec_list_t *sul)
@@ -116,16 +108,28 @@ live_tick(lws_sorted_usec_list_t *sul)
 	struct lws_conn *lc = lws_container_of(sul, struct lws_conn, live.sul);
 	struct worker *w = lws_context_user(lws_get_context(lc->live.wsi));
 	struct live_snap *snap;
+	int64_t now = lws_now_usecs();
 
 	if (lc->live.close_code != 0)
 		return;
+	/* A viewer that reads nothing holds its slot idle_timeout at most,
+	 * as under wsflowd's framing; lws cannot send it a close either. */
+	if (lc->live.unsent_since != 0 && w->params.idle_timeout > 0 &&
+	    now - lc->live.unsent_since >
+	    (int64_t)w->params.idle_timeout * LWS_US_PER_SEC) {
+		lws_set_timeout(lc->live.wsi, PENDING_TIMEOUT_USER_OK,
+		    LWS_TO_KILL_ASYNC);
+		return;
+	}
 	if (w->wd->stopping || !w->params.dashboard) {
 		lc->close_why = w->wd->stopping ? "wsflowd stopping" :
 		    "dashboard turned off";
 		lc->live.close_code = WS_CLOSE_GOING_AWAY;
-	} else if ((snap = live_get(w->wd, lws_now_usecs())) != NULL) {
+	} else if ((snap = live_get(w->wd, now)) != NULL) {
 		live_put(lc->live.snap);
 		lc->live.snap = snap;
+		if (lc->live.unsent_since == 0)
+			lc->live.unsent_since = now;
 	}
 	lws_callback_on_writable(lc->live.wsi);
 	if (lc->live.close_code == 0)
@@ -157,6 +161,7 @@ live_writeable(struct lws_conn *lc, struct lws *wsi)
 	}
 	memcpy(lc->live.buf + LWS_PRE, s->json, s->len);
 	lc->live.snap = NULL;
+	lc->live.unsent_since = 0;
 	live_put(s);
 	return lws_write(wsi, lc->live.buf + LWS_PRE, s->len, LWS_WRITE_TEXT) <
 	    0 ? -1 : 0;
@@ -183,7 +188,7 @@ conn_open(struct lws_conn *lc, struct lws *wsi)
 	enum wsflow_mode mode = MODE_STREAMING;
 
 	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) > 0 &&
-	    path_is(path, "/live")) {
+	    server_path_is(path, "/live")) {
 		/* A viewer, not a stream: the first snapshot at once. */
 		lc->live.on = true;
 		lc->live.wsi = wsi;
@@ -341,7 +346,7 @@ serverlws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <=
 		    0)
 			return refuse(wsi, 400, "?", "no path");
-		if (path_is(path, "/live") ? !((struct worker *)
+		if (server_path_is(path, "/live") ? !((struct worker *)
 		    lws_context_user(lws_get_context(wsi)))->params.dashboard :
 		    server_path_mode(path, &mode) == -1)
 			return refuse(wsi, 404, path, "no WebSocket endpoint at "

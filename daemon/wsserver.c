@@ -621,15 +621,6 @@ answer(struct own_conn *o, const struct upgrade *u, unsigned status,
 	return answer_flush(o);
 }
 
-/* The path, without its query, is this. */
-static bool
-path_is(const char *path, const char *what)
-{
-	size_t n = strcspn(path, "?");
-
-	return n == strlen(what) && strncmp(path, what, n) == 0;
-}
-
 /*
  * A /live viewer, once a second: this second's snapshot, shared with
  * every viewer (live.c builds it once); one not yet out is replaced, so
@@ -700,8 +691,8 @@ handshake_rx(struct own_conn *o)
 	 * 426, and /live its feed; both only with server.dashboard (else
 	 * 404), and both under server.origins, like every upgrade.
 	 */
-	root = path_is(u.path, "/") && !u.websocket;
-	live = path_is(u.path, "/live") && o->c.w->params.dashboard;
+	root = server_path_is(u.path, "/") && !u.websocket;
+	live = server_path_is(u.path, "/live") && o->c.w->params.dashboard;
 	status = upgrade_status(&u, v, live ||
 	    (!root && server_path_mode(u.path, &mode) == 0), &why);
 	if ((status == 101 || (status == 200 && root)) &&
