@@ -33,7 +33,13 @@
 #include "worker.h"
 #include "ws.h"
 
-#define EXPECT_INITIAL	16
+/*
+ * Connects in flight per worker.  Each holds lws's header buffers (about
+ * 6 KiB) until it is up; a thousand started at once would leave that much
+ * per stream behind in the heap, and overrun the server's accept backlog.
+ */
+#define CONNECTS_IN_FLIGHT	64
+#define EXPECT_INITIAL	2	/* grows: most streams owe one */
 #define EXPECT_MAX	65536	/* digests owed by the server at most */
 #define BACKOFF_MIN_MS	250
 #define BACKOFF_MAX_MS	8000
@@ -49,18 +55,26 @@ struct expect {
 	int64_t		 at_us;		/* last byte handed to lws */
 };
 
+/*
+ * Where an entry's streams go, parsed once: its parallel streams share
+ * it (a thousand streams, one URL), the last one frees it.
+ */
+struct target {
+	atomic_uint	 refs;
+	struct wsurl	 url;
+	char		 host[sizeof(((struct wsurl *)0)->host) + 8];
+					/* Host: with the port unless default */
+};
+
 struct producer {
 	struct stream	 s;		/* first: the registry sees this */
 	struct worker	*w;
 	struct producer_conf conf;	/* own copy: survives a reload */
-	struct wsurl	 url;
-	char		 host[sizeof(((struct wsurl *)0)->host) + 8];
-					/* Host: with the port unless default */
+	struct target	*tgt;		/* shared by the entry's streams */
 	struct lws_vhost *vh;
 	struct lws	*wsi;
 	struct batcher	 b;
 	struct gen	 gen;
-	uint8_t		*buf;		/* LWS_PRE + frame_size */
 
 	struct expect	*expect;	/* ring of digests the server owes */
 	unsigned	 ecap, ehead, elen;
@@ -91,6 +105,8 @@ struct producer {
 	int64_t		 timeout_us;	/* lws gives up on a connect after it */
 	bool		 failed;	/* the server is of no use: end, or back off */
 	bool		 open;		/* established, not yet gone */
+	bool		 connect_slot;	/* holds one of CONNECTS_IN_FLIGHT */
+	lws_dll2_t	 connect_wait;	/* in the worker's connect_queue */
 	bool		 hint_said;	/* the likely cause of mismatches, once */
 	unsigned	 mismatch_run;	/* mismatches since one verified */
 	unsigned	 close_code;	/* the server's close, if any */
@@ -205,11 +221,10 @@ rate_allow(struct producer *p, uint64_t want, uint64_t *delay_us)
 	return 0;
 }
 
-/* Write one frame: payload already hashed, at p->buf + LWS_PRE. */
+/* Write one frame: payload (at LWS_PRE in the worker's buffer) hashed. */
 static int
-write_frame(struct producer *p, size_t n, bool fin)
+write_frame(struct producer *p, uint8_t *payload, size_t n, bool fin)
 {
-	uint8_t *payload = p->buf + LWS_PRE;
 	int first = !p->in_message;
 
 	if (p->conf.framing == FRAMING_LWS) {
@@ -246,10 +261,13 @@ write_frame(struct producer *p, size_t n, bool fin)
 static int
 send_final(struct producer *p)
 {
+	uint8_t *buf;
+
 	p->final_sent = true;
 	if (!p->in_message)
 		return 0;
-	if (write_frame(p, 0, true) == -1)
+	if ((buf = worker_txbuf(p->w, LWS_PRE)) == NULL ||
+	    write_frame(p, buf + LWS_PRE, 0, true) == -1)
 		return -1;
 	/* Frame servers digest every frame, message servers every message. */
 	if (p->s.mode == MODE_FRAME)
@@ -272,7 +290,7 @@ static int
 send_next(struct producer *p)
 {
 	uint64_t n = p->conf.frame_size, delay_us = 0;
-	uint8_t *payload = p->buf + LWS_PRE;
+	uint8_t *payload;
 	bool fin = false;
 
 	/* A new message (a new connection too) starts a new running hash. */
@@ -300,6 +318,9 @@ send_next(struct producer *p)
 		return 0;
 	}
 
+	if ((payload = worker_txbuf(p->w, LWS_PRE + (size_t)n)) == NULL)
+		return -1;
+	payload += LWS_PRE;
 	gen_fill(&p->gen, payload, (size_t)n);
 	if (batcher_feed(&p->b, payload, (size_t)n, expect_batch, p) == -1)
 		return -1;
@@ -308,7 +329,7 @@ send_next(struct producer *p)
 		fin = true;
 	if (p->conf.bytes != 0 && p->sent + n == p->conf.bytes)
 		fin = true;
-	if (write_frame(p, (size_t)n, fin) == -1)
+	if (write_frame(p, payload, (size_t)n, fin) == -1)
 		return -1;
 
 	switch (p->s.mode) {
@@ -471,7 +492,7 @@ why_http(struct producer *p, unsigned status, char *buf, size_t len)
 
 	if (status < 300)
 		snprintf(buf, len, "not a WebSocket server: it answered the "
-		    "upgrade to %.100s with HTTP %u%s", p->url.path, status, r);
+		    "upgrade to %.100s with HTTP %u%s", p->tgt->url.path, status, r);
 	else if (status < 400)
 		snprintf(buf, len, "HTTP %u%s from the server: a redirect, "
 		    "which producers do not follow: use the URL it names",
@@ -479,7 +500,7 @@ why_http(struct producer *p, unsigned status, char *buf, size_t len)
 	else if (status == 404)
 		snprintf(buf, len, "HTTP 404 Not Found from the server: no "
 		    "WebSocket endpoint at %.100s (wsflowd serves /, /stream, "
-		    "/frame and /message)", p->url.path);
+		    "/frame and /message)", p->tgt->url.path);
 	else if (status == 401 || status == 403)
 		snprintf(buf, len, "HTTP %u%s from the server: access refused "
 		    "(credentials in headers? an Origin it does not allow?)",
@@ -492,7 +513,7 @@ why_http(struct producer *p, unsigned status, char *buf, size_t len)
 		    "connection limit (max_connections)");
 	else
 		snprintf(buf, len, "HTTP %u%s from the server: it refused the "
-		    "WebSocket upgrade to %.100s", status, r, p->url.path);
+		    "WebSocket upgrade to %.100s", status, r, p->tgt->url.path);
 }
 
 /* Did lws give up waiting (its timeout is the handshake_timeout)? */
@@ -518,7 +539,7 @@ why_tls(struct producer *p, SSL *ssl, const char *in, char *buf,
 	case X509_V_ERR_IP_ADDRESS_MISMATCH:
 		snprintf(buf, len, "TLS hostname mismatch: the server's "
 		    "certificate is not for %.100s (%s): put a name it has in "
-		    "the URL", p->url.host, vs);
+		    "the URL", p->tgt->url.host, vs);
 		return;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
 	case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -538,11 +559,11 @@ why_tls(struct producer *p, SSL *ssl, const char *in, char *buf,
 	}
 	if (SSL_get0_peer_certificate(ssl) == NULL && timed_out(p, in))
 		snprintf(buf, len, "no TLS answer from %.100s port %d in time: "
-		    "is it a TLS port?", p->url.host, p->url.port);
+		    "is it a TLS port?", p->tgt->url.host, p->tgt->url.port);
 	else if (SSL_get0_peer_certificate(ssl) == NULL)
 		snprintf(buf, len, "TLS handshake failed before any "
 		    "certificate: no TLS server on port %d (a ws:// port? then "
-		    "use ws://)", p->url.port);
+		    "use ws://)", p->tgt->url.port);
 	else
 		snprintf(buf, len, "TLS handshake failed (%s)", in);
 }
@@ -556,7 +577,7 @@ static void
 why_failed(struct producer *p, struct lws *wsi, const char *in, char *buf,
     size_t len)
 {
-	SSL *ssl = p->url.tls ? lws_get_ssl(wsi) : NULL;
+	SSL *ssl = p->tgt->url.tls ? lws_get_ssl(wsi) : NULL;
 	unsigned status = lws_http_client_http_response(wsi);
 
 	(void)log_lws_take();	/* lws's own line: said better below */
@@ -574,25 +595,25 @@ why_failed(struct producer *p, struct lws *wsi, const char *in, char *buf,
 		if (timed_out(p, in))
 			snprintf(buf, len, "no answer from %.100s port %d: is the "
 			    "host up, does a firewall drop the connection?",
-			    p->url.host, p->url.port);
+			    p->tgt->url.host, p->tgt->url.port);
 		else
 			snprintf(buf, len, "connection refused by %.100s port %d: "
 			    "is the server running, is the port right?",
-			    p->url.host, p->url.port);
+			    p->tgt->url.host, p->tgt->url.port);
 	} else if (strcmp(in, "closed before established") == 0 ||
 	    strcmp(in, "Closed before conn") == 0 || timed_out(p, in))
 		snprintf(buf, len, "no answer to the WebSocket upgrade from "
 		    "%.100s port %d in time: is it a WebSocket server?",
-		    p->url.host, p->url.port);
+		    p->tgt->url.host, p->tgt->url.port);
 	else if (strcmp(in, "read failed") == 0 ||
 	    strcmp(in, "Peer hung up") == 0 ||
 	    strcmp(in, "problems parsing header") == 0)
 		snprintf(buf, len, "not a WebSocket server: it closed the "
-		    "connection without an HTTP answer%s", p->url.tls ? "" :
+		    "connection without an HTTP answer%s", p->tgt->url.tls ? "" :
 		    " (a TLS port? then use wss://)");
 	else if (*in == '\0')
 		snprintf(buf, len, "the connection to %.100s port %d ended "
-		    "before the WebSocket handshake", p->url.host, p->url.port);
+		    "before the WebSocket handshake", p->tgt->url.host, p->tgt->url.port);
 	else
 		snprintf(buf, len, "connection failed: %s", in);
 }
@@ -609,19 +630,19 @@ why_not_started(struct producer *p, int e, char *buf, size_t len)
 	uint8_t a[16];
 	int rc;
 
-	if (inet_pton(AF_INET, p->url.host, a) != 1 &&
-	    inet_pton(AF_INET6, p->url.host, a) != 1) {
+	if (inet_pton(AF_INET, p->tgt->url.host, a) != 1 &&
+	    inet_pton(AF_INET6, p->tgt->url.host, a) != 1) {
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_socktype = SOCK_STREAM;
 		/* Blocks, as lws's own lookup did: only after a failure. */
-		if ((rc = getaddrinfo(p->url.host, NULL, &hints, &res)) != 0) {
+		if ((rc = getaddrinfo(p->tgt->url.host, NULL, &hints, &res)) != 0) {
 			if (rc == EAI_NONAME || rc == EAI_NODATA)
 				snprintf(buf, len, "name not found: no address "
 				    "for %.100s (check the URL's host name)",
-				    p->url.host);
+				    p->tgt->url.host);
 			else
 				snprintf(buf, len, "cannot look up %.100s: %s (is "
-				    "a name server reachable?)", p->url.host,
+				    "a name server reachable?)", p->tgt->url.host,
 				    rc == EAI_SYSTEM ? strerror(errno) :
 				    gai_strerror(rc));
 			return;
@@ -632,22 +653,22 @@ why_not_started(struct producer *p, int e, char *buf, size_t len)
 	case ENETUNREACH:
 	case EHOSTUNREACH:
 		snprintf(buf, len, "no route to %.100s: %s (check the address "
-		    "and this host's routes)", p->url.host, strerror(e));
+		    "and this host's routes)", p->tgt->url.host, strerror(e));
 		break;
 	case ECONNREFUSED:
 		snprintf(buf, len, "connection refused by %.100s port %d: is the "
-		    "server running, is the port right?", p->url.host,
-		    p->url.port);
+		    "server running, is the port right?", p->tgt->url.host,
+		    p->tgt->url.port);
 		break;
 	case EACCES:
 	case EPERM:
 		snprintf(buf, len, "connecting to %.100s port %d is not permitted "
-		    "here: %s (a firewall rule?)", p->url.host, p->url.port,
+		    "here: %s (a firewall rule?)", p->tgt->url.host, p->tgt->url.port,
 		    strerror(e));
 		break;
 	default:
 		snprintf(buf, len, "cannot start a connection to %.100s port "
-		    "%d%s%s", p->url.host, p->url.port, e ? ": " : "",
+		    "%d%s%s", p->tgt->url.host, p->tgt->url.port, e ? ": " : "",
 		    e ? strerror(e) : "");
 		break;
 	}
@@ -859,6 +880,31 @@ connect_failed(struct producer *p, const char *reason, const char *why)
 	producer_finish(p, "failed");
 }
 
+/* The connect is up or gone: its slot goes to the next one waiting. */
+static void
+connect_slot_release(struct producer *p)
+{
+	struct worker *w = p->w;
+	lws_dll2_t *next;
+
+	lws_dll2_remove(&p->connect_wait);
+	if (!p->connect_slot)
+		return;
+	p->connect_slot = false;
+	w->connecting--;
+	if (!w->wd->stopping &&
+	    (next = lws_dll2_get_head(&w->connect_queue)) != NULL) {
+		struct producer *q = lws_container_of(next, struct producer,
+		    connect_wait);
+
+		lws_dll2_remove(next);
+		/* Not from inside another wsi's callback: at once, from
+		 * the loop (a 0 µs timer is ripe, it does not spin). */
+		lws_sul_schedule(w->ctx, 0, &q->sul_connect, producer_connect,
+		    0);
+	}
+}
+
 static void
 producer_connect(lws_sorted_usec_list_t *sul)
 {
@@ -866,20 +912,30 @@ producer_connect(lws_sorted_usec_list_t *sul)
 	    sul_connect);
 	struct lws_client_connect_info ci;
 
+	if (!p->connect_slot) {
+		if (p->w->connecting >= CONNECTS_IN_FLIGHT) {
+			stream_set_state(&p->s, "connecting");
+			lws_dll2_add_tail(&p->connect_wait,
+			    &p->w->connect_queue);
+			return;
+		}
+		p->w->connecting++;
+		p->connect_slot = true;
+	}
 	memset(&ci, 0, sizeof(ci));
 	ci.context = p->w->ctx;
 	ci.vhost = p->vh;
-	ci.address = p->url.host;
-	ci.port = p->url.port;
-	ci.path = p->url.path;
-	ci.host = p->host;	/* lws takes the TLS name from it, less :port */
+	ci.address = p->tgt->url.host;
+	ci.port = p->tgt->url.port;
+	ci.path = p->tgt->url.path;
+	ci.host = p->tgt->host;	/* lws takes the TLS name from it, less :port */
 	ci.origin = NULL;	/* a browser's header: not made up here */
 	ci.ietf_version_or_minus_one = -1;
 	ci.local_protocol_name = producer_protocol.name;
 	ci.userdata = p;
 	ci.pwsi = &p->wsi;
 	ci.alpn = "http/1.1";
-	if (p->url.tls) {
+	if (p->tgt->url.tls) {
 		ci.ssl_connection = LCCSCF_USE_SSL;
 		if (!p->conf.tls_verify)
 			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
@@ -896,6 +952,7 @@ producer_connect(lws_sorted_usec_list_t *sul)
 
 		why_not_started(p, errno, why, sizeof(why));
 		p->wsi = NULL;
+		connect_slot_release(p);
 		connect_failed(p, "connect failed", why);
 	}
 }
@@ -921,7 +978,7 @@ static void
 connect_phases(struct producer *p, int64_t now)
 {
 	int64_t req = p->request_at_us ? p->request_at_us : now;
-	int64_t tcp_end = !p->url.tls ? req : p->tls_at_us ? p->tls_at_us :
+	int64_t tcp_end = !p->tgt->url.tls ? req : p->tls_at_us ? p->tls_at_us :
 	    p->connect_at_us;
 
 	STAT_SET(p->s.st.connect_tcp_us, tcp_end - p->connect_at_us);
@@ -933,6 +990,7 @@ connect_phases(struct producer *p, int64_t now)
 static void
 on_established(struct producer *p, struct lws *wsi)
 {
+	connect_slot_release(p);
 	connect_phases(p, lws_now_usecs());
 	p->attempt = 0;
 	p->open = true;
@@ -964,6 +1022,7 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	lws_set_wsi_user(wsi, NULL);
 	p->wsi = NULL;
 	p->open = false;
+	connect_slot_release(p);
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
@@ -1102,22 +1161,59 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 const struct lws_protocols producer_protocol = {
 	.name = "wsflow-producer",
 	.callback = producer_callback,
-	.rx_buffer_size = 1024,
+	.rx_buffer_size = 256,	/* digests; lws keeps one per connection */
 	/* Only a clamp on one send(): let a whole frame go at once. */
 	.tx_packet_size = WSFLOW_FRAME_SIZE_MAX + WS_HEADER_MAX,
 };
 
 /* ---- start and stop ---- */
 
+/* The parsed URL and Host: of an entry, one reference held. */
+static struct target *
+target_new(const char *url, char *err, size_t errlen)
+{
+	struct target *t;
+	const char *why;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	atomic_init(&t->refs, 1);
+	if (url_parse(url, &t->url, &why) == -1) {
+		snprintf(err, errlen, "bad url '%s': %s", url, why);
+		free(t);
+		return NULL;
+	}
+	/* RFC 7230 §5.4, RFC 6455 §4.1: the port when it is not the
+	 * scheme's; an IPv6 literal in brackets. */
+	snprintf(t->host, sizeof(t->host), strchr(t->url.host, ':') != NULL ?
+	    "[%s]" : "%s", t->url.host);
+	if (t->url.port != (t->url.tls ? 443 : 80))
+		snprintf(t->host + strlen(t->host), sizeof(t->host) -
+		    strlen(t->host), ":%d", t->url.port);
+	return t;
+}
+
+/* Any thread: the last stream of an entry frees its target. */
+static void
+target_release(struct target *t)
+{
+	if (t != NULL && atomic_fetch_sub(&t->refs, 1) == 1)
+		free(t);
+}
+
 static void
 producer_free(struct producer *p)
 {
+	if (p->w != NULL)
+		connect_slot_release(p);
 	lws_sul_cancel(&p->sul_connect);
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_end);
 	lws_sul_cancel(&p->sul_linger);
 	batcher_free(&p->b);
-	free(p->buf);
+	target_release(p->tgt);
 	free(p->expect);
 	free(p->conf.url);
 	free(p->conf.tls_ca);
@@ -1132,10 +1228,9 @@ producer_free(struct producer *p)
  */
 static struct producer *
 producer_new(struct wsflowd *wd, const struct producer_conf *pc,
-    char *err, size_t errlen)
+    struct target *t, char *err, size_t errlen)
 {
 	struct producer *p;
-	const char *why;
 	uint64_t batch;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
@@ -1143,12 +1238,13 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 		return NULL;
 	}
 	p->conf = *pc;
+	p->tgt = t;
+	atomic_fetch_add(&t->refs, 1);
 	p->conf.url = strdup(pc->url);
 	p->conf.tls_ca = pc->tls_ca ? strdup(pc->tls_ca) : NULL;
 	p->conf.headers = pc->headers ? strdup(pc->headers) : NULL;
 	p->ecap = EXPECT_INITIAL;
 	p->expect = calloc(p->ecap, sizeof(*p->expect));
-	p->buf = malloc(LWS_PRE + (size_t)pc->frame_size);
 	batch = pc->batch_size ? pc->batch_size : wd->conf.server.batch_size;
 	/* The workers' lws contexts time out connects and handshakes so. */
 	p->timeout_us = (int64_t)wd->conf.server.handshake_timeout *
@@ -1158,25 +1254,13 @@ producer_new(struct wsflowd *wd, const struct producer_conf *pc,
 		batch = UINT64_MAX;
 	if (p->conf.url == NULL || (pc->tls_ca && p->conf.tls_ca == NULL) ||
 	    (pc->headers && p->conf.headers == NULL) ||
-	    p->expect == NULL || p->buf == NULL ||
+	    p->expect == NULL ||
 	    batcher_init(&p->b, wd->md, batch) == -1 ||
 	    gen_seed(&p->gen) == -1) {
 		snprintf(err, errlen, "out of memory");
 		producer_free(p);
 		return NULL;
 	}
-	if (url_parse(pc->url, &p->url, &why) == -1) {
-		snprintf(err, errlen, "bad url '%s': %s", pc->url, why);
-		producer_free(p);
-		return NULL;
-	}
-	/* RFC 7230 §5.4, RFC 6455 §4.1: the port when it is not the
-	 * scheme's; an IPv6 literal in brackets. */
-	snprintf(p->host, sizeof(p->host), strchr(p->url.host, ':') != NULL ?
-	    "[%s]" : "%s", p->url.host);
-	if (p->url.port != (p->url.tls ? 443 : 80))
-		snprintf(p->host + strlen(p->host), sizeof(p->host) -
-		    strlen(p->host), ":%d", p->url.port);
 	snprintf(p->s.name, sizeof(p->s.name), "%s", pc->name);
 	/* /metrics labels configured names only: ad-hoc ones grow. */
 	p->s.adhoc = conf_find_producer(&wd->conf, pc->name) == NULL;
@@ -1203,15 +1287,16 @@ static void	start_run(struct worker *, struct work *);
 static void	start_drop(struct worker *, struct work *);
 
 static int
-launch_one(struct wsflowd *wd, const struct producer_conf *pc, uint64_t id,
-    int64_t delay_us, uint64_t *running, char *err, size_t errlen)
+launch_one(struct wsflowd *wd, const struct producer_conf *pc,
+    struct target *t, uint64_t id, int64_t delay_us, uint64_t *running,
+    char *err, size_t errlen)
 {
 	struct producer *p;
 	struct worker *w;
 	struct start_work *sw;
 	struct stream *s;
 
-	if ((p = producer_new(wd, pc, err, errlen)) == NULL)
+	if ((p = producer_new(wd, pc, t, err, errlen)) == NULL)
 		return -1;
 	if ((sw = calloc(1, sizeof(*sw))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1262,22 +1347,30 @@ producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
 {
 	struct producer_conf one = *pc;
 	uint32_t n = pc->parallel > 1 ? pc->parallel : 1;
+	struct target *t;
+	int rc = 0;
 
+	if ((t = target_new(pc->url, err, errlen)) == NULL)
+		return -1;
 	for (uint32_t i = 0; i < n; i++) {
 		if (pc->bytes != 0)
 			one.bytes = pc->bytes / n + (i < pc->bytes % n ? 1 :
 			    0) + (pc->bytes < n);	/* 0 would be endless */
-		if (launch_one(wd, &one, i == 0 ? id : stream_new_id(&wd->reg),
+		if (launch_one(wd, &one, t, i == 0 ? id :
+		    stream_new_id(&wd->reg),
 		    pc->ramp ? (int64_t)i * LWS_US_PER_SEC / pc->ramp : 0,
 		    i == 0 ? running : NULL, err, errlen) == -1) {
-			if (i == 0)
-				return -1;
+			if (i == 0) {
+				rc = -1;
+				break;
+			}
 			log_err("producer %s: stream %u of %u not started: %s",
 			    pc->name, i + 1, n, err);
 			break;		/* the started ones run on */
 		}
 	}
-	return 0;
+	target_release(t);
+	return rc;
 }
 
 /* Worker: take over a launched producer and connect it. */

@@ -265,6 +265,26 @@ worker_stalled(struct wsflowd *wd, int64_t *late_us)
 	return -1;
 }
 
+/*
+ * On the worker: the buffer its producers build frames in, at least
+ * len octets.  Shared because a frame is generated, hashed and handed
+ * to lws_write() in one writeable callback (lws copies what the socket
+ * does not take), so no producer stream owns a frame-sized buffer.
+ */
+uint8_t *
+worker_txbuf(struct worker *w, size_t len)
+{
+	uint8_t *n;
+
+	if (len <= w->txcap)
+		return w->txbuf;
+	if ((n = realloc(w->txbuf, len)) == NULL)
+		return NULL;
+	w->txbuf = n;
+	w->txcap = len;
+	return n;
+}
+
 static void
 worker_tick(lws_sorted_usec_list_t *sul)
 {
@@ -451,6 +471,9 @@ workers_join(struct wsflowd *wd)
 		w->nca_vhosts = 0;
 		free(w->rxbuf);
 		w->rxbuf = NULL;
+		free(w->txbuf);
+		w->txbuf = NULL;
+		w->txcap = 0;
 		free(w->params.origins);
 		w->params.origins = NULL;
 		pthread_mutex_destroy(&w->inbox_lock);

@@ -60,6 +60,10 @@ struct worker {
 	}		 ca_vhosts[16];	/* client vhosts per private CA */
 	size_t		 nca_vhosts;
 	uint8_t		*rxbuf;		/* WSFLOW_RX_CHUNK, for reads */
+	uint8_t		*txbuf;		/* producers' frames: LWS_PRE + */
+	size_t		 txcap;		/* the largest frame_size, grown */
+	unsigned	 connecting;	/* producer connects in flight */
+	lws_dll2_owner_t connect_queue;	/* producers waiting for a slot */
 	struct server_params params;	/* its own copy: reloads post it */
 	struct stream_list streams;	/* its own, through wentry */
 	pthread_mutex_t	 inbox_lock;
@@ -83,6 +87,7 @@ void	worker_stop(struct worker *, uint64_t id, bool going_away);
 void	worker_stop_all(struct worker *, bool going_away);
 void	worker_set_params(struct worker *, const struct server_params *);
 int	worker_stalled(struct wsflowd *, int64_t *late_us);
+uint8_t	*worker_txbuf(struct worker *, size_t len);
 
 /* On the worker: its streams, entered in the registry too. */
 void	worker_stream_add(struct worker *, struct stream *, enum stream_role,
