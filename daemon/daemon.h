@@ -25,6 +25,7 @@
 
 struct worker;
 struct listener;
+struct group_progress;
 
 struct wsflowd {
 	struct wsflow_conf conf;
@@ -42,6 +43,9 @@ struct wsflowd {
 	struct live	 live;		/* /live's snapshot, built once */
 
 	int64_t		 started_us;
+	struct group_progress *groups;	/* parallel entries' last figures */
+	size_t		 ngroups;
+	int64_t		 groups_at_us;	/* their last progress lines */
 	lws_sorted_usec_list_t sul_tick;	/* 1 s housekeeping */
 	lws_sorted_usec_list_t sul_stop;	/* graceful stop deadline */
 	lws_sorted_usec_list_t sul_watchdog;

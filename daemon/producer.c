@@ -1498,8 +1498,10 @@ producer_tick(struct stream *s, int64_t now_us)
 	    (uint64_t)(now_us - p->progress_at_us);
 	p->progress_at_us = now_us;
 	p->progress_bytes = bytes;
-	/* Connecting, stalled: said once, not as 0.0 MB/s every 10 s. */
-	if (p->wsi == NULL || !p->open || p->stall_said)
+	/* Connecting, stalled: said once, not as 0.0 MB/s every 10 s.
+	 * A parallel entry's streams are summed in one line (below). */
+	if (p->wsi == NULL || !p->open || p->stall_said ||
+	    p->conf.parallel > 1)
 		return;
 	stream_get_digest(&p->s, digest, sizeof(digest));
 	log_progress(&p->s, bytes, rate, "%.1f MB sent, %llu digests "
@@ -1507,6 +1509,100 @@ producer_tick(struct stream *s, int64_t now_us)
 	    bytes / 1e6, (unsigned long long)STAT_GET(p->s.st.verified),
 	    (unsigned long long)STAT_GET(p->s.st.mismatched), rate / 1e6,
 	    digest);
+}
+
+/* An entry's streams as its progress line sums them. */
+struct group_progress {
+	char		 name[WSFLOW_NAME_MAX];
+	const struct stream *first;	/* the lowest id: names the line */
+	unsigned	 streams, open;
+	uint64_t	 bytes, verified, mismatched;
+	uint64_t	 last_bytes;	/* at the previous line */
+};
+
+static struct group_progress *
+group_find(struct wsflowd *wd, const char *name)
+{
+	struct group_progress *g;
+
+	for (size_t i = 0; i < wd->ngroups; i++)
+		if (strcmp(wd->groups[i].name, name) == 0)
+			return &wd->groups[i];
+	if ((g = reallocarray(wd->groups, wd->ngroups + 1,
+	    sizeof(*g))) == NULL)
+		return NULL;
+	wd->groups = g;
+	g = &wd->groups[wd->ngroups++];
+	memset(g, 0, sizeof(*g));
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	return g;
+}
+
+void
+producers_progress(struct wsflowd *wd, int64_t now_us)
+{
+	struct stream *s;
+	size_t kept = 0;
+	int64_t dt = now_us - wd->groups_at_us;
+
+	if (wd->groups_at_us == 0)
+		wd->groups_at_us = now_us;
+	if (dt < PROGRESS_US)
+		return;
+	wd->groups_at_us = now_us;
+	for (size_t i = 0; i < wd->ngroups; i++) {
+		struct group_progress *g = &wd->groups[i];
+
+		g->first = NULL;
+		g->streams = g->open = 0;
+		g->bytes = g->verified = g->mismatched = 0;
+	}
+	/* Under the lock: no stream of the sums goes while they are said. */
+	pthread_mutex_lock(&wd->reg.lock);
+	TAILQ_FOREACH(s, &wd->reg.streams, entry) {
+		const struct producer *p = (const struct producer *)s;
+		struct group_progress *g;
+
+		if (s->role != ROLE_PRODUCER || p->conf.parallel <= 1 ||
+		    (g = group_find(wd, s->name)) == NULL)
+			continue;
+		if (g->first == NULL || s->id < g->first->id)
+			g->first = s;
+		g->streams++;
+		g->open += strcmp(stream_state(s), "sending") == 0;
+		g->bytes += STAT_GET(s->st.bytes);
+		g->verified += STAT_GET(s->st.verified);
+		g->mismatched += STAT_GET(s->st.mismatched);
+	}
+	for (size_t i = 0; i < wd->ngroups; i++) {
+		struct group_progress *g = &wd->groups[i];
+		uint64_t rate;
+
+		if (g->streams == 0)
+			continue;	/* ended: forgotten below */
+		/* New since the last lines: it began within the interval. */
+		rate = g->bytes >= g->last_bytes ? (g->bytes - g->last_bytes) *
+		    (uint64_t)LWS_US_PER_SEC / (uint64_t)dt : 0;
+		log_progress(g->first, g->bytes, rate, "%u streams (%u "
+			    "sending): %.1f MB sent, %llu digests verified, "
+			    "%llu mismatched, %.1f MB/s", g->streams, g->open,
+			    g->bytes / 1e6, (unsigned long long)g->verified,
+			    (unsigned long long)g->mismatched, rate / 1e6);
+		g->last_bytes = g->bytes;
+	}
+	pthread_mutex_unlock(&wd->reg.lock);
+	for (size_t i = 0; i < wd->ngroups; i++)
+		if (wd->groups[i].streams > 0)
+			wd->groups[kept++] = wd->groups[i];
+	wd->ngroups = kept;
+}
+
+void
+producers_progress_free(struct wsflowd *wd)
+{
+	free(wd->groups);
+	wd->groups = NULL;
+	wd->ngroups = 0;
 }
 
 static void

@@ -26,4 +26,12 @@ extern const struct lws_protocols producer_protocol;
 int	producer_launch(struct wsflowd *, const struct producer_conf *,
 	    uint64_t id, uint64_t *running, char *err, size_t errlen);
 
+/*
+ * Main thread, every tick: every PROGRESS_US one progress line for each
+ * entry running parallel streams, their sums (a line per stream would
+ * be thousands).  producers_progress_free() at exit.
+ */
+void	producers_progress(struct wsflowd *, int64_t now_us);
+void	producers_progress_free(struct wsflowd *);
+
 #endif

@@ -115,6 +115,7 @@ tick(lws_sorted_usec_list_t *sul)
 		    (long long)(late / LWS_US_PER_SEC), wd->watchdog_usec ?
 		    "; the watchdog is no longer pinged" : "");
 	sd_status(wd);
+	producers_progress(wd, lws_now_usecs());
 	lws_sul_schedule(wd->ctx, 0, &wd->sul_tick, tick, TICK_US);
 }
 
@@ -373,6 +374,7 @@ out:
 	listeners_free(&wd);
 	free(wd.workers);
 	live_free(&wd.live);
+	producers_progress_free(&wd);
 	registry_free(&wd.reg);
 	conf_free(&wd.conf);
 	return wd.exit_code;

@@ -18,6 +18,7 @@ g) run NAME: a configured producer with --bytes; usage errors exit 2.
 """
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -275,7 +276,8 @@ def metric(port, name):
 
 @case('j) a producer entry with parallel = 2000 (bytes 2000 MiB in all) to another wsflowd: '
       '2000 streams, every one finished with its 1 MiB digest verified; the server counted '
-      '2000 streams and 2000 MiB; stop NAME ends a group')
+      '2000 streams and 2000 MiB; a group logs one progress line for its streams, '
+      'none each; stop NAME ends a group')
 def _():
     srv = Daemon(max_connections=5000).start()
     n = 2000
@@ -303,6 +305,14 @@ def _():
               'server side: %s' % sst)
         g = json.loads(run('-j', 'streams', sock=prod.ctl_sock).stdout)['streams']
         check(len([r for r in g if r['name'] == 'grp']) == 3, 'group grp: %s' % g)
+        # one progress line a 10 s for the group, none per stream
+        group_line = re.compile(r'\[producer \d+ grp\] 3 streams \(3 sending\): '
+                                r'[\d.]+ MB sent, \d+ digests verified, 0 mismatched, '
+                                r'[\d.]+ MB/s')
+        check(wait_for_slow(lambda: group_line.search(prod.log_text()), 25),
+              'no progress line for group grp in 25 s')
+        check(not re.search(r'\[producer \d+ (grp|many)\] [\d.]+ MB sent',
+                            prod.log_text()), 'a per-stream progress line of a group')
         r = run('stop', 'grp', sock=prod.ctl_sock)
         check(r.returncode == 0 and '3 streams' in r.stdout, 'stop grp: %r' % r.stdout)
         lines = list(metric(prod.port, 'wsflow_producer_streams_total'))
