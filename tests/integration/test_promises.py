@@ -35,6 +35,13 @@ m) make install keeps an existing /etc/wsflow/wsflow.conf byte for byte
    (and mode) and says so; a fresh one is written and checks OK.
 n) reload restarts a changed producer (new id, new rate), leaves an
    unchanged one and an ad-hoc one alone (same ids, still sending).
+
+The other promises of that item are held elsewhere: reconnect = false
+(test_errors, "reconnect = false" cases: the producer ends as failed),
+RestartPreventExitStatus=78 (test_systemd 13: NRestarts 0 after exit 78),
+a member of the group running changing commands (test_systemd 9), the
+handshake-then-frames sequence (tests/fuzz/fuzz_upgraded.c, test_fuzz.sh).
+j) found "*" bound to 0.0.0.0 only (fixed in listen.c).
 """
 import json
 import os
