@@ -75,7 +75,9 @@ FUZZ_DIR := build/fuzz
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DWSFLOW_NO_CLONES -g -O1 \
 	-fsanitize=fuzzer,address,undefined -Idaemon
 FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_ctl $(FUZZ_DIR)/fuzz_config \
-	$(FUZZ_DIR)/fuzz_wsparse
+	$(FUZZ_DIR)/fuzz_wsparse $(FUZZ_DIR)/fuzz_upgraded
+# fuzz_upgraded (frames behind a valid handshake) may get a time of its own.
+FUZZ_UPGRADED_SECONDS ?= $(FUZZ_SECONDS)
 
 .PHONY: all deps run check bench clean unit fuzz install
 all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
@@ -154,9 +156,11 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c daemon/ctl_proto.c daemon/config.c \
 fuzz: deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \
 		n=$${t##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus-$$n; \
-		echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
+		secs=$(FUZZ_SECONDS); \
+		[ $$n != upgraded ] || secs=$(FUZZ_UPGRADED_SECONDS); \
+		echo "fuzzing $$n for $$secs s"; \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-		$$t -max_total_time=$(FUZZ_SECONDS) -timeout=5 \
+		$$t -max_total_time=$$secs -timeout=5 \
 			-rss_limit_mb=2048 -print_final_stats=1 \
 			-artifact_prefix=$(FUZZ_DIR)/crash-$$n- \
 			$(FUZZ_DIR)/corpus-$$n tests/fuzz/corpus/$$n \

@@ -70,7 +70,7 @@ listen_fit_fds(struct wsflow_conf *conf)
 static int
 bind_socket(const struct listener *l)
 {
-	struct addrinfo hints, *res;
+	struct addrinfo hints, *res, *ai;
 	char port[8];
 	int fd, on = 1, rc;
 	const char *host = strcmp(l->address, "*") == 0 ? NULL : l->address;
@@ -85,8 +85,25 @@ bind_socket(const struct listener *l)
 		    gai_strerror(rc));
 		return -1;
 	}
-	fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK |
+	/*
+	 * "*": getaddrinfo() lists 0.0.0.0 first, which would leave ::1
+	 * out; take the IPv6 wildcard (dual-stack below) where the kernel
+	 * has IPv6, else 0.0.0.0.
+	 */
+	ai = res;
+	for (struct addrinfo *a = res; host == NULL && a != NULL;
+	    a = a->ai_next)
+		if (a->ai_family == AF_INET6) {
+			ai = a;
+			break;
+		}
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
+	if (fd == -1 && ai != res && errno == EAFNOSUPPORT) {
+		ai = res;
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+	}
 	if (fd == -1) {
 		log_err("listen %s:%d: socket: %s", l->address, l->port,
 		    strerror(errno));
@@ -94,13 +111,13 @@ bind_socket(const struct listener *l)
 		return -1;
 	}
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (res->ai_family == AF_INET6) {
+	if (ai->ai_family == AF_INET6) {
 		int only = host != NULL;	/* "*" is dual-stack */
 
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only,
 		    sizeof(only));
 	}
-	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1 ||
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
 	    listen(fd, SOMAXCONN) == -1) {
 		log_err("listen %s:%d: %s", l->address, l->port,
 		    strerror(errno));

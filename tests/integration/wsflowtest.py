@@ -297,6 +297,8 @@ class Daemon:
         self.proc = None
         self.returncode = None
         self.term_rc = None     # exit status after a SIGTERM stop() sent
+        self.args = []          # more wsflowd options (e.g. -v), before -f
+        self.host = '127.0.0.1'  # where start() sees the listeners accept
 
     @property
     def pid(self):
@@ -311,7 +313,7 @@ class Daemon:
         if not os.access(WSFLOWD, os.X_OK):
             raise CheckFailed('daemon binary %s missing (run make)' % WSFLOWD)
         with open(self.log, 'ab') as log:
-            self.proc = subprocess.Popen([WSFLOWD, '-d', '-f', self.conf],
+            self.proc = subprocess.Popen([WSFLOWD, '-d'] + self.args + ['-f', self.conf],
                                          stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log)
         Daemon.started.append(self)
@@ -322,7 +324,7 @@ class Daemon:
                     raise CheckFailed('wsflowd exited %d at start:\n%s'
                                       % (self.proc.returncode, self.log_tail()))
                 try:
-                    socket.create_connection(('127.0.0.1', port), 0.5).close()
+                    socket.create_connection((self.host, port), 0.5).close()
                     break
                 except OSError:
                     if time.monotonic() > deadline:
@@ -480,9 +482,10 @@ class Closed(Exception):
 class WSClient:
     """Minimal stdlib WebSocket client for tests that need exact framing."""
 
-    def __init__(self, port, path='/', tls=False, timeout=10):
+    def __init__(self, port, path='/', tls=False, timeout=10, host='127.0.0.1'):
         self.timeout = timeout * SLOW
-        s = socket.create_connection(('127.0.0.1', port), self.timeout)
+        s = socket.create_connection((host, port), self.timeout)
+        hosthdr = '[%s]' % host if ':' in host else host
         if tls:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -493,9 +496,9 @@ class WSClient:
         self.messages = []           # filled by the reader thread
         self.end = None              # Closed() once the reader saw the end
         key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n'
+        s.sendall(('GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n'
                    'Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n'
-                   'Sec-WebSocket-Version: 13\r\n\r\n' % (path, port, key)).encode())
+                   'Sec-WebSocket-Version: 13\r\n\r\n' % (path, hosthdr, port, key)).encode())
         while b'\r\n\r\n' not in self.buf:
             self._fill()
         head, self.buf = self.buf.split(b'\r\n\r\n', 1)
