@@ -64,8 +64,8 @@ print_usage(FILE *f)
 	    "  --rate R       octets per second (K, M, G: KiB, MiB, GiB)\n"
 	    "  --name NAME    the producer's name (default adhoc-ID)\n"
 	    "\nrun NAME|URL takes the same (with a NAME too), and:\n"
-	    "  --parallel N   N streams (URL only); --bytes is their total,\n"
-	    "                 --rate each one's\n"
+	    "  --parallel N   N streams (a NAME: instead of its parallel);\n"
+	    "                 --bytes is their total, --rate each one's\n"
 	    "  --interval S   a report every S seconds (default 1)\n"
 	    "  without --bytes or --duration a run lasts 10 s\n"
 	    "\nwatch takes:\n"
@@ -246,13 +246,16 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			return -1;
 		}
 		if (strcmp(opt, "--parallel") == 0) {
-			if (scaled(val, size_units + 0, 100000, &v) == -1 ||
-			    v == 0) {
-				snprintf(err, errlen, "--parallel: 1 to 100000 "
-				    "streams");
+			if (scaled(val, size_units + 0, CTL_PARALLEL_MAX,
+			    &v) == -1 || v == 0) {
+				snprintf(err, errlen, "--parallel: 1 to %d "
+				    "streams", CTL_PARALLEL_MAX);
 				return -1;
 			}
 			r->run.parallel = (unsigned)v;
+			/* NAME: the daemon starts the entry's N streams. */
+			st->parallel = (uint32_t)v;
+			st->flags |= CTL_START_PARALLEL;
 		} else if (strcmp(opt, "--interval") == 0) {
 			char *end;
 			double d = strtod(val, &end);
@@ -456,11 +459,9 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 		r->run.interval = 1;
 		if (parse_start(argc, argv, r, err, errlen) == -1)
 			return -1;
-		if (r->run.parallel > 1 && r->start.url[0] == '\0') {
-			snprintf(err, errlen, "--parallel needs a URL: a "
-			    "configured producer runs once");
-			return -1;
-		}
+		/* A URL's N streams are N starts of one each. */
+		if (r->start.url[0] != '\0')
+			r->start.flags &= ~(uint32_t)CTL_START_PARALLEL;
 		r->run.limited = (r->start.flags & (CTL_START_BYTES |
 		    CTL_START_DURATION)) != 0;
 		if (!r->run.limited) {	/* as iperf3: 10 s */

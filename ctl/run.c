@@ -187,6 +187,39 @@ start_all(struct run *r, const struct parse_result *res)
 	const struct ctl_start *base = &res->start;
 	char stem[CTL_NAME_MAX];
 
+	/*
+	 * A configured producer: one start, the daemon launches the entry's
+	 * streams (its parallel, or --parallel) as ids in a row and shares
+	 * --bytes out among them itself.
+	 */
+	if (base->url[0] == '\0') {
+		struct ctl_result res_;
+		struct run_stream *s;
+		unsigned n;
+		int rc;
+
+		if ((rc = request_result(r, CTL_REQ_START, base,
+		    sizeof(*base), &res_)) != 0)
+			return rc;
+		n = res_.count > 0 ? res_.count : 1;
+		if (n != r->n) {
+			if ((s = calloc(n, sizeof(*s))) == NULL) {
+				snprintf(r->why, sizeof(r->why), "out of "
+				    "memory");
+				r->n = 0;
+				return EXIT_FAILED;
+			}
+			free(r->s);
+			r->s = s;
+			r->n = n;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			r->s[i].id = res_.id + i;
+			(void)ctl_strlcpy(r->s[i].name, res_.message,
+			    sizeof(r->s[i].name));
+		}
+		return 0;
+	}
 	if (base->name[0] != '\0')
 		snprintf(stem, sizeof(stem), "%s", base->name);
 	else

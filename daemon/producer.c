@@ -1256,28 +1256,37 @@ launch_one(struct wsflowd *wd, const struct producer_conf *pc, uint64_t id,
  * They share the entry's name: stop NAME ends them all, /metrics sums
  * them.
  */
+uint32_t
+producer_streams(const struct producer_conf *pc)
+{
+	return pc->parallel > 1 ? pc->parallel : 1;
+}
+
 int
 producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
-    uint64_t id, uint64_t *running, char *err, size_t errlen)
+    uint64_t *id, uint64_t *running, char *err, size_t errlen)
 {
 	struct producer_conf one = *pc;
-	uint32_t n = pc->parallel > 1 ? pc->parallel : 1;
+	uint32_t n = producer_streams(pc);
 
+	/* In a row: wsflowctl run follows them as first .. first + n - 1. */
+	if (*id == 0)
+		*id = stream_new_ids(&wd->reg, n);
 	for (uint32_t i = 0; i < n; i++) {
 		if (pc->bytes != 0)
 			one.bytes = pc->bytes / n + (i < pc->bytes % n ? 1 :
 			    0) + (pc->bytes < n);	/* 0 would be endless */
-		if (launch_one(wd, &one, i == 0 ? id : stream_new_id(&wd->reg),
+		if (launch_one(wd, &one, *id + i,
 		    pc->ramp ? (int64_t)i * LWS_US_PER_SEC / pc->ramp : 0,
 		    i == 0 ? running : NULL, err, errlen) == -1) {
 			if (i == 0)
 				return -1;
 			log_err("producer %s: stream %u of %u not started: %s",
 			    pc->name, i + 1, n, err);
-			break;		/* the started ones run on */
+			return (int)i;	/* the started ones run on */
 		}
 	}
-	return 0;
+	return (int)n;
 }
 
 /* Worker: take over a launched producer and connect it. */

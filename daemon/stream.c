@@ -42,6 +42,13 @@ stream_new_id(struct registry *reg)
 	return atomic_fetch_add(&reg->next_id, 1) + 1;
 }
 
+/* n ids in a row (an entry's parallel streams): the first of them. */
+uint64_t
+stream_new_ids(struct registry *reg, uint64_t n)
+{
+	return atomic_fetch_add(&reg->next_id, n > 0 ? n : 1) + 1;
+}
+
 /*
  * Enter a stream in the registry; the caller holds the lock.  From here
  * the control socket lists it, and asks `owner` to stop it.

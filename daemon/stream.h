@@ -198,6 +198,7 @@ struct registry {
 void		 registry_init(struct registry *);
 void		 registry_free(struct registry *);
 uint64_t	 stream_new_id(struct registry *);
+uint64_t	 stream_new_ids(struct registry *, uint64_t n);
 void		 stream_publish_locked(struct registry *, struct worker *owner,
 		    struct stream *, uint64_t id, enum stream_role,
 		    enum wsflow_mode, const struct stream_ops *);

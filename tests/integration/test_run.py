@@ -14,7 +14,10 @@ d) a server that corrupts one digest: exit 1, the summary counts one
 e) Ctrl-C (SIGINT) mid-run: the summary still comes (interrupted), the
    stream is stopped, exit 1;
 f) text: interval lines, a SUM line with --parallel 2, "result: complete";
-g) run NAME: a configured producer with --bytes; usage errors exit 2.
+g) run NAME: a configured producer with --bytes; usage errors exit 2;
+m) run NAME --parallel 4 --bytes 8M: the entry's 4 streams, ids in a row,
+   each 2 MiB finished and verified; a configured parallel = 3 without
+   --parallel: 3 streams followed (not the first alone).
 """
 import json
 import os
@@ -198,7 +201,7 @@ def _():
 
 
 @case('g) run NAME with --bytes (a configured producer, autostart = false): exit 0, its '
-      'name; usage: --parallel 2 with a NAME, --interval 0, no target -> exit 2')
+      'name; usage: --parallel 0, --interval 0, no target -> exit 2')
 def _():
     d = daemon()
     r = run('-j', 'run', 'idle', '--bytes', '2M', sock=cfg_daemon().ctl_sock)
@@ -206,11 +209,42 @@ def _():
     ev, s = summary_of(r)
     check(ev[0]['streams'][0]['name'] == 'idle' and s['bytes'] == 2 * MiB, 'run idle: %s %s'
           % (ev[0], s))
-    for args in (('run', 'idle', '--parallel', 2), ('run', d.url(), '--interval', 0),
+    for args in (('run', 'idle', '--parallel', 0), ('run', d.url(), '--interval', 0),
                  ('run',)):
         r = run(*args)
         check(r.returncode == 2, '%s: exit %d, want 2 %s' % (' '.join(map(str, args)),
                                                             r.returncode, r.stderr))
+
+
+@case('m) run NAME --parallel 4 --bytes 8M -j: 4 streams named NAME with ids in a row, each '
+      '2 MiB finished with its 2 digests verified, sum 8 MiB = the server\'s count; an entry '
+      'with parallel = 3 run without --parallel: 3 streams, 3 MiB each')
+def _():
+    c = cfg_daemon()
+    before = status()['server']['bytes_received']
+    r = run('-j', 'run', 'idle', '--parallel', 4, '--bytes', '8M', sock=c.ctl_sock)
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout[-2000:], r.stderr))
+    ev, s = summary_of(r)
+    ids = [x['id'] for x in ev[0]['streams']]
+    check(len(ids) == 4 and ids == list(range(ids[0], ids[0] + 4)) and
+          all(x['name'] == 'idle' for x in ev[0]['streams']) and ev[0]['parallel'] == 4,
+          'start event: %s' % ev[0])
+    check(s['streams'] == 4 and s['streams_finished'] == 4 and s['bytes'] == 8 * MiB and
+          s['digests_verified'] == 8 and s['digest_mismatches'] == 0 and s['complete'],
+          'summary: %s' % s)
+    rows = [x for x in json.loads(run('-j', 'streams', '-a', sock=c.ctl_sock).stdout)['streams']
+            if x['id'] in ids]
+    check(len(rows) == 4 and all(x['bytes'] == 2 * MiB and x['state'] == 'finished' and
+                                 x['digests_verified'] == 2 for x in rows), 'streams: %s' % rows)
+    after = status()['server']['bytes_received']
+    check(after - before == 8 * MiB, 'the server counted %d octets' % (after - before))
+    r = run('-j', 'run', 'trio', '--bytes', '9M', sock=c.ctl_sock)
+    check(r.returncode == 0, 'run trio: exit %d\n%s%s' % (r.returncode, r.stdout[-2000:],
+                                                           r.stderr))
+    ev, s = summary_of(r)
+    check(len(ev[0]['streams']) == 3 and s['streams'] == 3 and s['streams_finished'] == 3 and
+          s['bytes'] == 9 * MiB and s['digests_verified'] == 9 and s['complete'],
+          'run trio: %s %s' % (ev[0], s))
 
 
 CFG = None
@@ -222,8 +256,9 @@ def cfg_daemon():
     if CFG is None:
         CFG = Daemon()
         with open(CFG.conf, 'a') as f:
-            f.write('producers = ( { name = "idle"; url = "%s"; autostart = false; } );\n'
-                    % daemon().url())
+            f.write('producers = ( { name = "idle"; url = "%s"; autostart = false; },\n'
+                    '  { name = "trio"; url = "%s"; autostart = false; parallel = 3; } );\n'
+                    % (daemon().url(), daemon().url()))
         CFG.start()
     return CFG
 
