@@ -13,6 +13,7 @@
 #define ROW_MAX		100
 
 static unsigned rows;
+int text_bits;
 
 static const char *
 plural(uint64_t n)
@@ -214,9 +215,10 @@ text_stream(enum action a, const struct ctl_stream *s)
 			printf("%-20s %" PRIu64 "\n", "Digest mismatches:",
 			    s->digest_mismatches);
 		}
-		printf("%-20s %s/s now, %s/s average\n", "Rate:",
-		    human_bytes(s->bytes_per_sec, b1, sizeof(b1)),
-		    human_bytes(s->avg_bytes_per_sec, b2, sizeof(b2)));
+		printf("%-20s %s now, %s average\n", "Rate:",
+		    human_rate(s->bytes_per_sec, text_bits, b1, sizeof(b1)),
+		    human_rate(s->avg_bytes_per_sec, text_bits, b2,
+		    sizeof(b2)));
 		printf("%-20s %" PRIu64 " pause%s, %.3f s paused\n",
 		    "Backpressure:", s->backpressure_pauses,
 		    plural(s->backpressure_pauses), s->backpressure_usec / 1e6);
@@ -263,8 +265,8 @@ text_stream(enum action a, const struct ctl_stream *s)
 		return;
 	}
 	if (rows++ == 0)
-		table_header(stdout, 0);
-	table_row(stdout, s, 0);
+		table_header(stdout, text_bits);
+	table_row(stdout, s, text_bits);
 }
 
 static void

@@ -16,9 +16,9 @@ static const struct command {
 	const char	*help;
 } commands[] = {
 	{ "status", ACT_STATUS, "", "daemon, listeners and totals" },
-	{ "streams", ACT_STREAMS, "[-a]", "one row per live stream (-a: "
-	    "ended and configured too)" },
-	{ "show", ACT_SHOW, "ID|NAME", "one stream in full" },
+	{ "streams", ACT_STREAMS, "[-a] [--bits]", "one row per live stream "
+	    "(-a: ended and configured too)" },
+	{ "show", ACT_SHOW, "ID|NAME [--bits]", "one stream in full" },
 	{ "start", ACT_START, "NAME|URL [options]",
 	    "start a configured producer, or one to a URL" },
 	{ "stop", ACT_STOP, "ID|NAME|all", "stop streams" },
@@ -67,6 +67,7 @@ print_usage(FILE *f)
 	    "  --parallel N   N streams (a NAME: instead of its parallel);\n"
 	    "                 --bytes is their total, --rate each one's\n"
 	    "  --interval S   a report every S seconds (default 1)\n"
+	    "  --bits         rates in bits per second\n"
 	    "  without --bytes or --duration a run lasts 10 s\n"
 	    "\nwatch takes:\n"
 	    "  --interval S   refresh every S seconds (default 1; 0.5, 2s, 1m)\n"
@@ -418,6 +419,21 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 			r->action = ACT_HELP;
 			return 0;
 		}
+	/* --bits: rates in bit/s wherever a table shows them (JSON keeps
+	 * octets); anywhere among the command's arguments. */
+	if (c->action == ACT_STREAMS || c->action == ACT_SHOW ||
+	    c->action == ACT_RUN || c->action == ACT_WATCH) {
+		int j = 0;
+
+		for (int i = 0; i < argc; i++) {
+			if (strcmp(argv[i], "--bits") == 0) {
+				r->bits = 1;
+				continue;
+			}
+			argv[j++] = argv[i];
+		}
+		argc = j;
+	}
 	switch (c->action) {
 	case ACT_SHOW:
 	case ACT_STOP:
@@ -470,6 +486,7 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 		}
 		return 0;
 	case ACT_WATCH:
+		r->watch.bits = r->bits;
 		return parse_watch(argc, argv, &r->watch, err, errlen);
 	default:
 		if (argc != 0) {

@@ -81,6 +81,31 @@ mib(double v, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * A rate for the tables: 12.34 MiB/s, or with --bits as iperf3 says it,
+ * decimal, 103.51 Mbit/s (eight times the octets).  JSON keeps octets.
+ */
+static const char *
+rate(double v, char *buf, size_t len)
+{
+	static const char *unit[] = { "bit/s", "kbit/s", "Mbit/s", "Gbit/s",
+	    "Tbit/s" };
+	char b[24];
+	unsigned u = 0;
+
+	if (!text_bits) {
+		snprintf(buf, len, "%s/s", mib(v, b, sizeof(b)));
+		return buf;
+	}
+	v *= 8;
+	while (v >= 1000 && u < 4) {
+		v /= 1000;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
+	return buf;
+}
+
 static void
 emit(struct json_object *o)
 {
@@ -344,10 +369,10 @@ say_interval(struct run *r, double t)
 			    json_object_new_string(rs->last.state));
 			json_object_array_add(l, s);
 		} else if (r->n <= PER_STREAM_MAX)
-			printf("[%5" PRIu64 "] %6.2f-%-6.2f s %12s %12s/s "
+			printf("[%5" PRIu64 "] %6.2f-%-6.2f s %12s %14s "
 			    "%9" PRIu64 " %5" PRIu64 "\n", rs->id, from, to,
 			    mib((double)db, b1, sizeof(b1)),
-			    mib(dt > 0 ? db / dt : 0, b2, sizeof(b2)), dv, dm);
+			    rate(dt > 0 ? db / dt : 0, b2, sizeof(b2)), dv, dm);
 		rs->prev_bytes = rs->last.bytes;
 		rs->prev_verified = rs->last.digests_verified;
 		rs->prev_mismatches = rs->last.digest_mismatches;
@@ -369,10 +394,10 @@ say_interval(struct run *r, double t)
 		emit(o);
 	} else {
 		if (r->n > 1)
-			printf("[  SUM] %6.2f-%-6.2f s %12s %12s/s %9" PRIu64
+			printf("[  SUM] %6.2f-%-6.2f s %12s %14s %9" PRIu64
 			    " %5" PRIu64 "\n", from, to,
 			    mib((double)bytes, b1, sizeof(b1)),
-			    mib(dt > 0 ? bytes / dt : 0, b2, sizeof(b2)), ver,
+			    rate(dt > 0 ? bytes / dt : 0, b2, sizeof(b2)), ver,
 			    bad);
 		fflush(stdout);
 	}
@@ -487,9 +512,9 @@ say_summary(struct run *r, double t)
 			    r->s[i].last.state, r->s[i].last.end_reason,
 			    r->s[i].last.error[0] ? ": " : "",
 			    r->s[i].last.error);
-		printf("sent:      %s in %.2f s, %s/s, %u stream%s (%u "
+		printf("sent:      %s in %.2f s, %s, %u stream%s (%u "
 		    "finished, %u failed)%s\n", mib((double)bytes, b1,
-		    sizeof(b1)), secs, mib(secs > 0 ? bytes / secs : 0, b2,
+		    sizeof(b1)), secs, rate(secs > 0 ? bytes / secs : 0, b2,
 		    sizeof(b2)), r->n, r->n == 1 ? "" : "s", finished, failed,
 		    interrupted ? ", interrupted" : "");
 		if (r->lost > 0)

@@ -17,7 +17,9 @@ f) text: interval lines, a SUM line with --parallel 2, "result: complete";
 g) run NAME: a configured producer with --bytes; usage errors exit 2;
 m) run NAME --parallel 4 --bytes 8M: the entry's 4 streams, ids in a row,
    each 2 MiB finished and verified; a configured parallel = 3 without
-   --parallel: 3 streams followed (not the first alone).
+   --parallel: 3 streams followed (not the first alone);
+n) --bits: run's interval lines and summary, show and streams give bit/s,
+   8 times the octets; JSON (-j ... --bits) keeps octets.
 """
 import json
 import os
@@ -245,6 +247,62 @@ def _():
     check(len(ev[0]['streams']) == 3 and s['streams'] == 3 and s['streams_finished'] == 3 and
           s['bytes'] == 9 * MiB and s['digests_verified'] == 9 and s['complete'],
           'run trio: %s %s' % (ev[0], s))
+
+
+def rate_value(text):
+    """'33.6 Mbit/s', '4.2 MB/s', '12.34 MiB/s', '33.6M' -> units a second (bits or octets)."""
+    import re
+    m = re.match(r'\s*([0-9.]+)\s*([kKMGT]?)(i?)', text)
+    check(m, 'not a rate: %r' % text)
+    mult = {'': 1, 'k': 1e3, 'K': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12}[m.group(2)]
+    if m.group(3):
+        mult = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}[m.group(2)]
+    return float(m.group(1)) * mult
+
+
+@case('n) --bits: run --rate 4M --bytes 8M --bits: interval lines in bit/s, the '
+      'summary\'s rate 8 x its MiB over its seconds (2 %); show and streams -a --bits: 8 x the '
+      'octet rates; -j with --bits keeps octets')
+def _():
+    import re
+    d = daemon()
+    r = run('run', d.url(), '--rate', '4M', '--bytes', '8M', '--interval', '0.5', '--bits',
+            '--name', 'bits')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+    lines = [l for l in r.stdout.splitlines() if re.match(r'\[.{5}\] +[0-9.]+-', l)]
+    check(lines and all(re.search(r'[0-9] [kMG]?bit/s ', l) for l in lines),
+          'interval lines:\n%s' % r.stdout)
+    m = re.search(r'^sent: +([0-9.]+) MiB in ([0-9.]+) s, ([0-9.]+ [kMG]?bit/s)', r.stdout,
+                  re.M)
+    check(m, 'summary:\n%s' % r.stdout)
+    want = float(m.group(1)) * MiB * 8 / float(m.group(2))
+    got = rate_value(m.group(3))
+    check(abs(got - want) <= 0.02 * want, 'summary rate %s, want %.0f bit/s' % (m.group(3), want))
+
+    def show_rates(*extra):
+        out = run('show', 'bits', *extra).stdout
+        m = re.search(r'^Rate: +(.*) now, (.*) average$', out, re.M)
+        check(m, 'show bits %s:\n%s' % (' '.join(extra), out))
+        return m.group(1), m.group(2)
+    octs, bits = show_rates(), show_rates('--bits')
+    check(octs[1].endswith(' MB/s') and bits[1].endswith(' Mbit/s'), 'show: %s %s'
+          % (octs, bits))
+    check(abs(rate_value(bits[1]) - 8 * rate_value(octs[1])) <= 0.02 * rate_value(bits[1]),
+          'show average %s vs %s' % (bits[1], octs[1]))
+
+    def row(*extra):
+        out = run('streams', '-a', *extra).stdout.splitlines()
+        rows = [l.split() for l in out if len(l.split()) > 2 and l.split()[2] == 'bits']
+        check(rows and 'RATE' in out[0], 'streams -a %s:\n%s' % (' '.join(extra), out))
+        return rows[-1][6]
+    a, b = row(), row('--bits')
+    check(a.endswith('/s') and b.endswith('b/s') and
+          abs(rate_value(b) - 8 * rate_value(a)) <= 0.02 * rate_value(b),
+          'streams RATE %s, --bits %s' % (a, b))
+    j1 = json.loads(run('-j', 'show', 'bits').stdout)['stream']
+    j2 = json.loads(run('-j', 'show', 'bits', '--bits').stdout)['stream']
+    check(j1['bytes_per_sec'] == j2['bytes_per_sec'] and j1['bytes'] == j2['bytes'],
+          'json: %s vs %s' % (j1['bytes_per_sec'], j2['bytes_per_sec']))
 
 
 CFG = None
