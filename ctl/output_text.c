@@ -196,6 +196,10 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %s\n", "Name:", s->name[0] ? s->name : "-");
 		printf("%-20s %s\n", "Peer:", s->peer);
 		printf("%-20s %s\n", "Mode:", wsflow_mode_name(s->mode));
+		if (s->link_id != 0)
+			printf("%-20s stream %" PRIu64 " of this daemon\n",
+			    s->role == ROLE_PRODUCER ? "Receiver:" : "Sender:",
+			    s->link_id);
 		printf("%-20s %s\n", "State:", s->state);
 		if (s->ended) {
 			printf("%-20s %s\n", "End reason:", s->end_reason);

@@ -27,6 +27,7 @@
 #define PER_STREAM_MAX	4	/* text: a line each up to this many */
 #define POLL_S		0.1	/* looked at this often (the history is
 				   bounded: read each end before it goes) */
+#define RX_WAIT_S	5	/* after the last end: for the receivers' */
 
 struct run_stream {
 	uint64_t	 id;
@@ -34,6 +35,16 @@ struct run_stream {
 	struct ctl_stream last;		/* as last seen */
 	uint64_t	 prev_bytes, prev_verified, prev_mismatches;
 	bool		 seen, ended;
+	/* Its receiver when the server is a listener of this daemon: the
+	 * server stream last.link_id, as last seen. */
+	struct ctl_stream rx;
+	bool		 rx_seen;
+};
+
+/* A receiver's id and whose it is, for bsearch. */
+struct rx_key {
+	uint64_t	 id;
+	unsigned	 i;
 };
 
 struct run {
@@ -42,6 +53,8 @@ struct run {
 	bool		 json;
 	struct run_stream *s;
 	unsigned	 n;
+	struct rx_key	*rxk;		/* receivers known, by id */
+	unsigned	 nrxk;
 	double		 t0;		/* monotonic, after the starts */
 	double		 prev_t;
 	int		 status;	/* a reply's failure: exit status */
@@ -65,6 +78,16 @@ now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+nap(double s)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	(void)nanosleep(&ts, NULL);	/* EINTR: Ctrl-C, looked at next */
 }
 
 static const char *
@@ -154,10 +177,54 @@ by_id(const void *key, const void *elem)
 	return id < rs->id ? -1 : id > rs->id;
 }
 
+static int
+rx_key_cmp(const void *a, const void *b)
+{
+	const struct rx_key *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The receivers the streams named when last seen, sorted. */
+static void
+rx_index(struct run *r)
+{
+	if (r->rxk == NULL && (r->rxk = calloc(r->n, sizeof(*r->rxk))) ==
+	    NULL)
+		return;
+	r->nrxk = 0;
+	for (unsigned i = 0; i < r->n; i++)
+		if (r->s[i].last.link_id != 0) {
+			r->rxk[r->nrxk].id = r->s[i].last.link_id;
+			r->rxk[r->nrxk++].i = i;
+		}
+	qsort(r->rxk, r->nrxk, sizeof(*r->rxk), rx_key_cmp);
+}
+
+/* A server stream of the listing: a run stream's receiver? */
+static void
+rx_take(struct run *r, const struct ctl_stream *s)
+{
+	struct rx_key key, *k;
+	struct run_stream *rs;
+
+	key.id = s->id;
+	if (r->nrxk == 0 || (k = bsearch(&key, r->rxk, r->nrxk,
+	    sizeof(*r->rxk), rx_key_cmp)) == NULL)
+		return;
+	rs = &r->s[k->i];
+	/* Its own word that it is that producer's other end. */
+	if (s->link_id != rs->id)
+		return;
+	rs->rx = *s;
+	rs->rx_seen = true;
+}
+
 /*
  * Every stream's figures now, live or ended, in one request.  One that
  * is in neither list has left the daemon's history (server.history) in
- * the meantime: ended, its last figures the ones seen.
+ * the meantime: ended, its last figures the ones seen.  Their receivers
+ * too, when they are streams of this daemon.
  */
 static int
 fetch_all(struct run *r)
@@ -166,6 +233,7 @@ fetch_all(struct run *r)
 	union ctl_reply u;
 	int st;
 
+	rx_index(r);
 	memset(&k, 0, sizeof(k));
 	if (ctl_client_request(&r->c, CTL_REQ_STREAMS_ALL, &k, sizeof(k)) ==
 	    -1) {
@@ -182,6 +250,11 @@ fetch_all(struct run *r)
 		case -1:
 			return r->status = st;
 		case CTL_REP_STREAM:
+			if (u.s.id != 0 && u.s.role == ROLE_SERVER &&
+			    u.s.link_id != 0) {
+				rx_take(r, &u.s);
+				break;
+			}
 			if (u.s.id == 0 || u.s.role != ROLE_PRODUCER ||
 			    (rs = bsearch(&u.s.id, r->s, r->n, sizeof(*r->s),
 			    by_id)) == NULL)
@@ -404,6 +477,148 @@ say_interval(struct run *r, double t)
 	r->prev_t = t;
 }
 
+/* rs's receiver as last seen, when it is its current connection's. */
+static const struct ctl_stream *
+rx_of(const struct run_stream *rs)
+{
+	return rs->last.link_id != 0 && rs->rx_seen &&
+	    rs->rx.id == rs->last.link_id ? &rs->rx : NULL;
+}
+
+/*
+ * The senders have ended; their receivers (server streams of this
+ * daemon) end a moment later, once the close has crossed: wait for
+ * their final figures, a few seconds at most.
+ */
+static void
+rx_settle(struct run *r)
+{
+	double deadline = now_s() + RX_WAIT_S;
+
+	for (;;) {
+		unsigned pending = 0;
+
+		for (unsigned i = 0; i < r->n; i++) {
+			const struct ctl_stream *rx = rx_of(&r->s[i]);
+
+			if (r->s[i].last.link_id != 0 && (rx == NULL ||
+			    !rx->ended))
+				pending++;
+		}
+		if (pending == 0 || now_s() > deadline)
+			return;
+		nap(POLL_S);
+		if (fetch_all(r) != 0)
+			return;
+	}
+}
+
+/* What the receivers said, summed over the streams whose is known. */
+struct rx_sum {
+	unsigned	 known, ended;
+	uint64_t	 bytes, sent, digests, messages, bp_pauses, bp_usec;
+	double		 secs;
+};
+
+static void
+rx_sum(const struct run *r, struct rx_sum *x)
+{
+	memset(x, 0, sizeof(*x));
+	for (unsigned i = 0; i < r->n; i++) {
+		const struct ctl_stream *rx = rx_of(&r->s[i]);
+		double secs;
+
+		if (rx == NULL)
+			continue;
+		x->known++;
+		x->ended += rx->ended != 0;
+		x->bytes += rx->bytes;
+		x->sent += r->s[i].last.bytes;
+		x->digests += rx->digests;
+		x->messages += rx->messages;
+		x->bp_pauses += rx->backpressure_pauses;
+		x->bp_usec += rx->backpressure_usec;
+		secs = rx->ended ? rx->run_usec / 1e6 : (double)rx->age_sec;
+		if (secs > x->secs)
+			x->secs = secs;
+	}
+}
+
+#define RX_UNKNOWN	"the server is not a listener of this wsflowd: its " \
+			"figures are not known here"
+
+static struct json_object *
+rx_json(const struct run *r, const struct rx_sum *x)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "known",
+	    json_object_new_boolean(x->known > 0));
+	if (x->known == 0) {
+		json_object_object_add(o, "reason",
+		    json_object_new_string(RX_UNKNOWN));
+		return o;
+	}
+	json_object_object_add(o, "streams", json_object_new_int64(x->known));
+	json_object_object_add(o, "streams_unknown",
+	    json_object_new_int64(r->n - x->known));
+	json_object_object_add(o, "streams_ended",
+	    json_object_new_int64(x->ended));
+	json_object_object_add(o, "bytes",
+	    json_object_new_int64((int64_t)x->bytes));
+	json_object_object_add(o, "bytes_sent",
+	    json_object_new_int64((int64_t)x->sent));
+	json_object_object_add(o, "seconds", json_object_new_double(x->secs));
+	json_object_object_add(o, "bytes_per_sec",
+	    json_object_new_int64(x->secs > 0 ? (int64_t)(x->bytes /
+	    x->secs) : 0));
+	json_object_object_add(o, "messages",
+	    json_object_new_int64((int64_t)x->messages));
+	json_object_object_add(o, "digests_sent",
+	    json_object_new_int64((int64_t)x->digests));
+	json_object_object_add(o, "backpressure_pauses",
+	    json_object_new_int64((int64_t)x->bp_pauses));
+	json_object_object_add(o, "backpressure_usec",
+	    json_object_new_int64((int64_t)x->bp_usec));
+	if (r->n == 1)
+		json_object_object_add(o, "stream",
+		    json_object_new_int64((int64_t)r->s[0].rx.id));
+	return o;
+}
+
+static void
+rx_text(const struct run *r, const struct rx_sum *x)
+{
+	char b1[32], b2[32];
+
+	if (x->known == 0) {
+		printf("received:  not known: %s\n", RX_UNKNOWN);
+		return;
+	}
+	if (r->n == 1)
+		printf("received:  %s in %.2f s, %s, by stream %" PRIu64
+		    " of this wsflowd (%s)\n", mib((double)x->bytes, b1,
+		    sizeof(b1)), x->secs, rate(x->secs > 0 ? x->bytes /
+		    x->secs : 0, b2, sizeof(b2)), r->s[0].rx.id,
+		    r->s[0].rx.state);
+	else
+		printf("received:  %s in %.2f s, %s, by %u streams of this "
+		    "wsflowd (%u ended)\n", mib((double)x->bytes, b1,
+		    sizeof(b1)), x->secs, rate(x->secs > 0 ? x->bytes /
+		    x->secs : 0, b2, sizeof(b2)), x->known, x->ended);
+	printf("           %" PRIu64 " digest%s sent, backpressure %.3f s; ",
+	    x->digests, x->digests == 1 ? "" : "s", x->bp_usec / 1e6);
+	if (x->bytes == x->sent)
+		printf("every octet sent arrived\n");
+	else
+		printf("%" PRIu64 " octets sent, %" PRIu64 " received\n",
+		    x->sent, x->bytes);
+	if (x->known < r->n)
+		printf("           the receivers of %u stream%s are not "
+		    "known\n", r->n - x->known, r->n - x->known == 1 ? "" :
+		    "s");
+}
+
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -417,6 +632,7 @@ static int
 say_summary(struct run *r, double t)
 {
 	struct hist_snap lat, one;
+	struct rx_sum rx;
 	uint64_t bytes = 0, digests = 0, ver = 0, bad = 0, bp = 0;
 	uint64_t *con = calloc(r->n, sizeof(*con));
 	unsigned finished = 0, failed = 0;
@@ -452,6 +668,7 @@ say_summary(struct run *r, double t)
 	}
 	if (con != NULL)
 		qsort(con, r->n, sizeof(*con), cmp_u64);
+	rx_sum(r, &rx);
 	complete = !interrupted && finished == r->n && bad == 0 &&
 	    ver == digests && ver > 0;
 	if (r->json) {
@@ -501,6 +718,7 @@ say_summary(struct run *r, double t)
 		    json_object_new_boolean(interrupted != 0));
 		json_object_object_add(sm, "complete",
 		    json_object_new_boolean(complete));
+		json_object_object_add(sm, "receiver", rx_json(r, &rx));
 		json_object_object_add(o, "event",
 		    json_object_new_string("end"));
 		json_object_object_add(o, "summary", sm);
@@ -522,6 +740,7 @@ say_summary(struct run *r, double t)
 			    "daemon's history (server.history) before this "
 			    "run read %s end\n", r->lost, r->lost == 1 ? "" :
 			    "s", r->lost == 1 ? "its" : "their");
+		rx_text(r, &rx);
 		printf("digests:   %" PRIu64 " verified, %" PRIu64
 		    " mismatched, of %" PRIu64 "\n", ver, bad, digests);
 		printf("latency:   p50 %.3f, p90 %.3f, p99 %.3f, max %.3f ms "
@@ -538,16 +757,6 @@ say_summary(struct run *r, double t)
 	}
 	free(con);
 	return complete ? 0 : EXIT_FAILED;
-}
-
-static void
-nap(double s)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)s;
-	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-	(void)nanosleep(&ts, NULL);	/* EINTR: Ctrl-C, looked at next */
 }
 
 int
@@ -611,9 +820,11 @@ cmd_run(const char *path, const struct parse_result *res,
 		if (ended == r.n || (stop_deadline != 0 && t > stop_deadline))
 			break;
 	}
+	rx_settle(&r);
 	rc = say_summary(&r, r.prev_t);
 done:
 	ctl_client_close(&r.c);
+	free(r.rxk);
 	free(r.s);
 	return rc;
 }

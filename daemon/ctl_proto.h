@@ -170,6 +170,10 @@ struct ctl_stream {
 	uint64_t	connect_upgrade_us;
 	uint64_t	latency_sum_us;
 	uint64_t	latency_n[HIST_BUCKETS];
+	/* The other end in this daemon: a producer's server stream, a
+	 * server stream's producer; 0 none or not known (a server that is
+	 * not a listener of this daemon). */
+	uint64_t	link_id;
 };
 
 struct ctl_result {

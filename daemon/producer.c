@@ -27,6 +27,7 @@
 #include "batch.h"
 #include "daemon.h"
 #include "gen.h"
+#include "listen.h"
 #include "log.h"
 #include "producer.h"
 #include "url.h"
@@ -993,6 +994,25 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	connect_failed(p, was_open ? "connection lost" : "connect failed", why);
 }
 
+/*
+ * The connection is up, the request about to go: when it goes to a port
+ * this daemon listens on, the server stream that reads it may be ours,
+ * and will look for this producer by the connection's ends.
+ */
+static void
+link_offer(struct producer *p, struct lws *wsi)
+{
+	struct wsflowd *wd = p->w->wd;
+
+	for (size_t i = 0; i < wd->nlisteners; i++)
+		if (wd->listeners[i].port == p->url.port) {
+			stream_link_offer(&wd->reg, &p->s,
+			    lws_get_socket_fd(wsi));
+			return;
+		}
+	STAT_SET(p->s.link_id, 0);
+}
+
 /* The configured extra headers, each line "Name: value\r\n". */
 static int
 append_headers(struct producer *p, void *in, size_t len)
@@ -1033,6 +1053,7 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (p == NULL)
 			return 0;
 		p->request_at_us = lws_now_usecs();
+		link_offer(p, wsi);
 		return append_headers(p, in, len);
 
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:

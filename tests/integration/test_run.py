@@ -19,7 +19,15 @@ m) run NAME --parallel 4 --bytes 8M: the entry's 4 streams, ids in a row,
    each 2 MiB finished and verified; a configured parallel = 3 without
    --parallel: 3 streams followed (not the first alone);
 n) --bits: run's interval lines and summary, show and streams give bit/s,
-   8 times the octets; JSON (-j ... --bits) keeps octets.
+   8 times the octets; JSON (-j ... --bits) keeps octets;
+o) receiver figures, run against the daemon's own listener: the summary's
+   receiver is the server stream at the other end (show names each to
+   the other), its bytes = what the sender sent = what the server counted,
+   its digests sent = the digests verified; text says so;
+p) --parallel 3 to the own listener: 3 receivers, their sum; a run NAME
+   whose URL is the own listener of another daemon: not known there;
+q) against the Autobahn tutorial server: the receiver is "not known",
+   no figures (none guessed), text and JSON.
 """
 import json
 import os
@@ -303,6 +311,80 @@ def _():
     j2 = json.loads(run('-j', 'show', 'bits', '--bits').stdout)['stream']
     check(j1['bytes_per_sec'] == j2['bytes_per_sec'] and j1['bytes'] == j2['bytes'],
           'json: %s vs %s' % (j1['bytes_per_sec'], j2['bytes_per_sec']))
+
+
+@case('o) run URL --bytes 8M -j to the daemon\'s own listener: summary.receiver known, its '
+      'stream the server stream whose sender_stream is the run\'s stream, bytes = 8 MiB = sent '
+      '= the server\'s count, digests_sent = 8 = verified, ended; text: "received:" line, '
+      '"every octet sent arrived"')
+def _():
+    d = daemon()
+    before = status()['server']['bytes_received']
+    r = run('-j', 'run', d.url(), '--bytes', '8M', '--name', 'rx1')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+    ev, s = summary_of(r)
+    rx = s.get('receiver', {})
+    diag('receiver: %s' % rx)
+    pid = ev[0]['streams'][0]['id']
+    after = status()['server']['bytes_received']
+    check(rx.get('known') is True and rx['streams'] == 1 and rx['streams_unknown'] == 0 and
+          rx['bytes'] == 8 * MiB == s['bytes'] == rx['bytes_sent'] == after - before and
+          rx['digests_sent'] == 8 == s['digests_verified'] and rx['streams_ended'] == 1 and
+          rx['seconds'] > 0 and rx['bytes_per_sec'] > 0, 'receiver %s; server counted %d'
+          % (rx, after - before))
+    srv = json.loads(run('-j', 'show', rx['stream']).stdout)['stream']
+    prod = json.loads(run('-j', 'show', pid).stdout)['stream']
+    check(srv['role'] == 'server' and srv['sender_stream'] == pid and
+          prod['receiver_stream'] == rx['stream'] and srv['bytes'] == 8 * MiB and
+          srv['digests'] == 8, 'show server %s / producer %s' % (
+              {k: srv.get(k) for k in ('id', 'role', 'sender_stream', 'bytes', 'digests')},
+              prod.get('receiver_stream')))
+    t = run('run', d.url(), '--bytes', '4M', '--name', 'rx2')
+    check(t.returncode == 0, 'text: exit %d %s' % (t.returncode, t.stderr))
+    import re
+    m = re.search(r'^received: +4\.00 MiB in [0-9.]+ s, .* by stream ([0-9]+) of this wsflowd '
+                  r'\((finished|stopped)\)\n +4 digests sent, backpressure [0-9.]+ s; every octet '
+                  r'sent arrived$', t.stdout, re.M)
+    check(m, 'text summary:\n%s' % t.stdout)
+    txt = run('show', m.group(1)).stdout
+    check(re.search(r'^Sender: +stream [0-9]+ of this daemon$', txt, re.M), 'show:\n%s' % txt)
+
+
+@case('p) run --parallel 3 --bytes 6M to the own listener: 3 receivers known, their bytes '
+      '6 MiB = sent, 6 digests; run NAME of a daemon whose producer points at another '
+      'daemon\'s listener: receiver not known there')
+def _():
+    d = daemon()
+    r = run('-j', 'run', d.url(), '--parallel', 3, '--bytes', '6M')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout[-1500:], r.stderr))
+    rx = summary_of(r)[1]['receiver']
+    check(rx['known'] and rx['streams'] == 3 and rx['streams_ended'] == 3 and
+          rx['bytes'] == 6 * MiB == rx['bytes_sent'] and rx['digests_sent'] == 6,
+          'receiver: %s' % rx)
+    # cfg_daemon's producers go to D's listener: another wsflowd, not known to CFG.
+    r = run('-j', 'run', 'idle', '--bytes', '1M', sock=cfg_daemon().ctl_sock)
+    check(r.returncode == 0, 'run idle: exit %d %s' % (r.returncode, r.stderr))
+    rx = summary_of(r)[1]['receiver']
+    check(rx == {'known': False, 'reason': rx.get('reason')} and 'not known' in rx['reason'],
+          'receiver: %s' % rx)
+
+
+@case('q) run against the Autobahn tutorial server (server_streaming): exit 0, summary.receiver '
+      '{known: false} with no figures; text: "received:  not known"')
+def _():
+    p, port = peer_server('server_streaming.py')
+    try:
+        url = 'ws://127.0.0.1:%d/' % port
+        r = run('-j', 'run', url, '--bytes', '2M')
+        check(r.returncode == 0, 'exit %d %s%s' % (r.returncode, r.stdout[-600:], r.stderr))
+        rx = summary_of(r)[1]['receiver']
+        check(rx.get('known') is False and set(rx) == {'known', 'reason'}, 'receiver: %s' % rx)
+        t = run('run', url, '--bytes', '2M')
+        check(t.returncode == 0 and '\nreceived:  not known: the server is not a listener of '
+              'this wsflowd' in t.stdout, 'text:\n%s' % t.stdout)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
 
 
 CFG = None
