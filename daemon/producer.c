@@ -965,6 +965,8 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	lws_set_wsi_user(wsi, NULL);
 	p->wsi = NULL;
 	p->open = false;
+	/* Not found by now, never: its ends may be another client's next. */
+	stream_link_drop(&p->w->wd->reg, &p->s);
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)

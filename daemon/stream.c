@@ -22,7 +22,8 @@ registry_init(struct registry *reg)
 	memset(reg, 0, sizeof(*reg));
 	pthread_mutex_init(&reg->lock, NULL);
 	TAILQ_INIT(&reg->streams);
-	TAILQ_INIT(&reg->unlinked);
+	for (unsigned i = 0; i < LINK_BUCKETS; i++)
+		TAILQ_INIT(&reg->unlinked[i]);
 }
 
 void
@@ -332,15 +333,27 @@ metrics_collect(struct registry *reg, struct metric_acc server[4],
 	return rc;
 }
 
+static struct stream_list *
+link_bucket(struct registry *reg, const struct endpoint *producer_local)
+{
+	return &reg->unlinked[producer_local->port % LINK_BUCKETS];
+}
+
+static void
+unlink_locked(struct registry *reg, struct stream *s)
+{
+	if (s->unlinked) {
+		TAILQ_REMOVE(link_bucket(reg, &s->ep_local), s, lentry);
+		s->unlinked = false;
+	}
+}
+
 /* Gone from the registry, into the history: the owner, once. */
 void
 stream_withdraw(struct registry *reg, struct stream *s)
 {
 	pthread_mutex_lock(&reg->lock);
-	if (s->unlinked) {
-		TAILQ_REMOVE(&reg->unlinked, s, lentry);
-		s->unlinked = false;
-	}
+	unlink_locked(reg, s);
 	history_record_locked(reg, s);
 	metric_record_locked(reg, s);
 	TAILQ_REMOVE(&reg->streams, s, entry);
@@ -396,17 +409,21 @@ stream_link_offer(struct registry *reg, struct stream *s, int fd)
 	pthread_mutex_lock(&reg->lock);
 	/* A new connection: the last one's server stream is not its end. */
 	STAT_SET(s->link_id, 0);
+	unlink_locked(reg, s);
 	if (ok) {
 		s->ep_local = l;
 		s->ep_remote = r;
-		if (!s->unlinked) {
-			TAILQ_INSERT_TAIL(&reg->unlinked, s, lentry);
-			s->unlinked = true;
-		}
-	} else if (s->unlinked) {
-		TAILQ_REMOVE(&reg->unlinked, s, lentry);
-		s->unlinked = false;
+		TAILQ_INSERT_TAIL(link_bucket(reg, &l), s, lentry);
+		s->unlinked = true;
 	}
+	pthread_mutex_unlock(&reg->lock);
+}
+
+void
+stream_link_drop(struct registry *reg, struct stream *s)
+{
+	pthread_mutex_lock(&reg->lock);
+	unlink_locked(reg, s);
 	pthread_mutex_unlock(&reg->lock);
 }
 
@@ -414,25 +431,21 @@ void
 stream_link_find(struct registry *reg, struct stream *s, int fd)
 {
 	struct endpoint l, r;
+	struct stream_list *b;
 	struct stream *p;
 
 	if (endpoint_get(fd, true, &l) == -1 || endpoint_get(fd, false,
 	    &r) == -1)
 		return;
 	pthread_mutex_lock(&reg->lock);
-	if (TAILQ_EMPTY(&reg->unlinked)) {
-		pthread_mutex_unlock(&reg->lock);
-		return;
-	}
-	s->ep_local = l;
-	s->ep_remote = r;
+	b = link_bucket(reg, &r);	/* the producer's local end is our peer */
 	/* A 4-tuple names one connection on this host: its two ends. */
-	TAILQ_FOREACH(p, &reg->unlinked, lentry)
+	TAILQ_FOREACH(p, b, lentry)
 		if (memcmp(&p->ep_local, &r, sizeof(r)) == 0 &&
 		    memcmp(&p->ep_remote, &l, sizeof(l)) == 0)
 			break;
 	if (p != NULL) {
-		TAILQ_REMOVE(&reg->unlinked, p, lentry);
+		TAILQ_REMOVE(b, p, lentry);
 		p->unlinked = false;
 		STAT_SET(p->link_id, s->id);
 		STAT_SET(s->link_id, p->id);

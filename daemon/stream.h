@@ -167,6 +167,8 @@ struct stream_record {
 
 TAILQ_HEAD(stream_list, stream);
 
+#define LINK_BUCKETS	256
+
 /* The counters of one worker (its only writer), summed by totals_get. */
 struct totals_shard {
 	counter_t	 connections;		/* open server streams */
@@ -195,7 +197,8 @@ struct registry {
 	pthread_mutex_t	 lock;		/* streams, nstreams */
 	struct stream_list streams;	/* in id order */
 	unsigned long	 nstreams;
-	struct stream_list unlinked;	/* producers: see stream.link_id */
+	/* Producers: see stream.link_id; by their local port. */
+	struct stream_list unlinked[LINK_BUCKETS];
 	atomic_uint_fast64_t next_id;
 	/* Sockets of the listeners, whatever became of them. */
 	atomic_uint_fast64_t sockets;	/* adopted by a worker, not closed */
@@ -232,6 +235,8 @@ void		 stream_withdraw(struct registry *, struct stream *);
 /* A producer's connection (fd), its request about to go: a server
  * stream of this daemon may now find it (stream_link_find). */
 void		 stream_link_offer(struct registry *, struct stream *, int fd);
+/* That connection is gone: its 4-tuple may be another's next. */
+void		 stream_link_drop(struct registry *, struct stream *);
 /* A server stream's connection (fd), published: link it to the
  * producer at its other end when that is one of ours. */
 void		 stream_link_find(struct registry *, struct stream *, int fd);

@@ -121,7 +121,7 @@ def _():
 
 
 @case('b) run --parallel 64 --bytes 64M -j: 64 streams, each finished with its 1 MiB '
-      'verified; exit 0')
+      'verified, their 64 receivers (this daemon\'s) 64 MiB; exit 0')
 def _():
     d = daemon()
     r = run('-j', 'run', d.url(), '--parallel', 64, '--bytes', '64M', timeout=120)
@@ -130,6 +130,9 @@ def _():
     check(len(ev[0]['streams']) == 64, 'start event names %d streams' % len(ev[0]['streams']))
     check(s['streams'] == 64 and s['streams_finished'] == 64 and s['bytes'] == 64 * MiB and
           s['digests_verified'] == 64 and s['digest_mismatches'] == 0, 'summary: %s' % s)
+    rx = s['receiver']
+    check(rx['known'] and rx['streams'] == 64 and rx['bytes'] == 64 * MiB and
+          rx['digests_sent'] == 64, 'receiver: %s' % rx)
 
 
 @case('c) against the AutobahnPython tutorial servers: producer and streaming (to '
