@@ -200,6 +200,8 @@ json_result(enum action a, const struct ctl_result *r, int status)
 		add_u64(doc, "id", r->id);
 	if (a == ACT_START) {		/* the message is the name */
 		add_str(doc, "name", r->message);
+		/* An entry's parallel streams: ids id .. id + streams - 1. */
+		add_u64(doc, "streams", r->count > 0 ? r->count : 1);
 		snprintf(msg, sizeof(msg), "started producer %llu %s",
 		    (unsigned long long)r->id, r->message);
 		add_str(doc, "message", msg);

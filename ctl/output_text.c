@@ -280,6 +280,10 @@ text_result(enum action a, const struct ctl_result *r, int status)
 	if (r->code != CTL_OK)
 		fprintf(stderr, "wsflowctl: %s\n", r->message[0] ?
 		    r->message : ctl_result_str(r->code));
+	else if (a == ACT_START && r->count > 1)	/* an entry's parallel */
+		printf("started producer %" PRIu64 " %s (streams %" PRIu64
+		    " to %" PRIu64 ")\n", r->id, r->message, r->id, r->id +
+		    r->count - 1);
 	else if (a == ACT_START)	/* the message is the name */
 		printf("started producer %" PRIu64 " %s\n", r->id, r->message);
 	else

@@ -231,7 +231,8 @@ def _():
 
 @case('m) run NAME --parallel 4 --bytes 8M -j: 4 streams named NAME with ids in a row, each '
       '2 MiB finished with its 2 digests verified, sum 8 MiB = the server\'s count; an entry '
-      'with parallel = 3 run without --parallel: 3 streams, 3 MiB each')
+      'with parallel = 3 run without --parallel: 3 streams, 3 MiB each; start of it names '
+      'its 3 ids')
 def _():
     c = cfg_daemon()
     before = status()['server']['bytes_received']
@@ -258,6 +259,12 @@ def _():
     check(len(ev[0]['streams']) == 3 and s['streams'] == 3 and s['streams_finished'] == 3 and
           s['bytes'] == 9 * MiB and s['digests_verified'] == 9 and s['complete'],
           'run trio: %s %s' % (ev[0], s))
+    import re
+    r = run('start', 'trio', sock=c.ctl_sock)
+    m = re.match(r'started producer ([0-9]+) trio \(streams ([0-9]+) to ([0-9]+)\)$', r.stdout)
+    run('stop', 'trio', sock=c.ctl_sock)
+    check(r.returncode == 0 and m and m.group(1) == m.group(2) and
+          int(m.group(3)) == int(m.group(1)) + 2, 'start trio: %r %r' % (r.stdout, r.stderr))
 
 
 def rate_value(text):
