@@ -27,7 +27,8 @@ o) receiver figures, run against the daemon's own listener: the summary's
 p) --parallel 3 to the own listener: 3 receivers, their sum; a run NAME
    whose URL is the own listener of another daemon: not known there;
 q) against the Autobahn tutorial server: the receiver is "not known",
-   no figures (none guessed), text and JSON.
+   no figures (none guessed), text and JSON;
+r) the same over TLS and over lws's framing (both server adapters).
 """
 import json
 import os
@@ -395,6 +396,30 @@ def _():
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(10)
+
+
+@case('r) receiver figures over both data paths and TLS: a daemon with framing = "lws", then '
+      '"wsflow", and a TLS listener runs NAME to its own wss:// and ws:// listeners: receiver '
+      'known, 4 MiB received = sent, 4 digests sent')
+def _():
+    for framing in ('lws', 'wsflow'):
+        x = Daemon(tls=True, framing=framing)
+        with open(x.conf, 'a') as f:
+            f.write('producers = ( { name = "overtls"; url = "%s"; autostart = false; '
+                    'tls = { ca = "%s"; }; },\n  { name = "plain"; url = "%s"; '
+                    'autostart = false; } );\n' % (x.url(tls=True), x.cert, x.url()))
+        x.start()
+        try:
+            for name in ('overtls', 'plain'):
+                r = run('-j', 'run', name, '--bytes', '4M', sock=x.ctl_sock)
+                check(r.returncode == 0, '%s %s: exit %d %s%s' % (
+                    framing, name, r.returncode, r.stdout[-800:], r.stderr))
+                rx = summary_of(r)[1]['receiver']
+                check(rx['known'] and rx['bytes'] == 4 * MiB == rx['bytes_sent'] and
+                      rx['digests_sent'] == 4 and rx['streams_ended'] == 1,
+                      '%s %s: receiver %s' % (framing, name, rx))
+        finally:
+            x.check_clean_stop()
 
 
 CFG = None
