@@ -36,8 +36,14 @@ struct run_stream {
 	uint64_t	 prev_bytes, prev_verified, prev_mismatches;
 	bool		 seen, ended;
 	/* Its receiver when the server is a listener of this daemon: the
-	 * server stream last.link_id, as last seen. */
-	struct ctl_stream rx;
+	 * server stream last.link_id, as last seen (the figures the summary
+	 * uses, not a whole ctl_stream: --parallel may be 100000). */
+	struct rx_fig {
+		uint64_t id, bytes, messages, digests, bp_pauses, bp_usec;
+		uint64_t run_usec, age_sec;
+		bool	 ended;
+		char	 state[16];
+	}		 rx;
 	bool		 rx_seen;
 };
 
@@ -216,7 +222,17 @@ rx_take(struct run *r, const struct ctl_stream *s)
 	/* Its own word that it is that producer's other end. */
 	if (s->link_id != rs->id)
 		return;
-	rs->rx = *s;
+	rs->rx.id = s->id;
+	rs->rx.bytes = s->bytes;
+	rs->rx.messages = s->messages;
+	rs->rx.digests = s->digests;
+	rs->rx.bp_pauses = s->backpressure_pauses;
+	rs->rx.bp_usec = s->backpressure_usec;
+	rs->rx.run_usec = s->run_usec;
+	rs->rx.age_sec = s->age_sec;
+	rs->rx.ended = s->ended != 0;
+	memcpy(rs->rx.state, s->state, sizeof(rs->rx.state));
+	rs->rx.state[sizeof(rs->rx.state) - 1] = '\0';
 	rs->rx_seen = true;
 }
 
@@ -478,7 +494,7 @@ say_interval(struct run *r, double t)
 }
 
 /* rs's receiver as last seen, when it is its current connection's. */
-static const struct ctl_stream *
+static const struct rx_fig *
 rx_of(const struct run_stream *rs)
 {
 	return rs->last.link_id != 0 && rs->rx_seen &&
@@ -499,7 +515,7 @@ rx_settle(struct run *r)
 		unsigned pending = 0;
 
 		for (unsigned i = 0; i < r->n; i++) {
-			const struct ctl_stream *rx = rx_of(&r->s[i]);
+			const struct rx_fig *rx = rx_of(&r->s[i]);
 
 			if (r->s[i].last.link_id != 0 && (rx == NULL ||
 			    !rx->ended))
@@ -525,7 +541,7 @@ rx_sum(const struct run *r, struct rx_sum *x)
 {
 	memset(x, 0, sizeof(*x));
 	for (unsigned i = 0; i < r->n; i++) {
-		const struct ctl_stream *rx = rx_of(&r->s[i]);
+		const struct rx_fig *rx = rx_of(&r->s[i]);
 		double secs;
 
 		if (rx == NULL)
@@ -536,8 +552,8 @@ rx_sum(const struct run *r, struct rx_sum *x)
 		x->sent += r->s[i].last.bytes;
 		x->digests += rx->digests;
 		x->messages += rx->messages;
-		x->bp_pauses += rx->backpressure_pauses;
-		x->bp_usec += rx->backpressure_usec;
+		x->bp_pauses += rx->bp_pauses;
+		x->bp_usec += rx->bp_usec;
 		secs = rx->ended ? rx->run_usec / 1e6 : (double)rx->age_sec;
 		if (secs > x->secs)
 			x->secs = secs;
