@@ -28,6 +28,7 @@
 #define POLL_S		0.1	/* looked at this often (the history is
 				   bounded: read each end before it goes) */
 #define RX_WAIT_S	5	/* after the last end: for the receivers' */
+#define RX_WAIT_INTR_S	1	/* the same after Ctrl-C */
 
 struct run_stream {
 	uint64_t	 id;
@@ -509,7 +510,8 @@ rx_of(const struct run_stream *rs)
 static void
 rx_settle(struct run *r)
 {
-	double deadline = now_s() + RX_WAIT_S;
+	double deadline = now_s() + (interrupted ? RX_WAIT_INTR_S :
+	    RX_WAIT_S);
 
 	for (;;) {
 		unsigned pending = 0;

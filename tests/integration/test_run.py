@@ -177,7 +177,7 @@ def _():
 
 
 @case('e) SIGINT to run --duration 60 after 1.5 s: exits within 5 s with 1, the end event '
-      'says interrupted, the stream is stopped')
+      'says interrupted (its receiver known, no more than sent), the stream is stopped')
 def _():
     d = daemon()
     p = subprocess.Popen([WSFLOWCTL, '-s', d.ctl_sock, '-j', 'run', d.url(), '--duration', '60',
@@ -199,6 +199,9 @@ def _():
     s = ev[-1].get('summary', {})
     check(ev[-1].get('event') == 'end' and s.get('interrupted') is True and s['bytes'] > 0,
           'last event: %s' % ev[-1])
+    rx = s.get('receiver', {})
+    check(rx.get('known') is True and 0 < rx['bytes'] <= rx['bytes_sent'] == s['bytes'],
+          'interrupted run\'s receiver: %s' % rx)
     sh = json.loads(run('-j', 'show', 'intr').stdout)['stream']
     check(sh['state'] == 'stopped', 'show intr: %s' % sh['state'])
 
