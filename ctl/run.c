@@ -35,10 +35,11 @@ struct run_stream {
 	char		 name[CTL_NAME_MAX];
 	struct ctl_stream last;		/* as last seen */
 	uint64_t	 prev_bytes, prev_verified, prev_mismatches;
+	uint64_t	 prev_rx_id, prev_rx_bytes;	/* at the last report */
 	bool		 seen, ended;
 	/* Its receiver when the server is a listener of this daemon: the
-	 * server stream last.link_id, as last seen (the figures the summary
-	 * uses, not a whole ctl_stream: --parallel may be 100000). */
+	 * server stream last.link_id, as last seen (the figures run uses,
+	 * not a whole ctl_stream: --parallel may be 100000). */
 	struct rx_fig {
 		uint64_t id, bytes, messages, digests, bp_pauses, bp_usec;
 		uint64_t run_usec, age_sec;
@@ -48,20 +49,12 @@ struct run_stream {
 	bool		 rx_seen;
 };
 
-/* A receiver's id and whose it is, for bsearch. */
-struct rx_key {
-	uint64_t	 id;
-	unsigned	 i;
-};
-
 struct run {
 	struct ctl_client c;
 	const struct output *out;
 	bool		 json;
 	struct run_stream *s;
 	unsigned	 n;
-	struct rx_key	*rxk;		/* receivers known, by id */
-	unsigned	 nrxk;
 	double		 t0;		/* monotonic, after the starts */
 	double		 prev_t;
 	int		 status;	/* a reply's failure: exit status */
@@ -184,44 +177,19 @@ by_id(const void *key, const void *elem)
 	return id < rs->id ? -1 : id > rs->id;
 }
 
-static int
-rx_key_cmp(const void *a, const void *b)
-{
-	const struct rx_key *x = a, *y = b;
-
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* The receivers the streams named when last seen, sorted. */
-static void
-rx_index(struct run *r)
-{
-	if (r->rxk == NULL && (r->rxk = calloc(r->n, sizeof(*r->rxk))) ==
-	    NULL)
-		return;
-	r->nrxk = 0;
-	for (unsigned i = 0; i < r->n; i++)
-		if (r->s[i].last.link_id != 0) {
-			r->rxk[r->nrxk].id = r->s[i].last.link_id;
-			r->rxk[r->nrxk++].i = i;
-		}
-	qsort(r->rxk, r->nrxk, sizeof(*r->rxk), rx_key_cmp);
-}
-
-/* A server stream of the listing: a run stream's receiver? */
+/*
+ * A server stream of the listing whose sender is a stream of this daemon:
+ * a run stream's receiver?  (rx_of then checks that it is its current
+ * connection's.)  After a reconnect the newest connection's, the highest
+ * id, wins over the ended ones the history lists later.
+ */
 static void
 rx_take(struct run *r, const struct ctl_stream *s)
 {
-	struct rx_key key, *k;
 	struct run_stream *rs;
 
-	key.id = s->id;
-	if (r->nrxk == 0 || (k = bsearch(&key, r->rxk, r->nrxk,
-	    sizeof(*r->rxk), rx_key_cmp)) == NULL)
-		return;
-	rs = &r->s[k->i];
-	/* Its own word that it is that producer's other end. */
-	if (s->link_id != rs->id)
+	if ((rs = bsearch(&s->link_id, r->s, r->n, sizeof(*r->s),
+	    by_id)) == NULL || (rs->rx_seen && rs->rx.id > s->id))
 		return;
 	rs->rx.id = s->id;
 	rs->rx.bytes = s->bytes;
@@ -241,7 +209,7 @@ rx_take(struct run *r, const struct ctl_stream *s)
  * Every stream's figures now, live or ended, in one request.  One that
  * is in neither list has left the daemon's history (server.history) in
  * the meantime: ended, its last figures the ones seen.  Their receivers
- * too, when they are streams of this daemon.
+ * too, when they are streams of this daemon (they name their sender).
  */
 static int
 fetch_all(struct run *r)
@@ -250,7 +218,6 @@ fetch_all(struct run *r)
 	union ctl_reply u;
 	int st;
 
-	rx_index(r);
 	memset(&k, 0, sizeof(k));
 	if (ctl_client_request(&r->c, CTL_REQ_STREAMS_ALL, &k, sizeof(k)) ==
 	    -1) {
@@ -422,11 +389,20 @@ say_start(struct run *r, const struct parse_result *res)
 	fflush(stdout);
 }
 
+/* rs's receiver as last seen, when it is its current connection's. */
+static const struct rx_fig *
+rx_of(const struct run_stream *rs)
+{
+	return rs->last.link_id != 0 && rs->rx_seen &&
+	    rs->rx.id == rs->last.link_id ? &rs->rx : NULL;
+}
+
 /* Figures since the last report: one line a stream (few), their sum. */
 static void
 say_interval(struct run *r, double t)
 {
-	uint64_t bytes = 0, ver = 0, bad = 0;
+	uint64_t bytes = 0, ver = 0, bad = 0, rxbytes = 0;
+	unsigned rxknown = 0;
 	double from = r->prev_t - r->t0, to = t - r->t0, dt = t - r->prev_t;
 	struct json_object *o = NULL, *l = NULL;
 	char b1[32], b2[32];
@@ -440,7 +416,20 @@ say_interval(struct run *r, double t)
 		uint64_t db = rs->last.bytes - rs->prev_bytes;
 		uint64_t dv = rs->last.digests_verified - rs->prev_verified;
 		uint64_t dm = rs->last.digest_mismatches - rs->prev_mismatches;
+		const struct rx_fig *rx = rx_of(rs);
+		uint64_t drx = 0;
 
+		/* The receiver's since the last report, as far as seen. */
+		if (rx != NULL) {
+			uint64_t base = rs->prev_rx_id == rx->id ?
+			    rs->prev_rx_bytes : 0;
+
+			drx = rx->bytes > base ? rx->bytes - base : 0;
+			rxbytes += drx;
+			rxknown++;
+			rs->prev_rx_id = rx->id;
+			rs->prev_rx_bytes = rx->bytes;
+		}
 		bytes += db;
 		ver += dv;
 		bad += dm;
@@ -457,6 +446,8 @@ say_interval(struct run *r, double t)
 			    json_object_new_int64((int64_t)dm));
 			json_object_object_add(s, "state",
 			    json_object_new_string(rs->last.state));
+			json_object_object_add(s, "receiver_bytes", rx != NULL ?
+			    json_object_new_int64((int64_t)drx) : NULL);
 			json_object_array_add(l, s);
 		} else if (r->n <= PER_STREAM_MAX)
 			printf("[%5" PRIu64 "] %6.2f-%-6.2f s %12s %14s "
@@ -480,6 +471,9 @@ say_interval(struct run *r, double t)
 		    json_object_new_int64((int64_t)ver));
 		json_object_object_add(o, "digest_mismatches",
 		    json_object_new_int64((int64_t)bad));
+		/* null: no stream's receiver is known (yet) */
+		json_object_object_add(o, "receiver_bytes", rxknown > 0 ?
+		    json_object_new_int64((int64_t)rxbytes) : NULL);
 		json_object_object_add(o, "streams", l);
 		emit(o);
 	} else {
@@ -492,14 +486,6 @@ say_interval(struct run *r, double t)
 		fflush(stdout);
 	}
 	r->prev_t = t;
-}
-
-/* rs's receiver as last seen, when it is its current connection's. */
-static const struct rx_fig *
-rx_of(const struct run_stream *rs)
-{
-	return rs->last.link_id != 0 && rs->rx_seen &&
-	    rs->rx.id == rs->last.link_id ? &rs->rx : NULL;
 }
 
 /*
@@ -842,7 +828,6 @@ cmd_run(const char *path, const struct parse_result *res,
 	rc = say_summary(&r, r.prev_t);
 done:
 	ctl_client_close(&r.c);
-	free(r.rxk);
 	free(r.s);
 	return rc;
 }

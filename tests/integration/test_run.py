@@ -23,7 +23,8 @@ n) --bits: run's interval lines and summary, show and streams give bit/s,
 o) receiver figures, run against the daemon's own listener: the summary's
    receiver is the server stream at the other end (show names each to
    the other), its bytes = what the sender sent = what the server counted,
-   its digests sent = the digests verified; text says so;
+   its digests sent = the digests verified; text says so; -j intervals
+   carry receiver_bytes;
 p) --parallel 3 to the own listener: 3 receivers, their sum; a run NAME
    whose URL is the own listener of another daemon: not known there;
 q) against the Autobahn tutorial server: the receiver is "not known",
@@ -362,6 +363,16 @@ def _():
     check(m, 'text summary:\n%s' % t.stdout)
     txt = run('show', m.group(1)).stdout
     check(re.search(r'^Sender: +stream [0-9]+ of this daemon$', txt, re.M), 'show:\n%s' % txt)
+    # Intervals: the receiver's octets as far as seen, never more than it got in all.
+    r = run('-j', 'run', d.url(), '--bytes', '8M', '--rate', '8M', '--interval', '0.25')
+    check(r.returncode == 0, 'paced: exit %d %s' % (r.returncode, r.stderr))
+    ev, s = summary_of(r)
+    got = [e['receiver_bytes'] for e in ev[1:-1]]
+    per = [x['receiver_bytes'] for e in ev[1:-1] for x in e['streams']]
+    check(all('receiver_bytes' in e for e in ev[1:-1]) and any(g for g in got) and
+          0 < sum(g or 0 for g in got) <= s['receiver']['bytes'] and
+          sum(p or 0 for p in per) == sum(g or 0 for g in got),
+          'interval receiver_bytes %s, receiver %s' % (got, s['receiver']))
 
 
 @case('p) run --parallel 3 --bytes 6M to the own listener: 3 receivers known, their bytes '
@@ -391,8 +402,10 @@ def _():
         url = 'ws://127.0.0.1:%d/' % port
         r = run('-j', 'run', url, '--bytes', '2M')
         check(r.returncode == 0, 'exit %d %s%s' % (r.returncode, r.stdout[-600:], r.stderr))
-        rx = summary_of(r)[1]['receiver']
+        ev, s = summary_of(r)
+        rx = s['receiver']
         check(rx.get('known') is False and set(rx) == {'known', 'reason'}, 'receiver: %s' % rx)
+        check(all(e['receiver_bytes'] is None for e in ev[1:-1]), 'intervals: %s' % ev[1:-1])
         t = run('run', url, '--bytes', '2M')
         check(t.returncode == 0 and '\nreceived:  not known: the server is not a listener of '
               'this wsflowd' in t.stdout, 'text:\n%s' % t.stdout)
