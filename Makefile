@@ -64,6 +64,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/t
 UNIT_OBJS_batch := batch
 UNIT_OBJS_hist := hist
 UNIT_OBJS_config := config ctl_proto url
+UNIT_OBJS_ctlproto := ctl_proto
 UNIT_OBJS_frame := ws gen url
 UNIT_OBJS_upgrade := upgrade
 UNIT_OBJS_wsparse := ws

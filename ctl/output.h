@@ -40,6 +40,8 @@ struct output {
 };
 
 extern const struct output text_output;
+/* Text: rates in bit/s (--bits); JSON keeps octets a second. */
+extern int text_bits;
 extern const struct output json_output;
 
 /* A stream's digest latencies as a histogram (quantiles: hist.h). */

@@ -130,6 +130,11 @@ stream_object(enum action a, const struct ctl_stream *s)
 			json_object_object_add(o, "seconds",
 			    json_object_new_double(s->run_usec / 1e6));
 		add_u64(o, "reconnects", s->reconnects);
+		/* The other end when it is a stream of this daemon (a
+		 * producer to its own listener); null: not known here. */
+		json_object_object_add(o, s->role == ROLE_PRODUCER ?
+		    "receiver_stream" : "sender_stream", s->link_id != 0 ?
+		    json_object_new_int64((int64_t)s->link_id) : NULL);
 		if (s->role == ROLE_PRODUCER) {
 			struct json_object *lat = json_object_new_object(),
 			    *con = json_object_new_object();
@@ -195,6 +200,8 @@ json_result(enum action a, const struct ctl_result *r, int status)
 		add_u64(doc, "id", r->id);
 	if (a == ACT_START) {		/* the message is the name */
 		add_str(doc, "name", r->message);
+		/* An entry's parallel streams: ids id .. id + streams - 1. */
+		add_u64(doc, "streams", r->count > 0 ? r->count : 1);
 		snprintf(msg, sizeof(msg), "started producer %llu %s",
 		    (unsigned long long)r->id, r->message);
 		add_str(doc, "message", msg);

@@ -13,6 +13,7 @@
 #define ROW_MAX		100
 
 static unsigned rows;
+int text_bits;
 
 static const char *
 plural(uint64_t n)
@@ -195,6 +196,10 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %s\n", "Name:", s->name[0] ? s->name : "-");
 		printf("%-20s %s\n", "Peer:", s->peer);
 		printf("%-20s %s\n", "Mode:", wsflow_mode_name(s->mode));
+		if (s->link_id != 0)
+			printf("%-20s stream %" PRIu64 " of this daemon\n",
+			    s->role == ROLE_PRODUCER ? "Receiver:" : "Sender:",
+			    s->link_id);
 		printf("%-20s %s\n", "State:", s->state);
 		if (s->ended) {
 			printf("%-20s %s\n", "End reason:", s->end_reason);
@@ -214,9 +219,10 @@ text_stream(enum action a, const struct ctl_stream *s)
 			printf("%-20s %" PRIu64 "\n", "Digest mismatches:",
 			    s->digest_mismatches);
 		}
-		printf("%-20s %s/s now, %s/s average\n", "Rate:",
-		    human_bytes(s->bytes_per_sec, b1, sizeof(b1)),
-		    human_bytes(s->avg_bytes_per_sec, b2, sizeof(b2)));
+		printf("%-20s %s now, %s average\n", "Rate:",
+		    human_rate(s->bytes_per_sec, text_bits, b1, sizeof(b1)),
+		    human_rate(s->avg_bytes_per_sec, text_bits, b2,
+		    sizeof(b2)));
 		printf("%-20s %" PRIu64 " pause%s, %.3f s paused\n",
 		    "Backpressure:", s->backpressure_pauses,
 		    plural(s->backpressure_pauses), s->backpressure_usec / 1e6);
@@ -263,8 +269,8 @@ text_stream(enum action a, const struct ctl_stream *s)
 		return;
 	}
 	if (rows++ == 0)
-		table_header(stdout, 0);
-	table_row(stdout, s, 0);
+		table_header(stdout, text_bits);
+	table_row(stdout, s, text_bits);
 }
 
 static void
@@ -274,6 +280,10 @@ text_result(enum action a, const struct ctl_result *r, int status)
 	if (r->code != CTL_OK)
 		fprintf(stderr, "wsflowctl: %s\n", r->message[0] ?
 		    r->message : ctl_result_str(r->code));
+	else if (a == ACT_START && r->count > 1)	/* an entry's parallel */
+		printf("started producer %" PRIu64 " %s (streams %" PRIu64
+		    " to %" PRIu64 ")\n", r->id, r->message, r->id, r->id +
+		    r->count - 1);
 	else if (a == ACT_START)	/* the message is the name */
 		printf("started producer %" PRIu64 " %s\n", r->id, r->message);
 	else

@@ -16,9 +16,9 @@ static const struct command {
 	const char	*help;
 } commands[] = {
 	{ "status", ACT_STATUS, "", "daemon, listeners and totals" },
-	{ "streams", ACT_STREAMS, "[-a]", "one row per live stream (-a: "
-	    "ended and configured too)" },
-	{ "show", ACT_SHOW, "ID|NAME", "one stream in full" },
+	{ "streams", ACT_STREAMS, "[-a] [--bits]", "one row per live stream "
+	    "(-a: ended and configured too)" },
+	{ "show", ACT_SHOW, "ID|NAME [--bits]", "one stream in full" },
 	{ "start", ACT_START, "NAME|URL [options]",
 	    "start a configured producer, or one to a URL" },
 	{ "stop", ACT_STOP, "ID|NAME|all", "stop streams" },
@@ -64,9 +64,10 @@ print_usage(FILE *f)
 	    "  --rate R       octets per second (K, M, G: KiB, MiB, GiB)\n"
 	    "  --name NAME    the producer's name (default adhoc-ID)\n"
 	    "\nrun NAME|URL takes the same (with a NAME too), and:\n"
-	    "  --parallel N   N streams (URL only); --bytes is their total,\n"
-	    "                 --rate each one's\n"
+	    "  --parallel N   N streams (a NAME: instead of its parallel);\n"
+	    "                 --bytes is their total, --rate each one's\n"
 	    "  --interval S   a report every S seconds (default 1)\n"
+	    "  --bits         rates in bits per second\n"
 	    "  without --bytes or --duration a run lasts 10 s\n"
 	    "\nwatch takes:\n"
 	    "  --interval S   refresh every S seconds (default 1; 0.5, 2s, 1m)\n"
@@ -246,13 +247,16 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			return -1;
 		}
 		if (strcmp(opt, "--parallel") == 0) {
-			if (scaled(val, size_units + 0, 100000, &v) == -1 ||
-			    v == 0) {
-				snprintf(err, errlen, "--parallel: 1 to 100000 "
-				    "streams");
+			if (scaled(val, size_units + 0, CTL_PARALLEL_MAX,
+			    &v) == -1 || v == 0) {
+				snprintf(err, errlen, "--parallel: 1 to %d "
+				    "streams", CTL_PARALLEL_MAX);
 				return -1;
 			}
 			r->run.parallel = (unsigned)v;
+			/* NAME: the daemon starts the entry's N streams. */
+			st->parallel = (uint32_t)v;
+			st->flags |= CTL_START_PARALLEL;
 		} else if (strcmp(opt, "--interval") == 0) {
 			char *end;
 			double d = strtod(val, &end);
@@ -415,6 +419,21 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 			r->action = ACT_HELP;
 			return 0;
 		}
+	/* --bits: rates in bit/s wherever a table shows them (JSON keeps
+	 * octets); anywhere among the command's arguments. */
+	if (c->action == ACT_STREAMS || c->action == ACT_SHOW ||
+	    c->action == ACT_RUN || c->action == ACT_WATCH) {
+		int j = 0;
+
+		for (int i = 0; i < argc; i++) {
+			if (strcmp(argv[i], "--bits") == 0) {
+				r->bits = 1;
+				continue;
+			}
+			argv[j++] = argv[i];
+		}
+		argc = j;
+	}
 	switch (c->action) {
 	case ACT_SHOW:
 	case ACT_STOP:
@@ -456,11 +475,9 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 		r->run.interval = 1;
 		if (parse_start(argc, argv, r, err, errlen) == -1)
 			return -1;
-		if (r->run.parallel > 1 && r->start.url[0] == '\0') {
-			snprintf(err, errlen, "--parallel needs a URL: a "
-			    "configured producer runs once");
-			return -1;
-		}
+		/* A URL's N streams are N starts of one each. */
+		if (r->start.url[0] != '\0')
+			r->start.flags &= ~(uint32_t)CTL_START_PARALLEL;
 		r->run.limited = (r->start.flags & (CTL_START_BYTES |
 		    CTL_START_DURATION)) != 0;
 		if (!r->run.limited) {	/* as iperf3: 10 s */
@@ -469,6 +486,7 @@ parse(int argc, char *argv[], struct parse_result *r, char *err,
 		}
 		return 0;
 	case ACT_WATCH:
+		r->watch.bits = r->bits;
 		return parse_watch(argc, argv, &r->watch, err, errlen);
 	default:
 		if (argc != 0) {

@@ -42,6 +42,7 @@ struct parse_result {
 	struct ctl_start start;
 	struct run_opts	 run;
 	struct watch_opts watch;
+	int		 bits;		/* --bits: text rates in bit/s */
 };
 
 /* 0, or -1 with a message in err (a usage error: exit 2). */

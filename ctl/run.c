@@ -27,13 +27,26 @@
 #define PER_STREAM_MAX	4	/* text: a line each up to this many */
 #define POLL_S		0.1	/* looked at this often (the history is
 				   bounded: read each end before it goes) */
+#define RX_WAIT_S	5	/* after the last end: for the receivers' */
+#define RX_WAIT_INTR_S	1	/* the same after Ctrl-C */
 
 struct run_stream {
 	uint64_t	 id;
 	char		 name[CTL_NAME_MAX];
 	struct ctl_stream last;		/* as last seen */
 	uint64_t	 prev_bytes, prev_verified, prev_mismatches;
+	uint64_t	 prev_rx_id, prev_rx_bytes;	/* at the last report */
 	bool		 seen, ended;
+	/* Its receiver when the server is a listener of this daemon: the
+	 * server stream last.link_id, as last seen (the figures run uses,
+	 * not a whole ctl_stream: --parallel may be 100000). */
+	struct rx_fig {
+		uint64_t id, bytes, messages, digests, bp_pauses, bp_usec;
+		uint64_t run_usec, age_sec;
+		bool	 ended;
+		char	 state[16];
+	}		 rx;
+	bool		 rx_seen;
 };
 
 struct run {
@@ -67,6 +80,16 @@ now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void
+nap(double s)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	(void)nanosleep(&ts, NULL);	/* EINTR: Ctrl-C, looked at next */
+}
+
 static const char *
 mib(double v, char *buf, size_t len)
 {
@@ -75,6 +98,31 @@ mib(double v, char *buf, size_t len)
 
 	while (v >= 1024 && u < 4) {
 		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
+	return buf;
+}
+
+/*
+ * A rate for the tables: 12.34 MiB/s, or with --bits as iperf3 says it,
+ * decimal, 103.51 Mbit/s (eight times the octets).  JSON keeps octets.
+ */
+static const char *
+rate(double v, char *buf, size_t len)
+{
+	static const char *unit[] = { "bit/s", "kbit/s", "Mbit/s", "Gbit/s",
+	    "Tbit/s" };
+	char b[24];
+	unsigned u = 0;
+
+	if (!text_bits) {
+		snprintf(buf, len, "%s/s", mib(v, b, sizeof(b)));
+		return buf;
+	}
+	v *= 8;
+	while (v >= 1000 && u < 4) {
+		v /= 1000;
 		u++;
 	}
 	snprintf(buf, len, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
@@ -130,9 +178,38 @@ by_id(const void *key, const void *elem)
 }
 
 /*
+ * A server stream of the listing whose sender is a stream of this daemon:
+ * a run stream's receiver?  (rx_of then checks that it is its current
+ * connection's.)  After a reconnect the newest connection's, the highest
+ * id, wins over the ended ones the history lists later.
+ */
+static void
+rx_take(struct run *r, const struct ctl_stream *s)
+{
+	struct run_stream *rs;
+
+	if ((rs = bsearch(&s->link_id, r->s, r->n, sizeof(*r->s),
+	    by_id)) == NULL || (rs->rx_seen && rs->rx.id > s->id))
+		return;
+	rs->rx.id = s->id;
+	rs->rx.bytes = s->bytes;
+	rs->rx.messages = s->messages;
+	rs->rx.digests = s->digests;
+	rs->rx.bp_pauses = s->backpressure_pauses;
+	rs->rx.bp_usec = s->backpressure_usec;
+	rs->rx.run_usec = s->run_usec;
+	rs->rx.age_sec = s->age_sec;
+	rs->rx.ended = s->ended != 0;
+	memcpy(rs->rx.state, s->state, sizeof(rs->rx.state));
+	rs->rx.state[sizeof(rs->rx.state) - 1] = '\0';
+	rs->rx_seen = true;
+}
+
+/*
  * Every stream's figures now, live or ended, in one request.  One that
  * is in neither list has left the daemon's history (server.history) in
- * the meantime: ended, its last figures the ones seen.
+ * the meantime: ended, its last figures the ones seen.  Their receivers
+ * too, when they are streams of this daemon (they name their sender).
  */
 static int
 fetch_all(struct run *r)
@@ -157,6 +234,11 @@ fetch_all(struct run *r)
 		case -1:
 			return r->status = st;
 		case CTL_REP_STREAM:
+			if (u.s.id != 0 && u.s.role == ROLE_SERVER &&
+			    u.s.link_id != 0) {
+				rx_take(r, &u.s);
+				break;
+			}
 			if (u.s.id == 0 || u.s.role != ROLE_PRODUCER ||
 			    (rs = bsearch(&u.s.id, r->s, r->n, sizeof(*r->s),
 			    by_id)) == NULL)
@@ -187,6 +269,39 @@ start_all(struct run *r, const struct parse_result *res)
 	const struct ctl_start *base = &res->start;
 	char stem[CTL_NAME_MAX];
 
+	/*
+	 * A configured producer: one start, the daemon launches the entry's
+	 * streams (its parallel, or --parallel) as ids in a row and shares
+	 * --bytes out among them itself.
+	 */
+	if (base->url[0] == '\0') {
+		struct ctl_result res_;
+		struct run_stream *s;
+		unsigned n;
+		int rc;
+
+		if ((rc = request_result(r, CTL_REQ_START, base,
+		    sizeof(*base), &res_)) != 0)
+			return rc;
+		n = res_.count > 0 ? res_.count : 1;
+		if (n != r->n) {
+			if ((s = calloc(n, sizeof(*s))) == NULL) {
+				snprintf(r->why, sizeof(r->why), "out of "
+				    "memory");
+				r->n = 0;
+				return EXIT_FAILED;
+			}
+			free(r->s);
+			r->s = s;
+			r->n = n;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			r->s[i].id = res_.id + i;
+			(void)ctl_strlcpy(r->s[i].name, res_.message,
+			    sizeof(r->s[i].name));
+		}
+		return 0;
+	}
 	if (base->name[0] != '\0')
 		snprintf(stem, sizeof(stem), "%s", base->name);
 	else
@@ -274,11 +389,20 @@ say_start(struct run *r, const struct parse_result *res)
 	fflush(stdout);
 }
 
+/* rs's receiver as last seen, when it is its current connection's. */
+static const struct rx_fig *
+rx_of(const struct run_stream *rs)
+{
+	return rs->last.link_id != 0 && rs->rx_seen &&
+	    rs->rx.id == rs->last.link_id ? &rs->rx : NULL;
+}
+
 /* Figures since the last report: one line a stream (few), their sum. */
 static void
 say_interval(struct run *r, double t)
 {
-	uint64_t bytes = 0, ver = 0, bad = 0;
+	uint64_t bytes = 0, ver = 0, bad = 0, rxbytes = 0;
+	unsigned rxknown = 0;
 	double from = r->prev_t - r->t0, to = t - r->t0, dt = t - r->prev_t;
 	struct json_object *o = NULL, *l = NULL;
 	char b1[32], b2[32];
@@ -292,7 +416,20 @@ say_interval(struct run *r, double t)
 		uint64_t db = rs->last.bytes - rs->prev_bytes;
 		uint64_t dv = rs->last.digests_verified - rs->prev_verified;
 		uint64_t dm = rs->last.digest_mismatches - rs->prev_mismatches;
+		const struct rx_fig *rx = rx_of(rs);
+		uint64_t drx = 0;
 
+		/* The receiver's since the last report, as far as seen. */
+		if (rx != NULL) {
+			uint64_t base = rs->prev_rx_id == rx->id ?
+			    rs->prev_rx_bytes : 0;
+
+			drx = rx->bytes > base ? rx->bytes - base : 0;
+			rxbytes += drx;
+			rxknown++;
+			rs->prev_rx_id = rx->id;
+			rs->prev_rx_bytes = rx->bytes;
+		}
 		bytes += db;
 		ver += dv;
 		bad += dm;
@@ -309,12 +446,14 @@ say_interval(struct run *r, double t)
 			    json_object_new_int64((int64_t)dm));
 			json_object_object_add(s, "state",
 			    json_object_new_string(rs->last.state));
+			json_object_object_add(s, "receiver_bytes", rx != NULL ?
+			    json_object_new_int64((int64_t)drx) : NULL);
 			json_object_array_add(l, s);
 		} else if (r->n <= PER_STREAM_MAX)
-			printf("[%5" PRIu64 "] %6.2f-%-6.2f s %12s %12s/s "
+			printf("[%5" PRIu64 "] %6.2f-%-6.2f s %12s %14s "
 			    "%9" PRIu64 " %5" PRIu64 "\n", rs->id, from, to,
 			    mib((double)db, b1, sizeof(b1)),
-			    mib(dt > 0 ? db / dt : 0, b2, sizeof(b2)), dv, dm);
+			    rate(dt > 0 ? db / dt : 0, b2, sizeof(b2)), dv, dm);
 		rs->prev_bytes = rs->last.bytes;
 		rs->prev_verified = rs->last.digests_verified;
 		rs->prev_mismatches = rs->last.digest_mismatches;
@@ -332,18 +471,156 @@ say_interval(struct run *r, double t)
 		    json_object_new_int64((int64_t)ver));
 		json_object_object_add(o, "digest_mismatches",
 		    json_object_new_int64((int64_t)bad));
+		/* null: no stream's receiver is known (yet) */
+		json_object_object_add(o, "receiver_bytes", rxknown > 0 ?
+		    json_object_new_int64((int64_t)rxbytes) : NULL);
 		json_object_object_add(o, "streams", l);
 		emit(o);
 	} else {
 		if (r->n > 1)
-			printf("[  SUM] %6.2f-%-6.2f s %12s %12s/s %9" PRIu64
+			printf("[  SUM] %6.2f-%-6.2f s %12s %14s %9" PRIu64
 			    " %5" PRIu64 "\n", from, to,
 			    mib((double)bytes, b1, sizeof(b1)),
-			    mib(dt > 0 ? bytes / dt : 0, b2, sizeof(b2)), ver,
+			    rate(dt > 0 ? bytes / dt : 0, b2, sizeof(b2)), ver,
 			    bad);
 		fflush(stdout);
 	}
 	r->prev_t = t;
+}
+
+/*
+ * The senders have ended; their receivers (server streams of this
+ * daemon) end a moment later, once the close has crossed: wait for
+ * their final figures, a few seconds at most.
+ */
+static void
+rx_settle(struct run *r)
+{
+	double deadline = now_s() + (interrupted ? RX_WAIT_INTR_S :
+	    RX_WAIT_S);
+
+	for (;;) {
+		unsigned pending = 0;
+
+		for (unsigned i = 0; i < r->n; i++) {
+			const struct rx_fig *rx = rx_of(&r->s[i]);
+
+			if (r->s[i].last.link_id != 0 && (rx == NULL ||
+			    !rx->ended))
+				pending++;
+		}
+		if (pending == 0 || now_s() > deadline)
+			return;
+		nap(POLL_S);
+		if (fetch_all(r) != 0)
+			return;
+	}
+}
+
+/* What the receivers said, summed over the streams whose is known. */
+struct rx_sum {
+	unsigned	 known, ended;
+	uint64_t	 bytes, sent, digests, messages, bp_pauses, bp_usec;
+	double		 secs;
+};
+
+static void
+rx_sum(const struct run *r, struct rx_sum *x)
+{
+	memset(x, 0, sizeof(*x));
+	for (unsigned i = 0; i < r->n; i++) {
+		const struct rx_fig *rx = rx_of(&r->s[i]);
+		double secs;
+
+		if (rx == NULL)
+			continue;
+		x->known++;
+		x->ended += rx->ended != 0;
+		x->bytes += rx->bytes;
+		x->sent += r->s[i].last.bytes;
+		x->digests += rx->digests;
+		x->messages += rx->messages;
+		x->bp_pauses += rx->bp_pauses;
+		x->bp_usec += rx->bp_usec;
+		secs = rx->ended ? rx->run_usec / 1e6 : (double)rx->age_sec;
+		if (secs > x->secs)
+			x->secs = secs;
+	}
+}
+
+#define RX_UNKNOWN	"the server is not a listener of this wsflowd: its " \
+			"figures are not known here"
+
+static struct json_object *
+rx_json(const struct run *r, const struct rx_sum *x)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "known",
+	    json_object_new_boolean(x->known > 0));
+	if (x->known == 0) {
+		json_object_object_add(o, "reason",
+		    json_object_new_string(RX_UNKNOWN));
+		return o;
+	}
+	json_object_object_add(o, "streams", json_object_new_int64(x->known));
+	json_object_object_add(o, "streams_unknown",
+	    json_object_new_int64(r->n - x->known));
+	json_object_object_add(o, "streams_ended",
+	    json_object_new_int64(x->ended));
+	json_object_object_add(o, "bytes",
+	    json_object_new_int64((int64_t)x->bytes));
+	json_object_object_add(o, "bytes_sent",
+	    json_object_new_int64((int64_t)x->sent));
+	json_object_object_add(o, "seconds", json_object_new_double(x->secs));
+	json_object_object_add(o, "bytes_per_sec",
+	    json_object_new_int64(x->secs > 0 ? (int64_t)(x->bytes /
+	    x->secs) : 0));
+	json_object_object_add(o, "messages",
+	    json_object_new_int64((int64_t)x->messages));
+	json_object_object_add(o, "digests_sent",
+	    json_object_new_int64((int64_t)x->digests));
+	json_object_object_add(o, "backpressure_pauses",
+	    json_object_new_int64((int64_t)x->bp_pauses));
+	json_object_object_add(o, "backpressure_usec",
+	    json_object_new_int64((int64_t)x->bp_usec));
+	if (r->n == 1)
+		json_object_object_add(o, "stream",
+		    json_object_new_int64((int64_t)r->s[0].rx.id));
+	return o;
+}
+
+static void
+rx_text(const struct run *r, const struct rx_sum *x)
+{
+	char b1[32], b2[32];
+
+	if (x->known == 0) {
+		printf("received:  not known: %s\n", RX_UNKNOWN);
+		return;
+	}
+	if (r->n == 1)
+		printf("received:  %s in %.2f s, %s, by stream %" PRIu64
+		    " of this wsflowd (%s)\n", mib((double)x->bytes, b1,
+		    sizeof(b1)), x->secs, rate(x->secs > 0 ? x->bytes /
+		    x->secs : 0, b2, sizeof(b2)), r->s[0].rx.id,
+		    r->s[0].rx.state);
+	else
+		printf("received:  %s in %.2f s, %s, by %u streams of this "
+		    "wsflowd (%u ended)\n", mib((double)x->bytes, b1,
+		    sizeof(b1)), x->secs, rate(x->secs > 0 ? x->bytes /
+		    x->secs : 0, b2, sizeof(b2)), x->known, x->ended);
+	printf("           %" PRIu64 " digest%s sent, backpressure %.3f s; ",
+	    x->digests, x->digests == 1 ? "" : "s", x->bp_usec / 1e6);
+	if (x->bytes == x->sent)
+		printf("every octet sent arrived\n");
+	else
+		printf("%" PRIu64 " octets sent, %" PRIu64 " received\n",
+		    x->sent, x->bytes);
+	if (x->known < r->n)
+		printf("           the receivers of %u stream%s are not "
+		    "known\n", r->n - x->known, r->n - x->known == 1 ? "" :
+		    "s");
 }
 
 static int
@@ -359,6 +636,7 @@ static int
 say_summary(struct run *r, double t)
 {
 	struct hist_snap lat, one;
+	struct rx_sum rx;
 	uint64_t bytes = 0, digests = 0, ver = 0, bad = 0, bp = 0;
 	uint64_t *con = calloc(r->n, sizeof(*con));
 	unsigned finished = 0, failed = 0;
@@ -394,6 +672,7 @@ say_summary(struct run *r, double t)
 	}
 	if (con != NULL)
 		qsort(con, r->n, sizeof(*con), cmp_u64);
+	rx_sum(r, &rx);
 	complete = !interrupted && finished == r->n && bad == 0 &&
 	    ver == digests && ver > 0;
 	if (r->json) {
@@ -443,6 +722,7 @@ say_summary(struct run *r, double t)
 		    json_object_new_boolean(interrupted != 0));
 		json_object_object_add(sm, "complete",
 		    json_object_new_boolean(complete));
+		json_object_object_add(sm, "receiver", rx_json(r, &rx));
 		json_object_object_add(o, "event",
 		    json_object_new_string("end"));
 		json_object_object_add(o, "summary", sm);
@@ -454,9 +734,9 @@ say_summary(struct run *r, double t)
 			    r->s[i].last.state, r->s[i].last.end_reason,
 			    r->s[i].last.error[0] ? ": " : "",
 			    r->s[i].last.error);
-		printf("sent:      %s in %.2f s, %s/s, %u stream%s (%u "
+		printf("sent:      %s in %.2f s, %s, %u stream%s (%u "
 		    "finished, %u failed)%s\n", mib((double)bytes, b1,
-		    sizeof(b1)), secs, mib(secs > 0 ? bytes / secs : 0, b2,
+		    sizeof(b1)), secs, rate(secs > 0 ? bytes / secs : 0, b2,
 		    sizeof(b2)), r->n, r->n == 1 ? "" : "s", finished, failed,
 		    interrupted ? ", interrupted" : "");
 		if (r->lost > 0)
@@ -464,6 +744,7 @@ say_summary(struct run *r, double t)
 			    "daemon's history (server.history) before this "
 			    "run read %s end\n", r->lost, r->lost == 1 ? "" :
 			    "s", r->lost == 1 ? "its" : "their");
+		rx_text(r, &rx);
 		printf("digests:   %" PRIu64 " verified, %" PRIu64
 		    " mismatched, of %" PRIu64 "\n", ver, bad, digests);
 		printf("latency:   p50 %.3f, p90 %.3f, p99 %.3f, max %.3f ms "
@@ -480,16 +761,6 @@ say_summary(struct run *r, double t)
 	}
 	free(con);
 	return complete ? 0 : EXIT_FAILED;
-}
-
-static void
-nap(double s)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)s;
-	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-	(void)nanosleep(&ts, NULL);	/* EINTR: Ctrl-C, looked at next */
 }
 
 int
@@ -553,6 +824,7 @@ cmd_run(const char *path, const struct parse_result *res,
 		if (ended == r.n || (stop_deadline != 0 && t > stop_deadline))
 			break;
 	}
+	rx_settle(&r);
 	rc = say_summary(&r, r.prev_t);
 done:
 	ctl_client_close(&r.c);

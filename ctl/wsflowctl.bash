@@ -99,11 +99,15 @@ _wsflowctl()
 			list=$commands
 		elif [[ $cmd == watch ]]; then
 			list="--interval --count --bits"
+		elif [[ $cmd == streams ]]; then
+			list="-a --all --bits"
+		elif [[ $cmd == show ]] && ((nargs > 0)); then
+			list="--bits"
 		elif [[ $cmd == start && -n $url ]]; then
 			list="--mode --bytes --duration --rate --name"
 		elif [[ $cmd == run ]] && ((nargs > 0)); then
 			list="--parallel --bytes --duration --rate --mode"
-			list+=" --interval --name"
+			list+=" --interval --name --bits"
 		elif [[ $cmd == start || $cmd == run ]] && ((nargs == 0)); then
 			list="ws:// wss:// $(_wsflowctl_rows "$ctl" "$sock" |
 			    while read -r id w role; do

@@ -98,6 +98,7 @@ main(int argc, char *argv[])
 	}
 	if (parse(argc, argv, &res, err, sizeof(err)) == -1)
 		usage(out, err);
+	text_bits = res.bits;
 
 	switch (res.action) {
 	case ACT_HELP:

@@ -307,6 +307,8 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 	const char *why;
 	char err[WSFLOW_ERR_MAX];
 	uint64_t id, running = 0;
+	struct ctl_result r;
+	int n;
 
 	if (wd->stopping) {
 		result(c, h->seq, CTL_ERR_STOPPING, 0, NULL);
@@ -319,7 +321,7 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 			return;
 		}
 		pc = *cfg;
-		id = stream_new_id(&wd->reg);
+		id = 0;		/* its streams' ids, in a row */
 	} else {
 		if (url_parse(rq->url, &u, &why) == -1) {
 			result(c, h->seq, CTL_ERR_START, 0, "bad url: %s", why);
@@ -344,15 +346,32 @@ do_start(struct ctl_conn *c, const struct ctl_hdr *h, const void *payload)
 		pc.duration = rq->duration;
 	if (rq->flags & CTL_START_RATE)
 		pc.rate = rq->rate;
-	if (producer_launch(wd, &pc, id, &running, err, sizeof(err)) == -1) {
+	/* A configured entry's parallel, or wsflowctl run NAME --parallel;
+	 * bytes is then their total, rate each one's (as configured). */
+	if (rq->flags & CTL_START_PARALLEL)
+		pc.parallel = rq->parallel;
+	if ((n = producer_launch(wd, &pc, &id, &running, err,
+	    sizeof(err))) == -1) {
 		result(c, h->seq, running != 0 ? CTL_ERR_RUNNING :
 		    CTL_ERR_START, running, "%s", err);
 		return;
 	}
-	log_notice("producer %s started as stream %llu by uid %u", pc.name,
-	    (unsigned long long)id, (unsigned)c->uid);
-	/* The name alone: wsflowctl says "started producer ID NAME". */
-	result(c, h->seq, CTL_OK, id, "%s", pc.name);
+	if (n > 1)
+		log_notice("producer %s started as streams %llu to %llu by "
+		    "uid %u", pc.name, (unsigned long long)id,
+		    (unsigned long long)(id + (uint64_t)n - 1),
+		    (unsigned)c->uid);
+	else
+		log_notice("producer %s started as stream %llu by uid %u",
+		    pc.name, (unsigned long long)id, (unsigned)c->uid);
+	/* The name alone: wsflowctl says "started producer ID NAME"; its
+	 * streams are id .. id + count - 1. */
+	memset(&r, 0, sizeof(r));
+	r.code = CTL_OK;
+	r.id = id;
+	r.count = (uint32_t)n;
+	ctl_strlcpy(r.message, pc.name, sizeof(r.message));
+	(void)reply(c, CTL_REP_RESULT, h->seq, &r, sizeof(r));
 }
 
 static void

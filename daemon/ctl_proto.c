@@ -198,6 +198,12 @@ ctl_request_decode(const void *buf, size_t avail, struct ctl_request *rq,
 			*why = "no such mode";
 			return -1;
 		}
+		if ((rq->u.start.flags & CTL_START_PARALLEL) &&
+		    (rq->u.start.parallel < 1 ||
+		    rq->u.start.parallel > CTL_PARALLEL_MAX)) {
+			*why = "parallel out of range";
+			return -1;
+		}
 		if (rq->u.start.url[0] == '\0' && rq->u.start.name[0] == '\0') {
 			*why = "start needs a name or a url";
 			return -1;

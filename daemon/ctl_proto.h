@@ -16,7 +16,7 @@
 
 #include "hist.h"
 
-#define CTL_VERSION		4
+#define CTL_VERSION		5
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
 #define WSFLOW_CTL_PATH		"/run/wsflow/wsflowd.sock"	/* default */
 #define CTL_NAME_MAX		64
@@ -92,6 +92,8 @@ struct ctl_key {
 #define CTL_START_BYTES		0x02
 #define CTL_START_DURATION	0x04
 #define CTL_START_RATE		0x08
+#define CTL_START_PARALLEL	0x10
+#define CTL_PARALLEL_MAX	100000	/* as the configuration's parallel */
 
 struct ctl_start {
 	char		name[CTL_NAME_MAX];	/* configured, or ad-hoc name */
@@ -101,7 +103,7 @@ struct ctl_start {
 	uint64_t	bytes;
 	uint64_t	rate;
 	uint32_t	duration;
-	uint32_t	reserved;
+	uint32_t	parallel;		/* streams (an entry's parallel) */
 };
 
 struct ctl_status {
@@ -168,11 +170,15 @@ struct ctl_stream {
 	uint64_t	connect_upgrade_us;
 	uint64_t	latency_sum_us;
 	uint64_t	latency_n[HIST_BUCKETS];
+	/* The other end in this daemon: a producer's server stream, a
+	 * server stream's producer; 0 none or not known (a server that is
+	 * not a listener of this daemon). */
+	uint64_t	link_id;
 };
 
 struct ctl_result {
 	uint32_t	code;		/* enum ctl_result_code */
-	uint32_t	reserved;
+	uint32_t	count;		/* START: streams started, ids id .. */
 	uint64_t	id;		/* stream started, streams stopped */
 	char		message[CTL_TEXT_MAX];	/* START ok: the name */
 };

@@ -27,6 +27,7 @@
 #include "batch.h"
 #include "daemon.h"
 #include "gen.h"
+#include "listen.h"
 #include "log.h"
 #include "producer.h"
 #include "url.h"
@@ -1023,6 +1024,8 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 	p->wsi = NULL;
 	p->open = false;
 	connect_slot_release(p);
+	/* Not found by now, never: its ends may be another client's next. */
+	stream_link_drop(&p->w->wd->reg, &p->s);
 	lws_sul_cancel(&p->sul_rate);
 	lws_sul_cancel(&p->sul_linger);
 	if (was_open)
@@ -1050,6 +1053,25 @@ on_gone(struct producer *p, struct lws *wsi, bool was_open, const char *why)
 		return;
 	}
 	connect_failed(p, was_open ? "connection lost" : "connect failed", why);
+}
+
+/*
+ * The connection is up, the request about to go: when it goes to a port
+ * this daemon listens on, the server stream that reads it may be ours,
+ * and will look for this producer by the connection's ends.
+ */
+static void
+link_offer(struct producer *p, struct lws *wsi)
+{
+	struct wsflowd *wd = p->w->wd;
+
+	for (size_t i = 0; i < wd->nlisteners; i++)
+		if (wd->listeners[i].port == p->tgt->url.port) {
+			stream_link_offer(&wd->reg, &p->s,
+			    lws_get_socket_fd(wsi));
+			return;
+		}
+	STAT_SET(p->s.link_id, 0);
 }
 
 /* The configured extra headers, each line "Name: value\r\n". */
@@ -1092,6 +1114,7 @@ producer_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (p == NULL)
 			return 0;
 		p->request_at_us = lws_now_usecs();
+		link_offer(p, wsi);
 		return append_headers(p, in, len);
 
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -1341,23 +1364,31 @@ launch_one(struct wsflowd *wd, const struct producer_conf *pc,
  * They share the entry's name: stop NAME ends them all, /metrics sums
  * them.
  */
+uint32_t
+producer_streams(const struct producer_conf *pc)
+{
+	return pc->parallel > 1 ? pc->parallel : 1;
+}
+
 int
 producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
-    uint64_t id, uint64_t *running, char *err, size_t errlen)
+    uint64_t *id, uint64_t *running, char *err, size_t errlen)
 {
 	struct producer_conf one = *pc;
-	uint32_t n = pc->parallel > 1 ? pc->parallel : 1;
+	uint32_t n = producer_streams(pc);
 	struct target *t;
-	int rc = 0;
+	int rc = (int)n;
 
 	if ((t = target_new(pc->url, err, errlen)) == NULL)
 		return -1;
+	/* In a row: wsflowctl run follows them as first .. first + n - 1. */
+	if (*id == 0)
+		*id = stream_new_ids(&wd->reg, n);
 	for (uint32_t i = 0; i < n; i++) {
 		if (pc->bytes != 0)
 			one.bytes = pc->bytes / n + (i < pc->bytes % n ? 1 :
 			    0) + (pc->bytes < n);	/* 0 would be endless */
-		if (launch_one(wd, &one, t, i == 0 ? id :
-		    stream_new_id(&wd->reg),
+		if (launch_one(wd, &one, t, *id + i,
 		    pc->ramp ? (int64_t)i * LWS_US_PER_SEC / pc->ramp : 0,
 		    i == 0 ? running : NULL, err, errlen) == -1) {
 			if (i == 0) {
@@ -1366,7 +1397,8 @@ producer_launch(struct wsflowd *wd, const struct producer_conf *pc,
 			}
 			log_err("producer %s: stream %u of %u not started: %s",
 			    pc->name, i + 1, n, err);
-			break;		/* the started ones run on */
+			rc = (int)i;	/* the started ones run on */
+			break;
 		}
 	}
 	target_release(t);

@@ -93,13 +93,13 @@ producers_reload(struct wsflowd *wd, const struct wsflow_conf *oc,
 	pthread_mutex_unlock(&wd->reg.lock);
 	for (size_t i = 0; i < nc->nproducers; i++) {
 		const struct producer_conf *new = &nc->producers[i], *old;
+		uint64_t id = 0;
 
 		old = conf_find_producer(oc, new->name);
 		if (!new->autostart || (old != NULL &&
 		    conf_producer_equal(old, new)))
 			continue;
-		if (producer_launch(wd, new, stream_new_id(&wd->reg), NULL, err,
-		    sizeof(err)) == -1)
+		if (producer_launch(wd, new, &id, NULL, err, sizeof(err)) == -1)
 			log_err("reload: producer %s: %s", new->name, err);
 		else
 			(*started)++;

@@ -136,6 +136,8 @@ server_conn_open(struct server_conn *c, struct worker *w, struct lws *wsi,
 	server_peer_name(lws_get_socket_fd(wsi), c->s.peer, sizeof(c->s.peer));
 	stream_set_state(&c->s, "open");
 	worker_stream_add(w, &c->s, ROLE_SERVER, mode, &server_ops);
+	/* One of our own producers at the other end? (run's receiver) */
+	stream_link_find(&w->wd->reg, &c->s, lws_get_socket_fd(wsi));
 	c->open = true;
 	c->last_rx_us = lws_now_usecs();
 	STAT_ADD(w->totals.connections, 1);

@@ -3,6 +3,10 @@
  * few fields of a stream that another thread may read while the owner
  * writes; the history of ended streams, recorded as each one leaves.
  */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,8 @@ registry_init(struct registry *reg)
 	memset(reg, 0, sizeof(*reg));
 	pthread_mutex_init(&reg->lock, NULL);
 	TAILQ_INIT(&reg->streams);
+	for (unsigned i = 0; i < LINK_BUCKETS; i++)
+		TAILQ_INIT(&reg->unlinked[i]);
 }
 
 void
@@ -40,6 +46,13 @@ uint64_t
 stream_new_id(struct registry *reg)
 {
 	return atomic_fetch_add(&reg->next_id, 1) + 1;
+}
+
+/* n ids in a row (an entry's parallel streams): the first of them. */
+uint64_t
+stream_new_ids(struct registry *reg, uint64_t n)
+{
+	return atomic_fetch_add(&reg->next_id, n > 0 ? n : 1) + 1;
 }
 
 /*
@@ -127,6 +140,7 @@ history_record_locked(struct registry *reg, const struct stream *s)
 	r->latency_last_us = STAT_GET(s->st.latency_last_us);
 	r->latency_max_us = STAT_GET(s->st.latency_max_us);
 	r->reconnects = STAT_GET(s->reconnects);
+	r->link_id = STAT_GET(s->link_id);
 	r->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
 	r->connect_tls_us = STAT_GET(s->st.connect_tls_us);
 	r->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
@@ -319,15 +333,123 @@ metrics_collect(struct registry *reg, struct metric_acc server[4],
 	return rc;
 }
 
+static struct stream_list *
+link_bucket(struct registry *reg, const struct endpoint *producer_local)
+{
+	return &reg->unlinked[producer_local->port % LINK_BUCKETS];
+}
+
+static void
+unlink_locked(struct registry *reg, struct stream *s)
+{
+	if (s->unlinked) {
+		TAILQ_REMOVE(link_bucket(reg, &s->ep_local), s, lentry);
+		s->unlinked = false;
+	}
+}
+
 /* Gone from the registry, into the history: the owner, once. */
 void
 stream_withdraw(struct registry *reg, struct stream *s)
 {
 	pthread_mutex_lock(&reg->lock);
+	unlink_locked(reg, s);
 	history_record_locked(reg, s);
 	metric_record_locked(reg, s);
 	TAILQ_REMOVE(&reg->streams, s, entry);
 	reg->nstreams--;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+/* One end of a socket: getsockname (local) or getpeername; 0 or -1. */
+static int
+endpoint_get(int fd, bool local, struct endpoint *e)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0xff, 0xff };
+
+	memset(e, 0, sizeof(*e));
+	if ((local ? getsockname(fd, (struct sockaddr *)&ss, &sl) :
+	    getpeername(fd, (struct sockaddr *)&ss, &sl)) == -1)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+
+		e->family = 4;
+		e->port = ntohs(in->sin_port);
+		memcpy(e->addr, &in->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)&ss;
+		const uint8_t *a = in6->sin6_addr.s6_addr;
+
+		e->port = ntohs(in6->sin6_port);
+		if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+			e->family = 4;
+			memcpy(e->addr, a + 12, 4);
+		} else {
+			e->family = 6;
+			memcpy(e->addr, a, 16);
+		}
+	} else
+		return -1;
+	return 0;
+}
+
+void
+stream_link_offer(struct registry *reg, struct stream *s, int fd)
+{
+	struct endpoint l, r;
+	bool ok;
+
+	ok = endpoint_get(fd, true, &l) == 0 && endpoint_get(fd, false,
+	    &r) == 0;
+	pthread_mutex_lock(&reg->lock);
+	/* A new connection: the last one's server stream is not its end. */
+	STAT_SET(s->link_id, 0);
+	unlink_locked(reg, s);
+	if (ok) {
+		s->ep_local = l;
+		s->ep_remote = r;
+		TAILQ_INSERT_TAIL(link_bucket(reg, &l), s, lentry);
+		s->unlinked = true;
+	}
+	pthread_mutex_unlock(&reg->lock);
+}
+
+void
+stream_link_drop(struct registry *reg, struct stream *s)
+{
+	pthread_mutex_lock(&reg->lock);
+	unlink_locked(reg, s);
+	pthread_mutex_unlock(&reg->lock);
+}
+
+void
+stream_link_find(struct registry *reg, struct stream *s, int fd)
+{
+	struct endpoint l, r;
+	struct stream_list *b;
+	struct stream *p;
+
+	if (endpoint_get(fd, true, &l) == -1 || endpoint_get(fd, false,
+	    &r) == -1)
+		return;
+	pthread_mutex_lock(&reg->lock);
+	b = link_bucket(reg, &r);	/* the producer's local end is our peer */
+	/* A 4-tuple names one connection on this host: its two ends. */
+	TAILQ_FOREACH(p, b, lentry)
+		if (memcmp(&p->ep_local, &r, sizeof(r)) == 0 &&
+		    memcmp(&p->ep_remote, &l, sizeof(l)) == 0)
+			break;
+	if (p != NULL) {
+		TAILQ_REMOVE(b, p, lentry);
+		p->unlinked = false;
+		STAT_SET(p->link_id, s->id);
+		STAT_SET(s->link_id, p->id);
+	}
 	pthread_mutex_unlock(&reg->lock);
 }
 
@@ -543,6 +665,7 @@ stream_ctl_info(const struct stream *s, struct ctl_stream *o, int64_t now)
 	stream_get_digest(s, o->last_digest, sizeof(o->last_digest));
 	stream_get_error(s, o->error, sizeof(o->error));
 	o->reconnects = STAT_GET(s->reconnects);
+	o->link_id = STAT_GET(s->link_id);
 	o->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
 	o->connect_tls_us = STAT_GET(s->st.connect_tls_us);
 	o->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
@@ -571,6 +694,7 @@ record_ctl_info(const struct stream_record *r, struct ctl_stream *o)
 	o->mode = r->mode;
 	o->ended = 1;
 	o->reconnects = r->reconnects;
+	o->link_id = r->link_id;
 	o->next_attempt_in_ms = -1;		/* none: it ended */
 	o->connect_tcp_us = r->connect_tcp_us;
 	o->connect_tls_us = r->connect_tls_us;

@@ -55,6 +55,15 @@ struct stream_stats {
 
 struct stream;
 
+/* One end of a TCP connection, comparable with memcmp (IPv4-mapped IPv6
+ * addresses as IPv4). */
+struct endpoint {
+	uint8_t		 family;	/* 0: not known, 4, 6 */
+	uint8_t		 pad;
+	uint16_t	 port;
+	uint8_t		 addr[16];
+};
+
 /* What a worker may ask of a stream of any kind, on its own thread. */
 /* Why a producer's connection ended badly (a /metrics label). */
 enum fail_reason {
@@ -116,6 +125,18 @@ struct stream {
 	char		 error[256];
 	counter_t	 reconnects;	/* retries after a failure or a drop */
 	counter_t	 next_attempt_us; /* lws_now_usecs(), 0: none due */
+	/*
+	 * A producer connected to a listener of this same daemon, and the
+	 * server stream that is its other end: each has the other's id in
+	 * link_id (0: not one of ours, or not known).  A producer whose URL
+	 * port is one of the listeners' waits on the registry's unlinked
+	 * list from its request on, until the server stream that reads the
+	 * request finds it by the connection's two ends (under the lock).
+	 */
+	TAILQ_ENTRY(stream) lentry;	/* reg->unlinked, under its lock */
+	bool		 unlinked;	/* on it */
+	struct endpoint	 ep_local, ep_remote;	/* under the lock */
+	counter_t	 link_id;
 };
 
 /* The states of an ended stream. */
@@ -138,12 +159,15 @@ struct stream_record {
 	uint64_t	 bytes, messages, digests, verified, mismatched;
 	uint64_t	 bp_pauses, bp_usec, latency_last_us, latency_max_us;
 	uint64_t	 reconnects;
+	uint64_t	 link_id;	/* see struct stream */
 	uint64_t	 connect_tcp_us, connect_tls_us, connect_upgrade_us;
 	struct hist_snap latency;
 	char		 last_digest[2 * 64 + 1];
 };
 
 TAILQ_HEAD(stream_list, stream);
+
+#define LINK_BUCKETS	256
 
 /* The counters of one worker (its only writer), summed by totals_get. */
 struct totals_shard {
@@ -173,6 +197,8 @@ struct registry {
 	pthread_mutex_t	 lock;		/* streams, nstreams */
 	struct stream_list streams;	/* in id order */
 	unsigned long	 nstreams;
+	/* Producers: see stream.link_id; by their local port. */
+	struct stream_list unlinked[LINK_BUCKETS];
 	atomic_uint_fast64_t next_id;
 	/* Sockets of the listeners, whatever became of them. */
 	atomic_uint_fast64_t sockets;	/* adopted by a worker, not closed */
@@ -198,6 +224,7 @@ struct registry {
 void		 registry_init(struct registry *);
 void		 registry_free(struct registry *);
 uint64_t	 stream_new_id(struct registry *);
+uint64_t	 stream_new_ids(struct registry *, uint64_t n);
 void		 stream_publish_locked(struct registry *, struct worker *owner,
 		    struct stream *, uint64_t id, enum stream_role,
 		    enum wsflow_mode, const struct stream_ops *);
@@ -205,6 +232,14 @@ void		 stream_publish(struct registry *, struct worker *owner,
 		    struct stream *, uint64_t id, enum stream_role,
 		    enum wsflow_mode, const struct stream_ops *);
 void		 stream_withdraw(struct registry *, struct stream *);
+/* A producer's connection (fd), its request about to go: a server
+ * stream of this daemon may now find it (stream_link_find). */
+void		 stream_link_offer(struct registry *, struct stream *, int fd);
+/* That connection is gone: its 4-tuple may be another's next. */
+void		 stream_link_drop(struct registry *, struct stream *);
+/* A server stream's connection (fd), published: link it to the
+ * producer at its other end when that is one of ours. */
+void		 stream_link_find(struct registry *, struct stream *, int fd);
 struct stream	*stream_find_locked(struct registry *, const char *id_or_name);
 struct stream	*stream_by_id(struct stream_list *, uint64_t id);
 unsigned long	 stream_count(struct registry *);

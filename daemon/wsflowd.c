@@ -241,9 +241,10 @@ producers_autostart(struct wsflowd *wd)
 
 	for (size_t i = 0; i < wd->conf.nproducers; i++) {
 		const struct producer_conf *pc = &wd->conf.producers[i];
+		uint64_t id = 0;
 
-		if (pc->autostart && producer_launch(wd, pc,
-		    stream_new_id(&wd->reg), NULL, err, sizeof(err)) == -1) {
+		if (pc->autostart && producer_launch(wd, pc, &id, NULL, err,
+		    sizeof(err)) == -1) {
 			log_err("producer %s: %s", pc->name, err);
 			return -1;
 		}

@@ -398,7 +398,8 @@ def _group_ok(name):
 
 
 @case('bash completion (ctl/wsflowctl.bash): commands, prefixes, options, modes, '
-      'stop/show complete ids, names and all; start completes producer names and ws://')
+      'stop/show complete ids, names and all; start completes producer names and ws://; '
+      '--bits for streams, show ID and run')
 def _():
     d = shared()
     if not shutil.which('bash'):
@@ -412,6 +413,8 @@ def _():
         '-s %s watch --' % d.ctl_sock: None,
         '-s %s start ws://h/ --' % d.ctl_sock: None, '-s %s start ws://h/ --mode f' % d.ctl_sock:
         None, '-s %s stop 1 ' % d.ctl_sock: None, '-s %s start ws:' % d.ctl_sock: None,
+        '-s %s streams ' % d.ctl_sock: None, '-s %s show 1 ' % d.ctl_sock: None,
+        '-s %s run ws://h/ --' % d.ctl_sock: None,
     }
     script = ['source %s' % COMPLETION,
               'c() { COMP_LINE=$1; COMP_POINT=${#1}; COMPREPLY=(); _wsflowctl;'
@@ -435,7 +438,10 @@ def _():
              (s + 'start ws://h/ --', {'--mode', '--bytes', '--duration', '--rate', '--name'},
               '=='),
              (s + 'start ws://h/ --mode f', {'frame'}, '=='), (s + 'stop 1 ', set(), '=='),
-             (s + 'start ws:', {'//'}, '==')]
+             (s + 'start ws:', {'//'}, '=='),
+             (s + 'streams ', {'-a', '--all', '--bits'}, '=='), (s + 'show 1 ', {'--bits'}, '=='),
+             (s + 'run ws://h/ --', {'--parallel', '--bytes', '--duration', '--rate', '--mode',
+                                     '--interval', '--name', '--bits'}, '==')]
     probs = []
     for l, w, how in wants:
         g = res[l]

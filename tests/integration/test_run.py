@@ -14,7 +14,22 @@ d) a server that corrupts one digest: exit 1, the summary counts one
 e) Ctrl-C (SIGINT) mid-run: the summary still comes (interrupted), the
    stream is stopped, exit 1;
 f) text: interval lines, a SUM line with --parallel 2, "result: complete";
-g) run NAME: a configured producer with --bytes; usage errors exit 2.
+g) run NAME: a configured producer with --bytes; usage errors exit 2;
+m) run NAME --parallel 4 --bytes 8M: the entry's 4 streams, ids in a row,
+   each 2 MiB finished and verified; a configured parallel = 3 without
+   --parallel: 3 streams followed (not the first alone);
+n) --bits: run's interval lines and summary, show and streams give bit/s,
+   8 times the octets; JSON (-j ... --bits) keeps octets;
+o) receiver figures, run against the daemon's own listener: the summary's
+   receiver is the server stream at the other end (show names each to
+   the other), its bytes = what the sender sent = what the server counted,
+   its digests sent = the digests verified; text says so; -j intervals
+   carry receiver_bytes;
+p) --parallel 3 to the own listener: 3 receivers, their sum; a run NAME
+   whose URL is the own listener of another daemon: not known there;
+q) against the Autobahn tutorial server: the receiver is "not known",
+   no figures (none guessed), text and JSON;
+r) the same over TLS and over lws's framing (both server adapters).
 """
 import json
 import os
@@ -109,7 +124,7 @@ def _():
 
 
 @case('b) run --parallel 64 --bytes 64M -j: 64 streams, each finished with its 1 MiB '
-      'verified; exit 0')
+      'verified, their 64 receivers (this daemon\'s) 64 MiB; exit 0')
 def _():
     d = daemon()
     r = run('-j', 'run', d.url(), '--parallel', 64, '--bytes', '64M', timeout=120)
@@ -118,6 +133,9 @@ def _():
     check(len(ev[0]['streams']) == 64, 'start event names %d streams' % len(ev[0]['streams']))
     check(s['streams'] == 64 and s['streams_finished'] == 64 and s['bytes'] == 64 * MiB and
           s['digests_verified'] == 64 and s['digest_mismatches'] == 0, 'summary: %s' % s)
+    rx = s['receiver']
+    check(rx['known'] and rx['streams'] == 64 and rx['bytes'] == 64 * MiB and
+          rx['digests_sent'] == 64, 'receiver: %s' % rx)
 
 
 @case('c) against the AutobahnPython tutorial servers: producer and streaming (to '
@@ -161,7 +179,7 @@ def _():
 
 
 @case('e) SIGINT to run --duration 60 after 1.5 s: exits within 5 s with 1, the end event '
-      'says interrupted, the stream is stopped')
+      'says interrupted (its receiver known, no more than sent), the stream is stopped')
 def _():
     d = daemon()
     p = subprocess.Popen([WSFLOWCTL, '-s', d.ctl_sock, '-j', 'run', d.url(), '--duration', '60',
@@ -183,6 +201,9 @@ def _():
     s = ev[-1].get('summary', {})
     check(ev[-1].get('event') == 'end' and s.get('interrupted') is True and s['bytes'] > 0,
           'last event: %s' % ev[-1])
+    rx = s.get('receiver', {})
+    check(rx.get('known') is True and 0 < rx['bytes'] <= rx['bytes_sent'] == s['bytes'],
+          'interrupted run\'s receiver: %s' % rx)
     sh = json.loads(run('-j', 'show', 'intr').stdout)['stream']
     check(sh['state'] == 'stopped', 'show intr: %s' % sh['state'])
 
@@ -199,7 +220,7 @@ def _():
 
 
 @case('g) run NAME with --bytes (a configured producer, autostart = false): exit 0, its '
-      'name; usage: --parallel 2 with a NAME, --interval 0, no target -> exit 2')
+      'name; usage: --parallel 0, --interval 0, no target -> exit 2')
 def _():
     d = daemon()
     r = run('-j', 'run', 'idle', '--bytes', '2M', sock=cfg_daemon().ctl_sock)
@@ -207,11 +228,215 @@ def _():
     ev, s = summary_of(r)
     check(ev[0]['streams'][0]['name'] == 'idle' and s['bytes'] == 2 * MiB, 'run idle: %s %s'
           % (ev[0], s))
-    for args in (('run', 'idle', '--parallel', 2), ('run', d.url(), '--interval', 0),
+    for args in (('run', 'idle', '--parallel', 0), ('run', d.url(), '--interval', 0),
                  ('run',)):
         r = run(*args)
         check(r.returncode == 2, '%s: exit %d, want 2 %s' % (' '.join(map(str, args)),
                                                             r.returncode, r.stderr))
+
+
+@case('m) run NAME --parallel 4 --bytes 8M -j: 4 streams named NAME with ids in a row, each '
+      '2 MiB finished with its 2 digests verified, sum 8 MiB = the server\'s count; an entry '
+      'with parallel = 3 run without --parallel: 3 streams, 3 MiB each; start of it names '
+      'its 3 ids')
+def _():
+    c = cfg_daemon()
+    before = status()['server']['bytes_received']
+    r = run('-j', 'run', 'idle', '--parallel', 4, '--bytes', '8M', sock=c.ctl_sock)
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout[-2000:], r.stderr))
+    ev, s = summary_of(r)
+    ids = [x['id'] for x in ev[0]['streams']]
+    check(len(ids) == 4 and ids == list(range(ids[0], ids[0] + 4)) and
+          all(x['name'] == 'idle' for x in ev[0]['streams']) and ev[0]['parallel'] == 4,
+          'start event: %s' % ev[0])
+    check(s['streams'] == 4 and s['streams_finished'] == 4 and s['bytes'] == 8 * MiB and
+          s['digests_verified'] == 8 and s['digest_mismatches'] == 0 and s['complete'],
+          'summary: %s' % s)
+    rows = [x for x in json.loads(run('-j', 'streams', '-a', sock=c.ctl_sock).stdout)['streams']
+            if x['id'] in ids]
+    check(len(rows) == 4 and all(x['bytes'] == 2 * MiB and x['state'] == 'finished' and
+                                 x['digests_verified'] == 2 for x in rows), 'streams: %s' % rows)
+    after = status()['server']['bytes_received']
+    check(after - before == 8 * MiB, 'the server counted %d octets' % (after - before))
+    r = run('-j', 'run', 'trio', '--bytes', '9M', sock=c.ctl_sock)
+    check(r.returncode == 0, 'run trio: exit %d\n%s%s' % (r.returncode, r.stdout[-2000:],
+                                                           r.stderr))
+    ev, s = summary_of(r)
+    check(len(ev[0]['streams']) == 3 and s['streams'] == 3 and s['streams_finished'] == 3 and
+          s['bytes'] == 9 * MiB and s['digests_verified'] == 9 and s['complete'],
+          'run trio: %s %s' % (ev[0], s))
+    import re
+    r = run('start', 'trio', sock=c.ctl_sock)
+    m = re.match(r'started producer ([0-9]+) trio \(streams ([0-9]+) to ([0-9]+)\)$', r.stdout)
+    run('stop', 'trio', sock=c.ctl_sock)
+    check(r.returncode == 0 and m and m.group(1) == m.group(2) and
+          int(m.group(3)) == int(m.group(1)) + 2, 'start trio: %r %r' % (r.stdout, r.stderr))
+
+
+def rate_value(text):
+    """'33.6 Mbit/s', '4.2 MB/s', '12.34 MiB/s', '33.6M' -> units a second (bits or octets)."""
+    import re
+    m = re.match(r'\s*([0-9.]+)\s*([kKMGT]?)(i?)', text)
+    check(m, 'not a rate: %r' % text)
+    mult = {'': 1, 'k': 1e3, 'K': 1e3, 'M': 1e6, 'G': 1e9, 'T': 1e12}[m.group(2)]
+    if m.group(3):
+        mult = {'': 1, 'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}[m.group(2)]
+    return float(m.group(1)) * mult
+
+
+@case('n) --bits: run --rate 4M --bytes 8M --bits: interval lines in bit/s, the '
+      'summary\'s rate 8 x its MiB over its seconds (2 %); show and streams -a --bits: 8 x the '
+      'octet rates; -j with --bits keeps octets')
+def _():
+    import re
+    d = daemon()
+    r = run('run', d.url(), '--rate', '4M', '--bytes', '8M', '--interval', '0.5', '--bits',
+            '--name', 'bits')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+    lines = [l for l in r.stdout.splitlines() if re.match(r'\[.{5}\] +[0-9.]+-', l)]
+    check(lines and all(re.search(r'[0-9] [kMG]?bit/s ', l) for l in lines),
+          'interval lines:\n%s' % r.stdout)
+    m = re.search(r'^sent: +([0-9.]+) MiB in ([0-9.]+) s, ([0-9.]+ [kMG]?bit/s)', r.stdout,
+                  re.M)
+    check(m, 'summary:\n%s' % r.stdout)
+    want = float(m.group(1)) * MiB * 8 / float(m.group(2))
+    got = rate_value(m.group(3))
+    check(abs(got - want) <= 0.02 * want, 'summary rate %s, want %.0f bit/s' % (m.group(3), want))
+
+    def show_rates(*extra):
+        out = run('show', 'bits', *extra).stdout
+        m = re.search(r'^Rate: +(.*) now, (.*) average$', out, re.M)
+        check(m, 'show bits %s:\n%s' % (' '.join(extra), out))
+        return m.group(1), m.group(2)
+    octs, bits = show_rates(), show_rates('--bits')
+    check(octs[1].endswith(' MB/s') and bits[1].endswith(' Mbit/s'), 'show: %s %s'
+          % (octs, bits))
+    check(abs(rate_value(bits[1]) - 8 * rate_value(octs[1])) <= 0.02 * rate_value(bits[1]),
+          'show average %s vs %s' % (bits[1], octs[1]))
+
+    def row(*extra):
+        out = run('streams', '-a', *extra).stdout.splitlines()
+        rows = [l.split() for l in out if len(l.split()) > 2 and l.split()[2] == 'bits']
+        check(rows and 'RATE' in out[0], 'streams -a %s:\n%s' % (' '.join(extra), out))
+        return rows[-1][6]
+    a, b = row(), row('--bits')
+    check(a.endswith('/s') and b.endswith('b/s') and
+          abs(rate_value(b) - 8 * rate_value(a)) <= 0.02 * rate_value(b),
+          'streams RATE %s, --bits %s' % (a, b))
+    j1 = json.loads(run('-j', 'show', 'bits').stdout)['stream']
+    j2 = json.loads(run('-j', 'show', 'bits', '--bits').stdout)['stream']
+    check(j1['bytes_per_sec'] == j2['bytes_per_sec'] and j1['bytes'] == j2['bytes'],
+          'json: %s vs %s' % (j1['bytes_per_sec'], j2['bytes_per_sec']))
+
+
+@case('o) run URL --bytes 8M -j to the daemon\'s own listener: summary.receiver known, its '
+      'stream the server stream whose sender_stream is the run\'s stream, bytes = 8 MiB = sent '
+      '= the server\'s count, digests_sent = 8 = verified, ended; text: "received:" line, '
+      '"every octet sent arrived"')
+def _():
+    d = daemon()
+    before = status()['server']['bytes_received']
+    r = run('-j', 'run', d.url(), '--bytes', '8M', '--name', 'rx1')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout, r.stderr))
+    ev, s = summary_of(r)
+    rx = s.get('receiver', {})
+    diag('receiver: %s' % rx)
+    pid = ev[0]['streams'][0]['id']
+    after = status()['server']['bytes_received']
+    check(rx.get('known') is True and rx['streams'] == 1 and rx['streams_unknown'] == 0 and
+          rx['bytes'] == 8 * MiB == s['bytes'] == rx['bytes_sent'] == after - before and
+          rx['digests_sent'] == 8 == s['digests_verified'] and rx['streams_ended'] == 1 and
+          rx['seconds'] > 0 and rx['bytes_per_sec'] > 0, 'receiver %s; server counted %d'
+          % (rx, after - before))
+    srv = json.loads(run('-j', 'show', rx['stream']).stdout)['stream']
+    prod = json.loads(run('-j', 'show', pid).stdout)['stream']
+    check(srv['role'] == 'server' and srv['sender_stream'] == pid and
+          prod['receiver_stream'] == rx['stream'] and srv['bytes'] == 8 * MiB and
+          srv['digests'] == 8, 'show server %s / producer %s' % (
+              {k: srv.get(k) for k in ('id', 'role', 'sender_stream', 'bytes', 'digests')},
+              prod.get('receiver_stream')))
+    t = run('run', d.url(), '--bytes', '4M', '--name', 'rx2')
+    check(t.returncode == 0, 'text: exit %d %s' % (t.returncode, t.stderr))
+    import re
+    m = re.search(r'^received: +4\.00 MiB in [0-9.]+ s, .* by stream ([0-9]+) of this wsflowd '
+                  r'\((finished|stopped)\)\n +4 digests sent, backpressure [0-9.]+ s; every octet '
+                  r'sent arrived$', t.stdout, re.M)
+    check(m, 'text summary:\n%s' % t.stdout)
+    txt = run('show', m.group(1)).stdout
+    check(re.search(r'^Sender: +stream [0-9]+ of this daemon$', txt, re.M), 'show:\n%s' % txt)
+    # Intervals: the receiver's octets as far as seen, never more than it got in all.
+    r = run('-j', 'run', d.url(), '--bytes', '8M', '--rate', '8M', '--interval', '0.25')
+    check(r.returncode == 0, 'paced: exit %d %s' % (r.returncode, r.stderr))
+    ev, s = summary_of(r)
+    got = [e['receiver_bytes'] for e in ev[1:-1]]
+    per = [x['receiver_bytes'] for e in ev[1:-1] for x in e['streams']]
+    check(all('receiver_bytes' in e for e in ev[1:-1]) and any(g for g in got) and
+          0 < sum(g or 0 for g in got) <= s['receiver']['bytes'] and
+          sum(p or 0 for p in per) == sum(g or 0 for g in got),
+          'interval receiver_bytes %s, receiver %s' % (got, s['receiver']))
+
+
+@case('p) run --parallel 3 --bytes 6M to the own listener: 3 receivers known, their bytes '
+      '6 MiB = sent, 6 digests; run NAME of a daemon whose producer points at another '
+      'daemon\'s listener: receiver not known there')
+def _():
+    d = daemon()
+    r = run('-j', 'run', d.url(), '--parallel', 3, '--bytes', '6M')
+    check(r.returncode == 0, 'exit %d\n%s%s' % (r.returncode, r.stdout[-1500:], r.stderr))
+    rx = summary_of(r)[1]['receiver']
+    check(rx['known'] and rx['streams'] == 3 and rx['streams_ended'] == 3 and
+          rx['bytes'] == 6 * MiB == rx['bytes_sent'] and rx['digests_sent'] == 6,
+          'receiver: %s' % rx)
+    # cfg_daemon's producers go to D's listener: another wsflowd, not known to CFG.
+    r = run('-j', 'run', 'idle', '--bytes', '1M', sock=cfg_daemon().ctl_sock)
+    check(r.returncode == 0, 'run idle: exit %d %s' % (r.returncode, r.stderr))
+    rx = summary_of(r)[1]['receiver']
+    check(rx == {'known': False, 'reason': rx.get('reason')} and 'not known' in rx['reason'],
+          'receiver: %s' % rx)
+
+
+@case('q) run against the Autobahn tutorial server (server_streaming): exit 0, summary.receiver '
+      '{known: false} with no figures; text: "received:  not known"')
+def _():
+    p, port = peer_server('server_streaming.py')
+    try:
+        url = 'ws://127.0.0.1:%d/' % port
+        r = run('-j', 'run', url, '--bytes', '2M')
+        check(r.returncode == 0, 'exit %d %s%s' % (r.returncode, r.stdout[-600:], r.stderr))
+        ev, s = summary_of(r)
+        rx = s['receiver']
+        check(rx.get('known') is False and set(rx) == {'known', 'reason'}, 'receiver: %s' % rx)
+        check(all(e['receiver_bytes'] is None for e in ev[1:-1]), 'intervals: %s' % ev[1:-1])
+        t = run('run', url, '--bytes', '2M')
+        check(t.returncode == 0 and '\nreceived:  not known: the server is not a listener of '
+              'this wsflowd' in t.stdout, 'text:\n%s' % t.stdout)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+
+
+@case('r) receiver figures over both data paths and TLS: a daemon with framing = "lws", then '
+      '"wsflow", and a TLS listener runs NAME to its own wss:// and ws:// listeners: receiver '
+      'known, 4 MiB received = sent, 4 digests sent')
+def _():
+    for framing in ('lws', 'wsflow'):
+        x = Daemon(tls=True, framing=framing)
+        with open(x.conf, 'a') as f:
+            f.write('producers = ( { name = "overtls"; url = "%s"; autostart = false; '
+                    'tls = { ca = "%s"; }; },\n  { name = "plain"; url = "%s"; '
+                    'autostart = false; } );\n' % (x.url(tls=True), x.cert, x.url()))
+        x.start()
+        try:
+            for name in ('overtls', 'plain'):
+                r = run('-j', 'run', name, '--bytes', '4M', sock=x.ctl_sock)
+                check(r.returncode == 0, '%s %s: exit %d %s%s' % (
+                    framing, name, r.returncode, r.stdout[-800:], r.stderr))
+                rx = summary_of(r)[1]['receiver']
+                check(rx['known'] and rx['bytes'] == 4 * MiB == rx['bytes_sent'] and
+                      rx['digests_sent'] == 4 and rx['streams_ended'] == 1,
+                      '%s %s: receiver %s' % (framing, name, rx))
+        finally:
+            x.check_clean_stop()
 
 
 CFG = None
@@ -223,8 +448,9 @@ def cfg_daemon():
     if CFG is None:
         CFG = Daemon()
         with open(CFG.conf, 'a') as f:
-            f.write('producers = ( { name = "idle"; url = "%s"; autostart = false; } );\n'
-                    % daemon().url())
+            f.write('producers = ( { name = "idle"; url = "%s"; autostart = false; },\n'
+                    '  { name = "trio"; url = "%s"; autostart = false; parallel = 3; } );\n'
+                    % (daemon().url(), daemon().url()))
         CFG.start()
     return CFG
 
