@@ -476,6 +476,20 @@ check_header(const char *v)
 	return NULL;
 }
 
+/* RFC 6455 §4.1: a subprotocol is an RFC 7230 token. */
+static const char *
+check_subprotocol(const char *v)
+{
+	if (*v == '\0')
+		return "an empty subprotocol";
+	for (const char *c = v; *c != '\0'; c++)
+		if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f ||
+		    strchr("()<>@,;:\\\"/[]?={}", *c) != NULL)
+			return "must be a token: letters, digits and "
+			    "!#$%&'*+-.^_`|~, no spaces or separators";
+	return NULL;
+}
+
 /* An Origin as browsers send it: scheme://host[:port], no path. */
 static const char *
 check_origin(const char *v)
@@ -547,6 +561,8 @@ static const struct key server_keys[] = {
 	    FRAMING_WSFLOW),
 	/* Empty: any Origin (and none) is welcome. */
 	LINES_KEY("origins", C, server.origins, check_origin),
+	/* Empty: offered subprotocols are never selected (spec §1). */
+	LINES_KEY("subprotocols", C, server.subprotocols, check_subprotocol),
 	/* Ended streams kept for wsflowctl streams -a and show. */
 	U32_KEY("history", C, server.history, 0, 10000, 100),
 	{ NULL }
@@ -749,6 +765,7 @@ conf_server_params(const struct wsflow_conf *c, struct server_params *p)
 	p->dashboard = c->server.dashboard;
 	p->framing = c->server.framing;
 	p->origins = c->server.origins;
+	p->subprotocols = c->server.subprotocols;
 }
 
 /* The defaults of a producer entry, for one started by hand. */
@@ -978,6 +995,7 @@ conf_free(struct wsflow_conf *c)
 	free(c->producers);
 	free(c->server.digest);
 	free(c->server.origins);
+	free(c->server.subprotocols);
 	free(c->control.path);
 	free(c->control.group);
 	free(c->path);

@@ -79,6 +79,8 @@ struct wsflow_conf {
 		bool	 dashboard;	/* GET / and /live */
 		enum wsflow_framing framing; /* "lws": lws parses plain ws */
 		char	*origins;	/* allowed Origin lines; NULL: any */
+		char	*subprotocols;	/* selectable ones, lines; NULL:
+					 * none selected (spec §1) */
 		uint32_t history;	/* ended streams kept */
 	} server;
 	struct producer_conf *producers;
@@ -95,6 +97,7 @@ struct server_params {
 	bool		 dashboard;	/* GET / and /live */
 	enum wsflow_framing framing;	/* plain listeners parsed by lws too */
 	char		*origins;	/* lines; a worker owns its copy */
+	char		*subprotocols;	/* lines; a worker owns its copy */
 };
 
 /*

@@ -215,7 +215,46 @@ header(struct upgrade *u, const char *line, const char *eol,
 		content_length(u, v, vlen, length);
 	else if (name_is(line, nlen, "Transfer-Encoding"))
 		u->body = true;		/* chunked or not: never read */
-	/* Sec-WebSocket-Protocol: offered, none selected (docs/wire.md §2). */
+	else if (name_is(line, nlen, "Sec-WebSocket-Protocol")) {
+		/* Offered; selected only from server.subprotocols.  Several
+		 * lines are one list (RFC 7230 §3.2.2); past 255 octets the
+		 * rest is not looked at. */
+		size_t have = strlen(u->protocols);
+
+		if (have > 0 && have + 1 < sizeof(u->protocols))
+			u->protocols[have++] = ',';
+		if (vlen > sizeof(u->protocols) - 1 - have)
+			vlen = sizeof(u->protocols) - 1 - have;
+		memcpy(u->protocols + have, v, vlen);
+		u->protocols[have + vlen] = '\0';
+	}
+}
+
+void
+upgrade_subprotocol(const struct upgrade *u, const char *allowed,
+    char *out, size_t outlen)
+{
+	const char *p = u->protocols;
+
+	out[0] = '\0';
+	while (allowed != NULL && *p != '\0') {
+		size_t n;
+
+		p += strspn(p, " \t,");
+		n = strcspn(p, ",");
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		for (const char *l = allowed; n > 0 && *l != '\0';
+		    l += strcspn(l, "\n"), l += *l == '\n')
+			if (strcspn(l, "\n") == n && memcmp(l, p, n) == 0) {
+				if (n < outlen) {
+					memcpy(out, p, n);
+					out[n] = '\0';
+				}
+				return;
+			}
+		p += strcspn(p, ",");
+	}
 }
 
 enum upgrade_verdict
@@ -309,7 +348,8 @@ upgrade_status(const struct upgrade *u, enum upgrade_verdict v,
 }
 
 size_t
-upgrade_reply(const struct upgrade *u, char *out, size_t outlen)
+upgrade_reply(const struct upgrade *u, const char *protocol, char *out,
+    size_t outlen)
 {
 	char in[sizeof(u->key) + sizeof(WS_GUID)];
 	unsigned char sha[EVP_MAX_MD_SIZE];
@@ -324,6 +364,8 @@ upgrade_reply(const struct upgrade *u, char *out, size_t outlen)
 	EVP_EncodeBlock(accept, sha, (int)shalen);
 	n = snprintf(out, outlen, "HTTP/1.1 101 Switching Protocols\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
+	    "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
+	    *protocol ? "Sec-WebSocket-Protocol: " : "", protocol,
+	    *protocol ? "\r\n" : "");
 	return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
 }

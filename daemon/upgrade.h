@@ -16,7 +16,7 @@
 
 #define UPGRADE_HEAD_MAX	4096	/* a longer header block: 431 */
 #define UPGRADE_PATH_MAX	128
-#define UPGRADE_REPLY_MAX	160
+#define UPGRADE_REPLY_MAX	448	/* 160, and a selected subprotocol */
 
 enum upgrade_verdict {
 	UPGRADE_MORE,		/* the header block is not complete yet */
@@ -47,6 +47,8 @@ struct upgrade {
 	char		 path[UPGRADE_PATH_MAX];
 	char		 key[32];	/* Sec-WebSocket-Key */
 	char		 origin[128];	/* "" when none was sent */
+	char		 protocols[256];	/* Sec-WebSocket-Protocol values
+					 * offered, joined by ','; cut */
 };
 
 /* Look at the first len octets a client sent. */
@@ -62,7 +64,17 @@ enum upgrade_verdict upgrade_parse(const char *buf, size_t len,
 unsigned upgrade_status(const struct upgrade *, enum upgrade_verdict,
 	    bool ws_path, const char **why);
 
-/* The 101 answer for u; returns its length, 0 if it does not fit. */
-size_t	upgrade_reply(const struct upgrade *u, char *out, size_t outlen);
+/*
+ * The subprotocol to select: the first one the client offered that is
+ * one of allowed's lines (server.subprotocols), into out; "" for none,
+ * and always "" when allowed is NULL (interface spec §1).
+ */
+void	upgrade_subprotocol(const struct upgrade *, const char *allowed,
+	    char *out, size_t outlen);
+
+/* The 101 answer for u, selecting protocol unless it is ""; returns its
+ * length, 0 if it does not fit. */
+size_t	upgrade_reply(const struct upgrade *u, const char *protocol,
+	    char *out, size_t outlen);
 
 #endif

@@ -125,6 +125,7 @@ static void
 params_run(struct worker *w, struct work *k)
 {
 	free(w->params.origins);
+	free(w->params.subprotocols);
 	w->params = ((struct params_work *)k)->params;
 }
 
@@ -133,6 +134,7 @@ params_drop(struct worker *w, struct work *k)
 {
 	(void)w;
 	free(((struct params_work *)k)->params.origins);
+	free(((struct params_work *)k)->params.subprotocols);
 }
 
 /* A copy of p that the worker owns, strings and all; 0 or -1. */
@@ -140,8 +142,15 @@ static int
 params_copy(struct server_params *to, const struct server_params *p)
 {
 	*to = *p;
-	return p->origins != NULL && (to->origins = strdup(p->origins)) ==
-	    NULL ? -1 : 0;
+	to->origins = to->subprotocols = NULL;
+	if ((p->origins != NULL &&
+	    (to->origins = strdup(p->origins)) == NULL) ||
+	    (p->subprotocols != NULL &&
+	    (to->subprotocols = strdup(p->subprotocols)) == NULL)) {
+		free(to->origins);
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -476,6 +485,8 @@ workers_join(struct wsflowd *wd)
 		w->txcap = 0;
 		free(w->params.origins);
 		w->params.origins = NULL;
+		free(w->params.subprotocols);
+		w->params.subprotocols = NULL;
 		pthread_mutex_destroy(&w->inbox_lock);
 	}
 }

@@ -666,7 +666,7 @@ handshake_rx(struct own_conn *o)
 	struct upgrade u;
 	enum upgrade_verdict v;
 	enum wsflow_mode mode;
-	char reply[UPGRADE_REPLY_MAX];
+	char reply[UPGRADE_REPLY_MAX], protocol[sizeof(u.protocols)];
 	const char *why;
 	unsigned status;
 	size_t n, rest;
@@ -702,7 +702,9 @@ handshake_rx(struct own_conn *o)
 	}
 	if (status != 101)
 		return answer(o, &u, status, why);
-	if ((n = upgrade_reply(&u, reply, sizeof(reply))) == 0)
+	upgrade_subprotocol(&u, o->c.w->params.subprotocols, protocol,
+	    sizeof(protocol));
+	if ((n = upgrade_reply(&u, protocol, reply, sizeof(reply))) == 0)
 		return -1;
 	memcpy(r->out, reply, n);
 	r->out_len = (unsigned)n;

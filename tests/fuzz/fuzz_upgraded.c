@@ -209,7 +209,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} while (v == UPGRADE_MORE && off < total);
 	if (v != UPGRADE_OURS || u.head_len != reqlen ||
 	    upgrade_status(&u, v, true, &why) != 101 ||
-	    upgrade_reply(&u, reply, sizeof(reply)) == 0 ||
+	    upgrade_reply(&u, "", reply, sizeof(reply)) == 0 ||
 	    strcmp(u.path, requests[which].path) != 0)
 		abort();		/* a client's valid upgrade refused */
 

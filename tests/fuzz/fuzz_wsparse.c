@@ -154,7 +154,7 @@ check_request(const uint8_t *data, size_t size, struct upgrade *u,
 		}
 	}
 	if (*v == UPGRADE_OURS && (u->head_len > size ||
-	    upgrade_reply(u, reply, sizeof(reply)) == 0))
+	    upgrade_reply(u, "", reply, sizeof(reply)) == 0))
 		abort();
 }
 

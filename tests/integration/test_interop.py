@@ -310,14 +310,6 @@ def handshake_reply(port, tls, header):
     return head or '(connection closed, no HTTP response)'
 
 
-SUBPROTOCOL_WHY = (
-    'wsflowd answers 101 without Sec-WebSocket-Protocol on its plain listener, which RFC 6455 '
-    'allows but Chromium refuses ("Sent non-empty \'Sec-WebSocket-Protocol\' header but no '
-    'response was received", close 1006): a browser that offers subprotocols connects only '
-    'if the server selects one of them.  Answers to "Sec-WebSocket-Protocol: foo": ws: %r; '
-    'wss: %r')
-
-
 class BrowserPlan:
     """Scenarios for the page: each a WebSocket (url, protocols, mode) and
     its messages, an int (that many random octets, binary) or bytes (a text
@@ -423,27 +415,39 @@ def _():
     d.check_clean_stop()
 
 
-@case('a browser offering subprotocols: wsflowd answers 101 without Sec-WebSocket-Protocol '
-      '(interface spec §1: none selected) on ws:// and wss://; what Chromium then does is '
-      'reported')
+@case('a browser offering subprotocols: with server.subprotocols unset wsflowd answers 101 '
+      'without Sec-WebSocket-Protocol (interface spec §1: none selected) on ws:// and wss://; '
+      'with subprotocols = ( "foo" ) the 101 selects foo of "bar, foo" and headless Chromium '
+      'opens new WebSocket(url, [\'foo\']) on ws:// and wss://, protocol "foo", every digest '
+      'verified')
 def _():
     need_program('chromium', 'chromium')
     d = Daemon(tls=True, batch_size=B).start()
     for port, tls in ((d.port, False), (d.tls_port, True)):
         head = handshake_reply(port, tls, 'Sec-WebSocket-Protocol: foo')
         check(head.startswith('HTTP/1.1 101') and 'sec-websocket-protocol' not in head.lower(),
-              '%s: %r' % ('wss' if tls else 'ws', head))
+              'unset, %s: %r' % ('wss' if tls else 'ws', head))
+    d.check_clean_stop()
     # The WebSocket standard (WHATWG) makes a browser fail an open whose
-    # offered subprotocols the server did not select; the interface spec
-    # says none is selected.  Report what Chromium does, do not judge it.
+    # offered subprotocols the server did not select: list them.
+    d = Daemon(tls=True, batch_size=B, subprotocols=['chat', 'foo']).start()
+    for port, tls in ((d.port, False), (d.tls_port, True)):
+        head = handshake_reply(port, tls, 'Sec-WebSocket-Protocol: bar, foo')
+        check(head.startswith('HTTP/1.1 101') and
+              '| Sec-WebSocket-Protocol: foo |' in head + ' |',
+              'subprotocols ( "chat", "foo" ), %s: %r' % ('wss' if tls else 'ws', head))
+        head = handshake_reply(port, tls, 'Sec-WebSocket-Protocol: bar')
+        check(head.startswith('HTTP/1.1 101') and 'sec-websocket-protocol' not in head.lower(),
+              'offered none of the list, %s: %r' % ('wss' if tls else 'ws', head))
     plan = BrowserPlan(B)
     plan.add('ws-foo', d.url('/message'), 'message', [5000, TEXT], protocols=['foo'])
-    try:
-        plan.verify(plan.run())
-        diag('Chromium opened new WebSocket(url, [\'foo\']) and its digests verified')
-    except CheckFailed as e:
-        diag('Chromium did not open new WebSocket(url, [\'foo\']) (expected while wsflowd '
-             'selects no subprotocol): %s' % str(e).splitlines()[0][:300])
+    plan.add('wss-foo', 'wss://127.0.0.1:%d/stream' % d.tls_port, 'stream', [3 * B + 1, TEXT],
+             protocols=['foo'])
+    results = plan.run()
+    plan.verify(results)
+    for name in ('ws-foo', 'wss-foo'):
+        check(results[name]['protocol'] == 'foo', '%s: protocol %r, want "foo"'
+              % (name, results[name]['protocol']))
     d.check_clean_stop()
 
 

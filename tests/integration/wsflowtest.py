@@ -267,6 +267,8 @@ def config_text(listen, log_level='info', control_path=None, **server):
             v = 'true' if v else 'false'
         elif isinstance(v, str):
             v = '"%s"' % v
+        elif isinstance(v, (list, tuple)):
+            v = '( %s )' % ', '.join('"%s"' % x for x in v)
         lines.append('  %s = %s;' % (k, v))
     lines += ['};', 'control: { path = "%s"; };' % control_path, '']
     return '\n'.join(lines)

@@ -598,6 +598,17 @@ static const struct bad bads[] = {
 	{ "duplicate setting", "log_level = \"info\";\n"
 	    "log_level = \"debug\";\n", "\"debug\"", NULL, true },
 
+	/* server.subprotocols: RFC 7230 tokens */
+	{ "a subprotocol with a space", "server: {\n  subprotocols = (\n"
+	    "    \"chat\",\n    \"two words\" );\n};\n", "\"two words\"",
+	    "must be a token", false },
+	{ "a subprotocol with a comma", "server: {\n"
+	    "  subprotocols = ( \"a,b\" );\n};\n", "\"a,b\"",
+	    "must be a token", false },
+	{ "an empty subprotocol", "server: {\n"
+	    "  subprotocols = ( \"\" );\n};\n", "( \"\"",
+	    "empty subprotocol", false },
+
 	/* unknown keys */
 	{ "unknown top-level key", "log_level = \"info\";\nbogus = 1;\n",
 	    "bogus", "bogus", false },

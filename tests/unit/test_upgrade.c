@@ -220,7 +220,7 @@ test_rfc_example(void)
 		    "accept for the RFC key is " RFC_ACCEPT);
 	}
 	memset(out, 0x5a, sizeof(out));
-	rn = upgrade_reply(&u, out, sizeof(out));
+	rn = upgrade_reply(&u, "", out, sizeof(out));
 	{
 		bool good = reply_ok(out, rn, RFC_ACCEPT, why, sizeof(why));
 		char esc[2 * UPGRADE_REPLY_MAX + 64];
@@ -243,11 +243,11 @@ test_rfc_example(void)
 	}
 	{
 		char small[UPGRADE_REPLY_MAX];
-		size_t r0 = upgrade_reply(&u, small, 0);
-		size_t r10 = upgrade_reply(&u, small, 10);
-		size_t rless = rn > 0 ? upgrade_reply(&u, small, rn - 1) : 1;
+		size_t r0 = upgrade_reply(&u, "", small, 0);
+		size_t r10 = upgrade_reply(&u, "", small, 10);
+		size_t rless = rn > 0 ? upgrade_reply(&u, "", small, rn - 1) : 1;
 		size_t rplus = rn > 0 && rn + 1 <= sizeof(out) ?
-		    upgrade_reply(&u, out, rn + 1) : 0;
+		    upgrade_reply(&u, "", out, rn + 1) : 0;
 
 		ok(r0 == 0 && r10 == 0 && rless == 0, "upgrade_reply into 0, "
 		    "10 and %zu octets (one short): 0 (got %zu, %zu, %zu)",
@@ -257,10 +257,83 @@ test_rfc_example(void)
 	}
 	{
 		char out2[UPGRADE_REPLY_MAX];
-		size_t r2 = upgrade_reply(&u, out2, sizeof(out2));
+		size_t r2 = upgrade_reply(&u, "", out2, sizeof(out2));
 
 		ok(r2 == rn && r2 > 0, "the reply fits UPGRADE_REPLY_MAX (%d) "
 		    "(got %zu)", UPGRADE_REPLY_MAX, r2);
+	}
+}
+
+/* server.subprotocols: the first offered that is allowed, else none. */
+static void
+test_subprotocols(void)
+{
+	static const struct {
+		const char *headers;	/* extra request lines */
+		const char *allowed;	/* lines, NULL: the key unset */
+		const char *want;
+	} cases[] = {
+		{ "Sec-WebSocket-Protocol: foo\r\n", NULL, "" },
+		{ "Sec-WebSocket-Protocol: foo\r\n", "bar", "" },
+		{ "Sec-WebSocket-Protocol: foo\r\n", "foo", "foo" },
+		{ "Sec-WebSocket-Protocol: foo, bar\r\n", "bar\nfoo", "foo" },
+		{ "Sec-WebSocket-Protocol: x,  bar \r\n", "bar", "bar" },
+		{ "Sec-WebSocket-Protocol: a\r\nSec-WebSocket-Protocol: b\r\n",
+		    "b", "b" },
+		{ "Sec-WebSocket-Protocol: Foo\r\n", "foo", "" },
+		{ "Sec-WebSocket-Protocol: foobar\r\n", "foo", "" },
+		{ "Sec-WebSocket-Protocol: fo\r\n", "foo", "" },
+		{ "Sec-WebSocket-Protocol: ,,\r\n", "foo", "" },
+		{ "", "foo", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char req[REQMAX], got[sizeof(((struct upgrade *)0)->protocols)];
+		char out[UPGRADE_REPLY_MAX], shown[64];
+		struct upgrade u;
+		size_t n = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n"
+		    "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: " RFC_KEY "\r\n"
+		    "Sec-WebSocket-Version: 13\r\n%s\r\n", cases[i].headers);
+		enum upgrade_verdict v = parse(req, n, &u);
+
+		upgrade_subprotocol(&u, cases[i].allowed, got, sizeof(got));
+		snprintf(shown, sizeof(shown), "%s", cases[i].allowed ?
+		    cases[i].allowed : "(unset)");
+		for (char *c = shown; (c = strchr(c, '\n')) != NULL;)
+			*c = ' ';	/* one TAP line */
+		ok(v == UPGRADE_OURS && strcmp(got, cases[i].want) == 0,
+		    "subprotocol offered [%.*s] allowed [%s]: \"%s\" (got %s "
+		    "\"%s\")", (int)strcspn(cases[i].headers, "\r"),
+		    cases[i].headers, shown, cases[i].want, verdict_name(v),
+		    got);
+		n = upgrade_reply(&u, got, out, sizeof(out));
+		if (*got)
+			ok(n > 0 && strstr(out, "\r\nSec-WebSocket-Protocol: ") &&
+			    strncmp(strstr(out, "Protocol: ") + 10, got,
+			    strlen(got)) == 0 && memcmp(out + n - 4, "\r\n\r\n",
+			    4) == 0, "... the 101 selects it");
+		else
+			ok(n > 0 && strstr(out, "Sec-WebSocket-Protocol") == NULL,
+			    "... the 101 has no Sec-WebSocket-Protocol");
+	}
+	/* The longest kept offer, selected, still fits the reply. */
+	{
+		char req[REQMAX], name[256], got[256], out[UPGRADE_REPLY_MAX];
+		struct upgrade u;
+		size_t n;
+
+		memset(name, 'p', 255);
+		name[255] = '\0';
+		n = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n"
+		    "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: " RFC_KEY "\r\nSec-WebSocket-Version: "
+		    "13\r\nSec-WebSocket-Protocol: %s\r\n\r\n", name);
+		(void)parse(req, n, &u);
+		upgrade_subprotocol(&u, name, got, sizeof(got));
+		n = upgrade_reply(&u, got, out, sizeof(out));
+		ok(strcmp(got, name) == 0 && n > 0, "a 255-octet subprotocol "
+		    "is selected and its 101 fits UPGRADE_REPLY_MAX (%zu)", n);
 	}
 }
 
@@ -339,7 +412,7 @@ test_random_keys(void)
 				    key, verdict_name(v));
 			continue;
 		}
-		rn = upgrade_reply(&u, out, sizeof(out));
+		rn = upgrade_reply(&u, "", out, sizeof(out));
 		if (!reply_ok(out, rn, acc, why, sizeof(why)) && bad++ == 0)
 			snprintf(first, sizeof(first), "key %s: %s", key, why);
 	}
@@ -912,6 +985,7 @@ main(void)
 
 	test_rfc_example();
 	test_paths();
+	test_subprotocols();
 	test_random_keys();
 	test_prefixes();
 	test_spellings();
