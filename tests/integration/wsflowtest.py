@@ -279,8 +279,9 @@ class Daemon:
     started = []
     _n = 0
 
-    def __init__(self, tls=False, **server):
+    def __init__(self, tls=False, env=None, **server):
         Daemon._n += 1
+        self.env = env          # more environment variables for wsflowd
         self.name = 'wsflowd%d' % Daemon._n
         self.port = free_port()
         self.tls_port = None
@@ -313,7 +314,9 @@ class Daemon:
         with open(self.log, 'ab') as log:
             self.proc = subprocess.Popen([WSFLOWD, '-d', '-f', self.conf],
                                          stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log,
+                                         env=dict(os.environ, **self.env)
+                                         if self.env else None)
         Daemon.started.append(self)
         deadline = time.monotonic() + timeout * SLOW
         for port in filter(None, (self.port, self.tls_port)):
