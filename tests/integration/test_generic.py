@@ -15,15 +15,17 @@ a) G says "mask generic, generator generic" at start, N the variants the
    finished, every digest verified by the producer and by the tap, the
    tap saw exactly the octets the producer counted.
 """
+import json
 import os
 import re
+import subprocess
 
-from wsflowtest import (Daemon, WSTap, case, check, diag, lc_value, run_cases,
-                        unix_accepts, wait_for)
+from wsflowtest import (BUILD, SLOW, SRCDIR, Daemon, WSTap, case, check, diag, lc_value,
+                        run_cases, unix_accepts, wait_for)
 
+WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
 N = 8 * MiB + 3
-FINISHED = r'\[producer \d+ %s\] finished: (\d+) bytes sent, (\d+) digests, (\d+) verified, (\d+) mismatched'
 STARTED = r'wsflowd .* started: .*, mask (\w+), generator (\w+)'
 
 
@@ -40,9 +42,22 @@ def add_producers(d, producers):
             for n, u, k in producers))
 
 
+def sock_of(d):
+    return d.conf[:-len('.conf')] + '.sock'
+
+
+def ended(d, name):
+    """`wsflowctl -j show NAME` once the producer has ended, else None."""
+    r = subprocess.run([WSFLOWCTL, '-j', '-s', sock_of(d), 'show', name], capture_output=True,
+                       text=True, timeout=10 * SLOW, stdin=subprocess.DEVNULL)
+    check(r.returncode in (0, 1), 'wsflowctl show %s: exit %d %s' % (name, r.returncode, r.stderr))
+    s = json.loads(r.stdout).get('stream') if r.returncode == 0 else None
+    return s if s and s.get('end_reason') else None
+
+
 def start(d):
     d.start()
-    check(wait_for(lambda: unix_accepts(d.conf[:-len('.conf')] + '.sock'), 10),
+    check(wait_for(lambda: unix_accepts(sock_of(d)), 10),
           'control socket of %s does not accept:\n%s' % (d.name, d.log_tail()))
 
 
@@ -74,18 +89,20 @@ def _():
 
         def done():
             check(d.alive(), '%s died:\n%s' % (d.name, d.log_tail()))
-            found[:] = re.findall(FINISHED % name, d.log_text())
-            return found
-        check(wait_for(done, 30), '%s did not finish:\n%s' % (name, d.log_tail()))
-        nbytes, digests, verified, mismatched = map(int, found[-1])
+            found[:] = [ended(d, name)]
+            return found[0]
+        check(wait_for(done, 30, 0.1), '%s did not end:\n%s' % (name, d.log_tail()))
+        s = found[0]
+        nbytes, digests, verified, mismatched = (s['bytes'], s['digests'], s['digests_verified'],
+                                                 s['digest_mismatches'])
         tap = taps[name]
-        diag('%s: %d bytes, %d digests verified; %s' % (name, nbytes, verified, tap.summary()))
-        check(nbytes == N and mismatched == 0 and verified == digests > 0,
-              '%s: %d bytes, %d digests, %d verified, %d mismatched'
-              % (name, nbytes, digests, verified, mismatched))
+        diag('%s: %s (%s), %d bytes, %d digests verified, %d mismatched; %s'
+             % (name, s['state'], s['end_reason'], nbytes, verified, mismatched, tap.summary()))
+        tap.check(min_verified=verified)
+        check(s['state'] == 'finished' and nbytes == N and mismatched == 0
+              and verified == digests > 0, '%s: %s' % (name, json.dumps(s)))
         if name != 'g2gf':
             check(digests == N // MiB, '%s: %d digests, want %d' % (name, digests, N // MiB))
-        tap.check(min_verified=verified)
         check(tap.bytes == N and tap.digests == verified,
               '%s: the producer counted %d octets, %d digests; %s'
               % (name, nbytes, verified, tap.summary()))
