@@ -62,9 +62,11 @@ def start(d):
 
 
 def variants(d):
-    m = re.search(STARTED, d.log_text())
-    check(m, 'no "started: ... mask M, generator G" line:\n' + d.log_tail())
-    return m.group(1), m.group(2)
+    """The start line comes a moment after the control socket accepts."""
+    m = []
+    check(wait_for(lambda: m.append(re.search(STARTED, d.log_text())) or m[-1], 10),
+          'no "started: ... mask M, generator G" line:\n' + d.log_tail())
+    return m[-1].group(1), m[-1].group(2)
 
 
 @case('a) WSFLOW_GENERIC=1: the generic mask and generator run; G->G (/ and /frame), '
