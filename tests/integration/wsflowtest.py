@@ -716,7 +716,7 @@ class WSTap:
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(('127.0.0.1', self.port))
-        s.listen(16)
+        s.listen(128)
         self.lsock = s
         threading.Thread(target=self._accept, args=(s,), daemon=True).start()
 
