@@ -84,7 +84,8 @@ FUZZ_UPGRADED_SECONDS ?= $(FUZZ_SECONDS)
 all: $(BUILD)/wsflowd $(BUILD)/wsflowctl
 
 # The generator and the mask are the data path's hot loops: let the
-# compiler vectorise them (both carry an AVX2 clone).
+# compiler vectorise them (both are built for baseline x86-64 and AVX2,
+# daemon/simd.h; WSFLOW_GENERIC=1 makes an AVX2 machine run the former).
 $(BUILD)/daemon/gen.o $(BUILD)/daemon/ws.o: OPT = -O3 -g
 
 $(BUILD)/daemon/%.o: daemon/%.c
@@ -148,7 +149,7 @@ bench: deps all
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c daemon/ctl_proto.c daemon/config.c \
     daemon/url.c daemon/ws.c daemon/upgrade.c \
-    daemon/ctl_proto.h daemon/config.h daemon/ws.h daemon/upgrade.h
+    daemon/ctl_proto.h daemon/config.h daemon/ws.h daemon/simd.h daemon/upgrade.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) \
 		$(shell $(PKG_CONFIG) --libs libconfig openssl)

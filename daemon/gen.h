@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "simd.h"
+
 #define GEN_LANES	4
 
 struct gen {
@@ -21,5 +23,12 @@ int		gen_seed(struct gen *);
 void		gen_seed_from(struct gen *, uint64_t seed);
 uint64_t	gen_next(struct gen *);
 void		gen_fill(struct gen *, uint8_t *buf, size_t len);
+/* The variants gen_fill picks from (simd.h), named for the unit tests. */
+void		gen_fill_generic(struct gen *, uint8_t *buf, size_t len);
+#if WSFLOW_AVX2
+void		gen_fill_avx2(struct gen *, uint8_t *buf, size_t len);
+#endif
+/* "avx2" or "generic": the one gen_fill runs. */
+const char	*gen_fill_variant(void);
 
 #endif

@@ -135,14 +135,15 @@ ws_client_header(uint8_t *payload, uint64_t len, int opcode, bool fin,
 }
 
 /*
- * -O3 (Makefile) and an AVX2 clone: 32 octets a step where it can.  The
- * fuzz build (clang 14) cannot call a clone from another file: none.
+ * -O3 (Makefile): the loop is written once and compiled twice, for the
+ * baseline x86-64 (ws_mask_generic, what a CPU without AVX2 runs) and for
+ * AVX2 (ws_mask_avx2, 32 octets a step where it can).  ws_mask calls the
+ * one picked at start: AVX2 where the CPU has it, unless the environment
+ * has WSFLOW_GENERIC=1 (so that the tests run the baseline code too).
+ * WSFLOW_NO_CLONES (the fuzz build) builds the baseline one only.
  */
-#ifndef WSFLOW_NO_CLONES
-__attribute__((target_clones("avx2", "default")))
-#endif
-void
-ws_mask(uint8_t *p, size_t len, const uint8_t key[4])
+static inline __attribute__((always_inline)) void
+mask_loop(uint8_t *p, size_t len, const uint8_t key[4])
 {
 	uint64_t k8, w;
 	uint32_t k4;
@@ -158,6 +159,47 @@ ws_mask(uint8_t *p, size_t len, const uint8_t key[4])
 	}
 	for (; i < len; i++)
 		p[i] ^= key[i & 3];
+}
+
+void
+ws_mask_generic(uint8_t *p, size_t len, const uint8_t key[4])
+{
+	mask_loop(p, len, key);
+}
+
+#if WSFLOW_AVX2
+__attribute__((target("avx2")))
+void
+ws_mask_avx2(uint8_t *p, size_t len, const uint8_t key[4])
+{
+	mask_loop(p, len, key);
+}
+#endif
+
+static void	(*mask_fn)(uint8_t *, size_t, const uint8_t *) =
+		    ws_mask_generic;
+
+/* Before main and before any thread: the pointer is only read after. */
+__attribute__((constructor))
+static void
+mask_pick(void)
+{
+#if WSFLOW_AVX2
+	if (wsflow_use_avx2())
+		mask_fn = ws_mask_avx2;
+#endif
+}
+
+const char *
+ws_mask_variant(void)
+{
+	return mask_fn == ws_mask_generic ? "generic" : "avx2";
+}
+
+void
+ws_mask(uint8_t *p, size_t len, const uint8_t key[4])
+{
+	mask_fn(p, len, key);
 }
 
 static size_t

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "simd.h"
+
 #define WS_OP_CONTINUATION	0x0
 #define WS_OP_TEXT		0x1
 #define WS_OP_BINARY		0x2
@@ -110,5 +112,12 @@ size_t	ws_client_header(uint8_t *payload, uint64_t len, int opcode,
 	    bool fin, const uint8_t key[4]);
 /* XOR payload with the key, in place, wide. */
 void	ws_mask(uint8_t *payload, size_t len, const uint8_t key[4]);
+/* The variants ws_mask picks from (simd.h), named for the unit tests. */
+void	ws_mask_generic(uint8_t *payload, size_t len, const uint8_t key[4]);
+#if WSFLOW_AVX2
+void	ws_mask_avx2(uint8_t *payload, size_t len, const uint8_t key[4]);
+#endif
+/* "avx2" or "generic": the one ws_mask runs. */
+const char *ws_mask_variant(void);
 
 #endif

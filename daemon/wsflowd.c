@@ -13,6 +13,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "gen.h"
 #include "listen.h"
 #include "log.h"
 #include "producer.h"
@@ -20,6 +21,7 @@
 #include "sd.h"
 #include "tls.h"
 #include "worker.h"
+#include "ws.h"
 
 #define EXIT_CONFIG	78	/* EX_CONFIG */
 #define TICK_US		LWS_US_PER_SEC
@@ -349,9 +351,10 @@ main(int argc, char *argv[])
 	    producers_autostart(&wd) == -1)
 		goto out;
 	log_notice("wsflowd %s started: %zu listener(s), %u worker(s), %s, "
-	    "batch %llu", WSFLOW_VERSION, wd.nlisteners, wd.nworkers,
-	    wd.conf.server.digest,
-	    (unsigned long long)wd.conf.server.batch_size);
+	    "batch %llu, mask %s, generator %s", WSFLOW_VERSION,
+	    wd.nlisteners, wd.nworkers, wd.conf.server.digest,
+	    (unsigned long long)wd.conf.server.batch_size, ws_mask_variant(),
+	    gen_fill_variant());
 	lws_sul_schedule(wd.ctx, 0, &wd.sul_tick, tick, TICK_US);
 	/* Every listener and the control socket accept: ready. */
 	sd_ready(&wd);

@@ -6,7 +6,9 @@ One daemon ("M") runs for most cases: a listener, a control socket whose
 group does not exist (so only root may change things) and three
 producers: "loop" (producer mode to /), "fr" (frame mode to /frame), both
 autostarted, and "idle" (autostart = false).  Every command is run in text
-and JSON form against it; /metrics is compared with `status`; the exit
+and JSON form against it; /metrics is compared with `status` and with
+what the test itself sent and received (its own client, a hashlib tap
+before an ad-hoc producer); the exit
 statuses of §4 are provoked; start/stop, reload (file rewritten, broken
 files, SIGHUP), raw abuse of the control protocol (daemon/ctl_proto.h)
 and a second daemon on the same control path are checked while streams
@@ -25,8 +27,8 @@ import subprocess
 import time
 
 from wsflowtest import (BUILD, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon, Skip, WSClient,
-                        case, check, diag, run_cases, tmpdir, tmpfile, wait_for,
-                        free_port)
+                        WSTap, batch_digests, case, check, diag, run_cases, tmpdir,
+                        tmpfile, wait_for, free_port)
 
 WSFLOWCTL = os.environ.get('WSFLOWCTL') or os.path.join(SRCDIR, BUILD, 'wsflowctl')
 MiB = 1 << 20
@@ -757,7 +759,8 @@ METRIC_OF_STATUS = [
 ]
 
 
-@case('/metrics: text format parsed by hand, totals == status when quiescent; /healthz 200 ok')
+@case('/metrics: text format parsed by hand, totals == status when quiescent; /healthz 200 ok; '
+      'then moved by exactly the octets and digests the test itself sent and received')
 def t_metrics():
     main_daemon()
     quiesce()
@@ -786,7 +789,51 @@ def t_metrics():
           'a series labelled by id: %s' % [k for k in samples if any(l[0] == 'id' for l in k[1])][:3])
     code, body = http_get(M.port, '/healthz')
     check(code == 200 and body.strip() == 'ok', '/healthz: %d %r' % (code, body))
+    known_counts(samples)
     resume()
+
+
+def known_counts(before):
+    """Still quiescent: the test moves the counters by amounts it knows
+    itself, then /metrics must have moved by exactly those: a client of
+    ours sends 3 MiB + 5 to /stream (3 digests, checked with hashlib), an
+    ad-hoc producer sends 4 MiB + 7 through a hashlib tap (which counts its
+    octets and the digests it passes on)."""
+    data = os.urandom(3 * MiB + 5)
+    c = WSClient(M.port, '/stream')
+    c.send_frame(data, opcode=2, fin=True)
+    got = c.recv_digests(3)
+    check(got == batch_digests(data, MiB), 'our 3 digests differ from hashlib\'s')
+    check(c.close() == 1000, 'our client: no close 1000')
+    tap = WSTap(M.port)
+    try:
+        n = 4 * MiB + 7
+        out = jctl('start', tap.url('/'), '--mode', 'producer', '--bytes', n, '--name', 'mtap')
+        check(wait_for(lambda: not by_name(streams(), 'mtap') and tap.bytes == n
+                       and tap.digests == 4 and len(streams()) == 2, 10),
+              'mtap did not finish: %s; %s' % (streams(), tap.summary()))
+        tap.check(min_verified=4)
+    finally:
+        tap.close()
+    code, text = http_get(M.port, '/metrics')
+    check(code == 200, '/metrics: HTTP %d' % code)
+    after = parse_metrics(text)
+    want = {'wsflow_server_bytes_received_total': len(data) + n,
+            'wsflow_server_digests_sent_total': len(got) + tap.digests,
+            'wsflow_server_connections_total': 2,
+            'wsflow_server_connections': 0,
+            'wsflow_producer_bytes_sent_total': tap.bytes,
+            'wsflow_producer_digests_received_total': tap.digests,
+            'wsflow_producer_digests_verified_total': tap.verified,
+            'wsflow_producer_digest_mismatches_total': 0}
+    bad = ['%s moved %s -> %s, by %s; we know of %d' % (k, before.get((k, ())),
+                                                       after.get((k, ())),
+                                                       after.get((k, ()), 0) - before.get((k, ()), 0), v)
+           for k, v in want.items()
+           if after.get((k, ())) is None or after[(k, ())] - before.get((k, ()), 0) != v]
+    diag('known counts: sent %d + %d octets, received %d + %d digests' % (
+        len(data), n, len(got), tap.digests))
+    check(not bad, '/metrics against what the test sent and received:\n' + '\n'.join(bad))
 
 
 @case('/metrics: promtool check metrics passes (quiescent and busy)')
@@ -1068,14 +1115,17 @@ def t_sighup():
     write_conf(d, conf_lines(d, std_producers(d, fr=True, added=False, hup=True)))
 
 
-@case('reload changing server.digest and batch_size: a producer it adds hashes with the new ones, 0 mismatches')
+@case('reload changing server.digest and batch_size: a producer it adds hashes with the new ones, '
+      '0 mismatches; a hashlib tap checks b\'s sha512 digests by value (65536-octet batches), '
+      'and b\'s last_digest is one of them')
 def t_reload_digest():
     d = new_daemon(lambda d: [('a', d.url('/'), dict(mode='producer', autostart=True))])
+    tap = WSTap(d.port, digest='sha512', batch_size=65536)
     try:
         check(wait_for(lambda: (show('a', sock=d.sock) or {}).get('digests_verified', 0) > 0, 5),
               'a verifies nothing: %s' % show('a', sock=d.sock))
         lines = conf_lines(d, [('a', d.url('/'), dict(mode='producer', autostart=True)),
-                               ('b', d.url('/'), dict(mode='producer', autostart=True))])
+                               ('b', tap.url('/'), dict(mode='producer', autostart=True))])
         i = lines.index('server: {') + 1
         lines[i:i] = ['  digest = "sha512";', '  batch_size = 65536;']
         write_conf(d, lines)
@@ -1087,10 +1137,17 @@ def t_reload_digest():
         dg = jctl('digests', b['id'], sock=d.sock)
         last = [r for r in dg['streams'] if r['id'] == b['id']][0]['last_digest']
         check(len(last) == 128, 'b\'s last digest is not sha512: %r' % last)
+        # the value: sha512 (hashlib) of b's message up to a 65536-octet
+        # boundary, as the tap computed it over the octets b sent
+        tap.check(min_verified=b['digests_verified'])
+        check(last in tap.seen, 'b\'s last digest %s... is none the tap verified (%s)'
+              % (last[:16], tap.summary()))
+        diag(tap.summary())
         st = status(sock=d.sock)
         check(st['producers']['digest_mismatches'] == 0, 'mismatches: %s' % st['producers'])
     finally:
         d.check_clean_stop()
+        tap.close()
 
 # ============================================================ 6. abuse
 

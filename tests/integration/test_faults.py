@@ -16,6 +16,10 @@ e) TLS producers: no CA -> no connection (log says why); ca = the cert ->
    verified; verify = false -> verified; ca but the wrong host -> refused;
 f) a client that never reads its digests while sending 64 MiB: wsflowd
    stops reading it (bounded RSS) and keeps serving others promptly.
+
+In a)-c) a wsflowd producer streams to a wsflowd server: both count a digest
+as verified through the same daemon/batch.c, so a WSTap between them checks
+every digest against hashlib as well.
 """
 import hashlib
 import json
@@ -31,7 +35,7 @@ import threading
 import time
 
 from wsflowtest import (BUILD, SANITIZE, SLOW, SRCDIR, WSFLOWD, CheckFailed, Daemon,
-                        WSClient, case, check, diag, frame_header, hexdigest,
+                        WSClient, WSTap, case, check, diag, frame_header, hexdigest,
                         run_cases, run_wsflowd, tmpdir, tmpfile, wait_for,
                         wait_value, lc_value, unix_accepts)
 
@@ -116,12 +120,15 @@ def kill9(d):
 
 @case('a) server wsflowd SIGKILLed mid-stream, down ~10 s, restarted on the same port: '
       'the producer (reconnect = true) streams again < 12 s after the restart, '
-      'verified grows, 0 mismatches')
+      'verified grows, 0 mismatches; a hashlib tap between them agrees before and after')
 def _():
     srv = start(Daemon())
-    prod = producer_daemon([('re', srv.url('/'), dict(mode='producer', reconnect=True))])
+    tap = WSTap(srv.port)
+    prod = producer_daemon([('re', tap.url('/'), dict(mode='producer', reconnect=True))])
     s1 = wait_producer(prod, 're', lambda s: s['digests_verified'] >= 3, 10, '3 verified')
+    tap.check(min_verified=s1['digests_verified'])
     kill9(srv)
+    tap.pause()         # the server's port refuses, as without the tap
     t_down = time.monotonic()
     s_mid = wait_producer(prod, 're', lambda s: s['state'] in ('backoff', 'connecting'),
                           5, 'backoff after the kill')
@@ -131,6 +138,7 @@ def _():
           'producer while the server is down: %r' % s_mid)
     n_down = len(retries(prod, 're'))
     start(srv)
+    tap.resume()
     t_up = time.monotonic()
     s2 = wait_producer(prod, 're', lambda s: s['digests_verified'] > s_mid['digests_verified'],
                        14, 'verified growing after the restart')
@@ -146,6 +154,12 @@ def _():
     check(t_again - t_up < 12, 'reconnected %.2f s after the restart (cap 8 s + 25 %%)'
           % (t_again - t_up))
     check(s3['digest_mismatches'] == 0, '%d mismatches' % s3['digest_mismatches'])
+    # the tap verified at least what the producer did, over 2 connections
+    # (the one before the kill and the one after the restart)
+    tap.check(min_verified=s3['digests_verified'])
+    check(tap.conns == 2, 'the tap relayed %d connections, want 2: %s'
+          % (tap.conns, tap.summary()))
+    diag(tap.summary())
     check([a for a, _ in r] == list(range(1, len(r) + 1)),
           'retry attempts not numbered 1..n: %r' % r)
     check(all(ms <= 10000 for _, ms in r), 'a delay beyond 8 s + 25 %%: %r' % r)
@@ -156,18 +170,24 @@ def _():
           'restarted server: %r' % st)
     prod.check_clean_stop()
     srv.check_clean_stop()
+    tap.close()
 
 # ------------------------------------------------------------ b) server gone
 
 
 @case('b) server gone for good: the waiting producer uses < 5 % CPU over 10 s and '
-      'logs one retry line per attempt (<= 15 in 10 s)')
+      'logs one retry line per attempt (<= 15 in 10 s); its digests before were '
+      'verified by a hashlib tap too')
 def _():
     srv = start(Daemon())
-    prod = producer_daemon([('gone', srv.url('/stream'), dict(mode='streaming',
+    tap = WSTap(srv.port)
+    prod = producer_daemon([('gone', tap.url('/stream'), dict(mode='streaming',
                                                              reconnect=True))])
-    wait_producer(prod, 'gone', lambda s: s['digests_verified'] >= 3, 10, '3 verified')
+    s0 = wait_producer(prod, 'gone', lambda s: s['digests_verified'] >= 3, 10, '3 verified')
     srv.stop()
+    tap.close()         # gone for good: its port refuses too
+    tap.check(min_verified=s0['digests_verified'])
+    diag(tap.summary())
     wait_producer(prod, 'gone', lambda s: s['state'] in ('backoff', 'connecting'), 5,
                   'backoff')
     n0, cpu0, t0 = len(retries(prod, 'gone')), cpu_seconds(prod.pid), time.monotonic()
@@ -190,6 +210,7 @@ def _():
           % (len(other), '\n'.join(other[:10])))
     p = producer(prod, 'gone')
     check(p is not None and p['digest_mismatches'] == 0, 'producer: %r' % p)
+    tap.check(min_verified=p['digests_verified'])
     prod.check_clean_stop()
 
 # ------------------------------------------------------------ c) control permissions
@@ -197,7 +218,7 @@ def _():
 
 @case('c) control socket mode 0666, group that does not exist: as nobody, stop all / '
       'stop NAME / start / reload exit 4 and change nothing; status and streams exit 0; '
-      'root may stop')
+      'root may stop; the loop\'s digests verified by a hashlib tap too')
 def _():
     os.chmod(tmpdir(), 0o711)       # nobody reaches the socket by its path only
     ctlbin = tmpfile('wsflowctl')   # a copy nobody may run wherever the build is
@@ -210,9 +231,10 @@ def _():
                         'control: { path = "%s"; mode = "0666"; '
                         'group = "wsflow-test-nosuchgroup"; };' % sock_of(d))
     check('nosuchgroup' in text, 'control line not found in %s' % d.conf)
+    tap = WSTap(d.port)
     with open(d.conf, 'w') as f:
         f.write(text + 'producers = ( { name = "loop"; url = "%s"; mode = "streaming"; } );\n'
-                % d.url('/'))
+                % tap.url('/'))
     start(d)
     wait_producer(d, 'loop', lambda s: s['digests_verified'] >= 2, 10, '2 verified')
     mode = stat.S_IMODE(os.stat(sock_of(d)).st_mode)
@@ -233,14 +255,18 @@ def _():
     diag('as nobody: %s' % results)
     p1 = producer(d, 'loop')
     check(p1 is not None, 'nobody\'s stop removed the producer')
-    wait_producer(d, 'loop', lambda s: s['digests_verified'] > p1['digests_verified'],
-                  10, 'verified growing after nobody\'s stop')
+    p2 = wait_producer(d, 'loop', lambda s: s['digests_verified'] > p1['digests_verified'],
+                       10, 'verified growing after nobody\'s stop')
+    tap.check(min_verified=p2['digests_verified'])
+    diag(tap.summary())
     check(len([s for s in ctl(d, 'streams')['streams'] if s['role'] == 'producer']) == 1,
           'nobody\'s `start` started a producer')
     r = ctl_run(d, 'stop', 'all', ctl=ctlbin)
     check(r.returncode == 0, 'as root `stop all`: exit %d %s' % (r.returncode, r.stderr))
     check(wait_for(lambda: producer(d, 'loop') is None, 5), 'root\'s stop all did not stop')
     d.check_clean_stop()
+    tap.check()
+    tap.close()
 
 # ------------------------------------------------------------ d) config files
 

@@ -3,7 +3,10 @@
 """wsflowd's producers (interface.md §3 `producers`, §4 wsflowctl) against
 the AutobahnPython tutorial servers (tests/peers) and against wsflowd's own
 hashing server: every digest the server returns is checked by the producer;
-we read its counters with `wsflowctl -j` and its lines in the daemon log."""
+we read its counters with `wsflowctl -j` and its lines in the daemon log.
+Producer and server share daemon/batch.c, so where a wsflowd producer
+streams to a wsflowd server a WSTap (wsflowtest) sits between them and
+checks every digest against hashlib, and the octets against the counters."""
 import os
 import re
 import signal
@@ -14,7 +17,7 @@ import time
 import urllib.request
 
 from wsflowtest import (SANITIZE, SLOW, BUILD, SRCDIR, CheckFailed, Daemon,
-                        case, check, diag, run_cases, start_peer, tmpdir,
+                        WSTap, case, check, diag, run_cases, start_peer, tmpdir,
                         wait_for, wait_peer, wait_value, free_port, lc_value,
                         run_wsflowd, tmpfile)
 
@@ -284,10 +287,17 @@ MODE_PATHS = [('producer', '/'), ('streaming', '/stream'), ('frame', '/frame'),
 
 
 @case('each mode against wsflowd\'s own server (/, /stream, /frame, /message, endless): '
-      'verified grows on every producer, 0 mismatches in show, status and /metrics')
+      'verified grows on every producer, 0 mismatches in show, status and /metrics; '
+      'a hashlib tap between them agrees with every digest and the octet counts')
 def _():
-    d = producer_daemon(lambda d: [('own-' + m, d.url(path), dict(mode=m))
-                                   for m, path in MODE_PATHS])
+    taps = {}
+
+    def producers(d):
+        for m, path in MODE_PATHS:
+            taps['own-' + m] = WSTap(d.port)
+        return [('own-' + m, taps['own-' + m].url(path), dict(mode=m))
+                for m, path in MODE_PATHS]
+    d = producer_daemon(producers)
     names = ['own-' + m for m, _ in MODE_PATHS]
     first = {n: wait_stream(d, n, lambda s: s['digests_verified'] > 0, 10,
                             'first verified digest') for n in names}
@@ -300,7 +310,11 @@ def _():
               '%s: verified did not grow: %d -> %d' % (n, first[n]['digests_verified'],
                                                        s['digests_verified']))
         check(s['digest_mismatches'] == 0, '%s: %d mismatches' % (n, s['digest_mismatches']))
-        diag('%s: %d bytes, %d verified' % (n, s['bytes'], s['digests_verified']))
+        # the tap passed each digest on after checking it: it has seen at
+        # least as many as the producer verified
+        taps[n].check(min_verified=s['digests_verified'])
+        diag('%s: %d bytes, %d verified; %s' % (n, s['bytes'], s['digests_verified'],
+                                                taps[n].summary()))
     rc, streams = ctl(d, 'streams')
     check(rc == 0, 'wsflowctl streams exit %d' % rc)
     servers = [s for s in streams['streams'] if s['role'] == 'server']
@@ -319,11 +333,16 @@ def _():
         f = finished(d, n)
         check(f is not None and f['mismatched'] == 0 and f['verified'] > 0,
               '%s after SIGTERM: %r' % (n, f))
+        check(wait_for(lambda: taps[n].bytes == f['bytes'], 5),
+              '%s sent %d octets, the tap saw %d' % (n, f['bytes'], taps[n].bytes))
+        taps[n].check(min_verified=f['verified'])
+        taps[n].close()
 
 
-def tls_daemon(producer_keys, cert_san=None):
+def tls_daemon(producer_keys, cert_san=None, tap=None):
     """A daemon with a wss listener (throw-away cert, or one for cert_san
-    only) and one producer "tls" to it: wss://127.0.0.1:PORT/."""
+    only) and one producer "tls" to it: wss://127.0.0.1:PORT/; with tap (a
+    list), through a TLS WSTap (the listener's cert) appended to it."""
     def conf(d):
         if cert_san:        # same paths: the daemon reads them at start
             key = d.cert[:-len('cert.pem')] + 'key.pem'
@@ -334,6 +353,9 @@ def tls_daemon(producer_keys, cert_san=None):
                            check=True, capture_output=True, timeout=60)
         keys = dict(mode='streaming', bytes=16 * MiB)
         keys.update(producer_keys(d))
+        if tap is not None:
+            tap.append(WSTap(d.tls_port, tls=(d.cert, d.cert[:-len('cert.pem')] + 'key.pem')))
+            return [('tls', tap[0].url('/'), keys)]
         return [('tls', 'wss://127.0.0.1:%d/' % d.tls_port, keys)]
     return producer_daemon(conf, tls=True)
 
@@ -341,9 +363,15 @@ def tls_daemon(producer_keys, cert_san=None):
 def tls_verified_case(desc, producer_keys):
     @case(desc)
     def _():
-        d = tls_daemon(producer_keys)
+        tap = []
+        d = tls_daemon(producer_keys, tap=tap)
         f = wait_finished(d, 'tls', 30)
         check_finished(f, 'tls', 16 * MiB, verified=16)
+        tap[0].check(min_verified=16)
+        check(tap[0].bytes == 16 * MiB and tap[0].digests == 16,
+              'through TLS: %s' % tap[0].summary())
+        diag(tap[0].summary())
+        tap[0].close()
         check(log_lines(d, r'\[stream \d+\] closed: %d bytes' % (16 * MiB)),
               'the TLS server stream did not log its 16 MiB')
         d.check_clean_stop()
@@ -372,12 +400,13 @@ def tls_refused_case(desc, producer_keys, reason, cert_san=None):
               'after SIGTERM: %r' % f)
 
 
-tls_verified_case('wss, tls = { verify = false; }, self-signed listener: 16 digests verified',
+tls_verified_case('wss, tls = { verify = false; }, self-signed listener: 16 digests verified '
+                  '(and by a hashlib tap terminating TLS between them)',
                   lambda d: {'tls': {'verify': False}})
 # The throw-away certificate has subjectAltName IP:127.0.0.1 (and
 # DNS:localhost): verification and the hostname check stay on and pass.
 tls_verified_case('wss, tls = { ca = "<the listener\'s cert>"; } (hostname check on, '
-                  'SAN IP:127.0.0.1): 16 digests verified',
+                  'SAN IP:127.0.0.1): 16 digests verified (and by a hashlib tap)',
                   lambda d: {'tls': {'ca': d.cert}})
 tls_refused_case('wss, verify = true and no ca (system store) against a self-signed cert: '
                  'does not connect, retries, the log says why, 0 verified',
@@ -467,17 +496,25 @@ def _():
 
 
 @case('bytes = 10000000: exactly 10000000 bytes sent to wsflowd (its stream closed '
-      'with 10000000 bytes) and to a tutorial server (close 1000, clean)')
+      'with 10000000 bytes; a hashlib tap between them saw 10000000 octets and verified '
+      'the 9 digests) and to a tutorial server (close 1000, clean)')
 def _():
     n = 10000000
     port = free_port()
     peer, rec = record_server(port)
-    d = producer_daemon(lambda d: [
-        ('own', d.url('/'), dict(mode='producer', bytes=n)),
-        ('peer', 'ws://127.0.0.1:%d/' % port, dict(mode='producer', bytes=n))])
+    tap = []
+
+    def producers(d):
+        tap.append(WSTap(d.port))
+        return [('own', tap[0].url('/'), dict(mode='producer', bytes=n)),
+                ('peer', 'ws://127.0.0.1:%d/' % port, dict(mode='producer', bytes=n))]
+    d = producer_daemon(producers)
     for name in ('own', 'peer'):
         f = wait_finished(d, name, 30)
         check_finished(f, name, n, verified=n // MiB)
+    check(tap[0].bytes == n and tap[0].digests == n // MiB, tap[0].summary())
+    tap[0].check(min_verified=n // MiB)
+    tap[0].close()
     check(wait_for(lambda: log_lines(d, r'\[stream \d+\] closed: %d bytes, 1 message, %d digests'
                                      % (n, n // MiB)), 5),
           'wsflowd\'s server stream did not log "closed: %d bytes, 1 message, %d digests"'
@@ -628,13 +665,19 @@ ending_case('SIGTERM on a frame producer mid-message: an empty final frame, its 
 # ------------------------------------------------------------ 7. rate
 
 
-RATE = Described('rate = 2000000 against wsflowd: measured over 4 s within 2 MB/s +-30 %')
+RATE = Described('rate = 2000000 against wsflowd: measured over 4 s within 2 MB/s +-30 %, '
+                 'its digests verified by a hashlib tap too')
 
 
 @case(RATE)
 def _():
     rate = 2000000
-    d = producer_daemon(lambda d: [('rated', d.url('/'), dict(mode='producer', rate=rate))])
+    tap = []
+
+    def producers(d):
+        tap.append(WSTap(d.port))
+        return [('rated', tap[0].url('/'), dict(mode='producer', rate=rate))]
+    d = producer_daemon(producers)
     wait_stream(d, 'rated', lambda s: s['state'] == 'sending', 10, 'sending')
     time.sleep(0.5)
     s1, t1 = show(d, 'rated'), time.monotonic()
@@ -649,7 +692,9 @@ def _():
           'ctl bytes_per_sec %.2f MB/s' % (s2['bytes_per_sec'] / 1e6))
     check(s2['digests_verified'] > 0 and s2['digest_mismatches'] == 0,
           'verified %d, mismatched %d' % (s2['digests_verified'], s2['digest_mismatches']))
+    tap[0].check(min_verified=s2['digests_verified'])
     d.check_clean_stop()
+    tap[0].close()
 
 
 # ------------------------------------------------------------ backoff cap

@@ -281,8 +281,9 @@ class Daemon:
     started = []
     _n = 0
 
-    def __init__(self, tls=False, **server):
+    def __init__(self, tls=False, env=None, **server):
         Daemon._n += 1
+        self.env = env          # more environment variables for wsflowd
         self.name = 'wsflowd%d' % Daemon._n
         self.port = free_port()
         self.tls_port = None
@@ -317,7 +318,9 @@ class Daemon:
         with open(self.log, 'ab') as log:
             self.proc = subprocess.Popen([WSFLOWD, '-d'] + self.args + ['-f', self.conf],
                                          stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log,
+                                         env=dict(os.environ, **self.env)
+                                         if self.env else None)
         Daemon.started.append(self)
         deadline = time.monotonic() + timeout * SLOW
         for port in filter(None, (self.port, self.tls_port)):
@@ -677,3 +680,289 @@ def batch_digests(data, batch_size, name='sha256'):
         h.update(data[off:off + batch_size])
         out.append(h.hexdigest())
     return out
+
+# ---------------------------------------------------------------- digest tap
+
+
+class WSTap:
+    """An independent reference for every digest: a TCP relay between a
+    WebSocket client (a wsflowd producer) and a server (a wsflowd
+    listener) that unmasks what the client sends, hashes it with Python's
+    hashlib (not daemon/batch.c, which producer and server share) and
+    checks every digest the server sends against it before passing it on.
+
+    The mode follows the request path like the server's (/ and /stream: a
+    digest every batch_size octets of a message; /frame: after every
+    frame; /message: after every message).  digest and batch_size are read
+    when a connection is accepted.  tls=(cert, key): TLS on both sides.
+    Counters (all connections): conns, bytes (data payload octets the
+    client sent), digests (the server sent), verified, mismatches (a list
+    of what differed), errors; last: the last verified digest."""
+
+    def __init__(self, upstream_port, digest='sha256', batch_size=1 << 20, tls=None):
+        self.upstream = upstream_port
+        self.digest, self.batch_size, self.tls = digest, batch_size, tls
+        self.lock = threading.Lock()
+        self.conns = self.bytes = self.digests = self.verified = 0
+        self.mismatches, self.errors, self.seen = [], [], set()
+        self.last = None
+        self.port = free_port()
+        self.lsock = None
+        self._socks = set()
+        self.resume()
+
+    def url(self, path='/'):
+        return '%s://127.0.0.1:%d%s' % ('wss' if self.tls else 'ws', self.port, path)
+
+    # -- listener
+
+    def resume(self):
+        """Listen (again) on self.port."""
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('127.0.0.1', self.port))
+        s.listen(128)
+        self.lsock = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def pause(self):
+        """Stop listening (a client then sees connection refused) and drop
+        the connections it relays."""
+        s, self.lsock = self.lsock, None
+        if s is not None:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        with self.lock:
+            socks, self._socks = list(self._socks), set()
+        for x in socks:
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    close = pause
+
+    def _accept(self, s):
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            u = socket.create_connection(('127.0.0.1', self.upstream), 5)
+            if self.tls:
+                sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                sctx.load_cert_chain(*self.tls)
+                c = sctx.wrap_socket(c, server_side=True)
+                cctx = ssl.create_default_context()
+                cctx.check_hostname = False
+                cctx.verify_mode = ssl.CERT_NONE
+                u = cctx.wrap_socket(u, server_hostname='localhost')
+        except (OSError, ssl.SSLError):
+            c.close()
+            return
+        for x in (c, u):
+            x.settimeout(None)
+        with self.lock:
+            self.conns += 1
+            self._socks.update((c, u))
+        st = {'digest': self.digest, 'batch': self.batch_size, 'mode': None,
+              'expected': [], 'got': 0}
+        t = threading.Thread(target=self._relay, args=(u, c, st, False), daemon=True)
+        t.start()
+        self._relay(c, u, st, True)
+        t.join()
+        for x in (c, u):
+            try:
+                x.close()
+            except OSError:
+                pass
+        with self.lock:
+            self._socks.difference_update((c, u))
+
+    def _relay(self, src, dst, st, from_client):
+        parse = _TapParser(self, st, from_client)
+        try:
+            while True:
+                data = src.recv(262144)
+                if not data:
+                    break
+                # parse first: a digest owed for these octets is known
+                # before the server can have them
+                parse.feed(data)
+                dst.sendall(data)
+        except (OSError, ssl.SSLError):
+            pass
+        except Exception as e:     # a parser bug is a test failure, not a hang
+            with self.lock:
+                self.errors.append(repr(e))
+        try:
+            if self.tls:
+                dst.close()
+                src.close()
+            else:
+                dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    # -- results
+
+    def _record(self, st, text):
+        with self.lock:
+            self.digests += 1
+            i = st['got']
+            st['got'] += 1
+            want = st['expected'][i] if i < len(st['expected']) else None
+            if text == want:
+                self.verified += 1
+                self.last = text
+                if len(self.seen) < 100000:
+                    self.seen.add(text)
+            else:
+                self.mismatches.append('connection %d digest %d: server sent %r, '
+                                       'hashlib %s says %r' % (self.conns, i + 1, text,
+                                                               st['digest'], want))
+
+    def summary(self):
+        with self.lock:
+            return ('tap: %d connections, %d octets, %d digests, %d verified by hashlib, '
+                    '%d mismatched%s%s' % (self.conns, self.bytes, self.digests, self.verified,
+                                           len(self.mismatches),
+                                           ('; first: ' + self.mismatches[0]) if self.mismatches else '',
+                                           ('; errors: %s' % self.errors[:3]) if self.errors else ''))
+
+    def check(self, min_verified=1):
+        """Fail unless every digest so far matched hashlib and at least
+        min_verified did."""
+        check(not self.mismatches and not self.errors and self.verified >= min_verified,
+              'independent check (hashlib) failed: ' + self.summary())
+
+
+class _TapParser:
+    """One direction of one tapped connection: HTTP head, then frames."""
+
+    def __init__(self, tap, st, from_client):
+        self.tap, self.st, self.from_client = tap, st, from_client
+        self.head = b''
+        self.in_head = True
+        self.hdr = b''
+        self.left = 0           # payload octets of the current frame still to come
+        self.frame = None       # (opcode, fin, key) of the current frame
+        self.phase = 0
+        self.msg_op = None
+        self.h = None           # client: the running hash of the message
+        self.fill = 0
+        self.text = b''         # server: the text message so far
+        self.ctrl = False
+
+    def feed(self, data):
+        mv = memoryview(data)
+        if self.in_head:
+            self.head += bytes(mv)
+            end = self.head.find(b'\r\n\r\n')
+            if end < 0:
+                return
+            head, rest = self.head[:end].decode('latin-1'), self.head[end + 4:]
+            self.in_head = False
+            self.head = b''
+            if self.from_client:
+                path = head.split(' ', 2)[1] if head.count(' ') >= 2 else '/'
+                path = path.split('?', 1)[0]
+                self.st['mode'] = {'/frame': 'frame', '/message': 'message'}.get(
+                    path, 'streaming')
+            mv = memoryview(rest)
+        while len(mv):
+            if self.frame is None:
+                need = self._header_len()
+                take = need - len(self.hdr) if need else 2 - len(self.hdr)
+                if take <= 0:
+                    take = 1
+                self.hdr += bytes(mv[:take])
+                mv = mv[take:]
+                need = self._header_len()
+                if need and len(self.hdr) >= need:
+                    self._start_frame()
+                continue
+            n = min(self.left, len(mv))
+            self._payload(bytes(mv[:n]))
+            mv = mv[n:]
+            self.left -= n
+            if self.left == 0:
+                self._end_frame()
+
+    def _header_len(self):
+        if len(self.hdr) < 2:
+            return 0
+        b1 = self.hdr[1]
+        n = 2 + {126: 2, 127: 8}.get(b1 & 0x7f, 0)
+        return n + (4 if b1 & 0x80 else 0)
+
+    def _start_frame(self):
+        h = self.hdr
+        b0, b1 = h[0], h[1]
+        n, i = b1 & 0x7f, 2
+        if n == 126:
+            n, i = struct.unpack('!H', h[2:4])[0], 4
+        elif n == 127:
+            n, i = struct.unpack('!Q', h[2:10])[0], 10
+        key = h[i:i + 4] if b1 & 0x80 else b'\0\0\0\0'
+        self.hdr = b''
+        op, fin = b0 & 0x0f, bool(b0 & 0x80)
+        self.frame, self.left, self.phase = (op, fin, key), n, 0
+        self.ctrl = op >= 8
+        if not self.ctrl and op != 0:
+            self.msg_op = op
+            if self.from_client:
+                self.h = hashlib.new(self.st['digest'])
+                self.fill = 0
+            else:
+                self.text = b''
+        if n == 0:
+            self._end_frame()
+
+    def _payload(self, data):
+        op, fin, key = self.frame
+        if self.ctrl:
+            self.phase += len(data)
+            return
+        if self.from_client:
+            k = key[self.phase % 4:] + key[:self.phase % 4]
+            self.phase += len(data)
+            data = mask(data, k)
+            with self.tap.lock:
+                self.tap.bytes += len(data)
+            if self.st['mode'] != 'streaming':
+                self.h.update(data)
+                return
+            batch = self.st['batch']
+            while data:
+                room = batch - self.fill
+                part, data = data[:room], data[room:]
+                self.h.update(part)
+                self.fill += len(part)
+                if self.fill == batch:
+                    self.fill = 0
+                    self._owe()
+        else:
+            self.text += data
+
+    def _owe(self):
+        with self.tap.lock:
+            self.st['expected'].append(self.h.hexdigest())
+
+    def _end_frame(self):
+        op, fin, key = self.frame
+        self.frame = None
+        if self.ctrl:
+            return
+        if self.from_client:
+            if self.st['mode'] == 'frame' or (fin and self.st['mode'] == 'message'):
+                self._owe()
+        elif fin and self.msg_op == 1:
+            self.tap._record(self.st, self.text.decode('ascii', 'replace'))

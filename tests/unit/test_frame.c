@@ -1,9 +1,12 @@
 /*
  * test_frame.c — the producer's pure pieces: client frame headers, the
- * wide mask against a byte-at-a-time reference, the payload generator,
- * and ws:// URL parsing.
+ * wide mask against a byte-at-a-time reference, the payload generator
+ * against a one-word-at-a-time xoshiro256** (each variant, simd.h: the
+ * baseline x86-64 one and the AVX2 one, whichever the CPU runs), and
+ * ws:// URL parsing.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,32 +63,177 @@ test_headers(void)
 	}
 }
 
+typedef void	mask_fn(uint8_t *, size_t, const uint8_t *);
+typedef void	fill_fn(struct gen *, uint8_t *, size_t);
+
+/* The variants to test: ws_mask and gen_fill as the daemon calls them,
+ * the baseline x86-64 ones, and the AVX2 ones where the CPU has AVX2. */
+static const struct variant {
+	const char	*name;
+	mask_fn		*mask;
+	fill_fn		*fill;
+	bool		 avx2;
+} variants[] = {
+	{ "dispatched", ws_mask, gen_fill, false },
+	{ "generic", ws_mask_generic, gen_fill_generic, false },
+#if WSFLOW_AVX2
+	{ "avx2", ws_mask_avx2, gen_fill_avx2, true },
+#endif
+};
+#define NVARIANTS	(sizeof(variants) / sizeof(variants[0]))
+
+static bool
+runnable(const struct variant *v)
+{
+#if WSFLOW_AVX2
+	__builtin_cpu_init();
+	if (v->avx2 && !__builtin_cpu_supports("avx2")) {
+		skip(v->name, "this CPU has no AVX2");
+		return false;
+	}
+#endif
+	(void)v;
+	return true;
+}
+
 static void
-test_mask(void)
+test_mask_one(const struct variant *v)
 {
 	uint8_t key[4] = { 0xde, 0xad, 0xbe, 0xef };
 	uint8_t *a = malloc(70000), *b = malloc(70000);
 	bool all = true;
 
+	/* lengths up to 300 and a few past 32-octet vector steps */
 	for (size_t off = 0; off < 8; off++)
-		for (size_t len = 0; len < 300; len += (len < 40 ? 1 : 37)) {
+		for (size_t len = 0; len < 1100; len += (len < 70 ? 1 :
+		    len < 300 ? 37 : 257)) {
 			for (size_t i = 0; i < len; i++)
 				a[off + i] = b[off + i] = (uint8_t)(i * 7 + off);
-			ws_mask(a + off, len, key);
+			v->mask(a + off, len, key);
 			for (size_t i = 0; i < len; i++)
 				b[off + i] ^= key[i & 3];
 			if (memcmp(a + off, b + off, len) != 0)
 				all = false;
 		}
-	ok(all, "wide mask equals the byte-wise one, every alignment and "
-	    "length 0..300");
+	ok(all, "%s mask equals the byte-wise one, every alignment and "
+	    "length 0..1100", v->name);
 	for (size_t i = 0; i < 65536; i++)
 		a[i] = b[i] = (uint8_t)i;
-	ws_mask(a, 65536, key);
-	ws_mask(a, 65536, key);
-	ok(memcmp(a, b, 65536) == 0, "masking twice gives the payload back");
+	v->mask(a, 65536, key);
+	v->mask(a, 65536, key);
+	ok(memcmp(a, b, 65536) == 0, "%s: masking twice gives the payload "
+	    "back", v->name);
 	free(a);
 	free(b);
+}
+
+static void
+test_mask(void)
+{
+	for (size_t i = 0; i < NVARIANTS; i++)
+		if (runnable(&variants[i]))
+			test_mask_one(&variants[i]);
+}
+
+/* xoshiro256** one word at a time, as Blackman and Vigna publish it. */
+static uint64_t
+ref_rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t
+ref_next(uint64_t s[4])
+{
+	uint64_t result = ref_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = ref_rotl(s[3], 45);
+	return result;
+}
+
+/* gen.h's layout: GEN_LANES such generators, one step of each per
+ * GEN_LANES words of output, lane order, little-endian words. */
+static void
+ref_fill(uint64_t lanes[GEN_LANES][4], uint8_t *buf, size_t len)
+{
+	size_t at = 0;
+
+	while (at < len)
+		for (int i = 0; i < GEN_LANES; i++) {
+			uint64_t w = ref_next(lanes[i]);
+
+			for (int b = 0; b < 8; b++, w >>= 8)
+				if (at + (size_t)(i * 8 + b) < len)
+					buf[at + (size_t)(i * 8 + b)] = (uint8_t)w;
+			if (i == GEN_LANES - 1)
+				at += 8 * GEN_LANES;
+		}
+}
+
+/* splitmix64 over lane-major words, as gen_seed_from documents. */
+static void
+ref_seed(uint64_t lanes[GEN_LANES][4], uint64_t seed)
+{
+	for (int i = 0; i < GEN_LANES; i++)
+		for (int w = 0; w < 4; w++) {
+			uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+
+			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+			z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+			lanes[i][w] = z ^ (z >> 31);
+		}
+}
+
+static void
+test_gen_reference(void)
+{
+	uint64_t s[4] = { 1, 2, 3, 4 }, lanes[GEN_LANES][4];
+	static const size_t cuts[] = { 1, 7, 8, 31, 32, 33, 100, 4096, 65541 };
+	static uint8_t want[262144], got[262144];	/* 150000 + a piece */
+	uint64_t r1 = ref_next(s), r2 = ref_next(s);
+	struct gen g;
+	bool seeded = true;
+
+	/* the published generator from state {1, 2, 3, 4}: 11520, 0 */
+	ok(r1 == 11520 && r2 == 0, "the reference xoshiro256** starts "
+	    "11520, 0 from {1, 2, 3, 4} (got %llu, %llu)",
+	    (unsigned long long)r1, (unsigned long long)r2);
+	gen_seed_from(&g, 42);
+	ref_seed(lanes, 42);
+	for (int i = 0; i < GEN_LANES; i++)
+		for (int w = 0; w < 4; w++)
+			if (g.s[w][i] != lanes[i][w])
+				seeded = false;
+	ok(seeded, "gen_seed_from(42) is splitmix64 over the lanes");
+	for (size_t v = 0; v < NVARIANTS; v++) {
+		const struct variant *var = &variants[v];
+		size_t at = 0, k = 0;
+
+		if (!runnable(var))
+			continue;
+		/* one reference stream, cut into pieces of odd sizes: each
+		 * piece a whole number of steps but the last of a call */
+		ref_seed(lanes, 7 + v);
+		gen_seed_from(&g, 7 + v);
+		memset(got, 0, sizeof(got));
+		while (at < 150000) {
+			size_t n = cuts[k++ % (sizeof(cuts) / sizeof(cuts[0]))];
+
+			n = (n + 31) / 32 * 32;		/* whole steps */
+			var->fill(&g, got + at, n);
+			at += n;
+		}
+		var->fill(&g, got + at, 5);	/* a tail: a step, 5 octets */
+		ref_fill(lanes, want, at + 5);
+		ok(memcmp(got, want, at + 5) == 0, "%s generator equals the "
+		    "one-word xoshiro256** reference over %zu octets in "
+		    "pieces, and its 5-octet tail", var->name, at + 5);
+	}
 }
 
 static void
@@ -144,11 +292,27 @@ test_url(void)
 	    "refused");
 }
 
+/* ws_mask and gen_fill run AVX2 where the CPU has it, generic where it
+ * has not or the environment says WSFLOW_GENERIC=1. */
+static void
+test_dispatch(void)
+{
+	const char *g = getenv("WSFLOW_GENERIC");
+	const char *want = wsflow_use_avx2() ? "avx2" : "generic";
+
+	ok(strcmp(ws_mask_variant(), want) == 0 &&
+	    strcmp(gen_fill_variant(), want) == 0, "dispatch: mask %s, "
+	    "generator %s, want %s (WSFLOW_GENERIC=%s)", ws_mask_variant(),
+	    gen_fill_variant(), want, g ? g : "");
+}
+
 int
 main(void)
 {
 	test_headers();
+	test_dispatch();
 	test_mask();
+	test_gen_reference();
 	test_gen();
 	test_url();
 	return done();
