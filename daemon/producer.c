@@ -219,6 +219,20 @@ rate_allow(struct producer *p, uint64_t want, uint64_t *delay_us)
 	    p->conf.rate);
 	if (*delay_us < LWS_US_PER_MS)	/* sub-ms timers spin (docs/lws.md §2) */
 		*delay_us = LWS_US_PER_MS;
+	/*
+	 * Timer slack: due on a boundary of a quarter of the wait (1 to
+	 * 10 ms), so that many slow streams wake the loop together (each
+	 * turn polls every descriptor) rather than one by one.  The bucket
+	 * keeps the tokens of the later start: the rate holds.
+	 */
+	{
+		uint64_t g = *delay_us / 4, due;
+
+		g = g < LWS_US_PER_MS ? LWS_US_PER_MS : g > 10 * LWS_US_PER_MS ?
+		    10 * LWS_US_PER_MS : g / LWS_US_PER_MS * LWS_US_PER_MS;
+		due = ((uint64_t)now + *delay_us + g - 1) / g * g;
+		*delay_us = due - (uint64_t)now;
+	}
 	return 0;
 }
 

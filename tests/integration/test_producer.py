@@ -526,8 +526,8 @@ def _():
     d.check_clean_stop()
 
 
-DURATION = Described('duration = 3: the producer finishes 3-5 s after start, close 1000 '
-                     '(clean) at the server')
+DURATION = Described('duration = 3: the producer\'s own record says it ran 3.0 to 3.5 s '
+                     '(an ended stream\'s seconds), close 1000 (clean) at the server')
 
 
 @case(DURATION)
@@ -541,8 +541,10 @@ def _():
     took = time.monotonic() - t0
     check_finished(f, 'timed')
     diag('finished after %.2f s, %d bytes' % (took, f['bytes']))
-    DURATION.figures = ' (measured: %.2f s)' % took
-    check(2.9 <= took <= 5 * SLOW, 'finished after %.2f s' % took)
+    ran = show(d, 'timed')['seconds']
+    DURATION.figures = ' (measured: %.2f s by the daemon, %.2f s from the start)' % (ran, took)
+    # the limit is the daemon's to keep, start to end; load may add a turn
+    check(3.0 <= ran <= 3.0 + 0.5 * SLOW, 'the daemon says it ran %.2f s' % ran)
     closes = wait_closes(rec, 1)
     check(len(closes) == 1 and closes[0]['code'] == 1000 and closes[0]['clean']
           and closes[0]['bytes'] == f['bytes'],
