@@ -135,6 +135,12 @@ stream_object(enum action a, const struct ctl_stream *s)
 		json_object_object_add(o, s->role == ROLE_PRODUCER ?
 		    "receiver_stream" : "sender_stream", s->link_id != 0 ?
 		    json_object_new_int64((int64_t)s->link_id) : NULL);
+		/* A producer's own port on its last connection; null
+		 * before one came up. */
+		if (s->role == ROLE_PRODUCER)
+			json_object_object_add(o, "local_port",
+			    s->local_port != 0 ? json_object_new_int64(
+			    s->local_port) : NULL);
 		if (s->role == ROLE_PRODUCER) {
 			struct json_object *lat = json_object_new_object(),
 			    *con = json_object_new_object();

@@ -195,6 +195,8 @@ text_stream(enum action a, const struct ctl_stream *s)
 		printf("%-20s %s\n", "Role:", stream_role_name(s->role));
 		printf("%-20s %s\n", "Name:", s->name[0] ? s->name : "-");
 		printf("%-20s %s\n", "Peer:", s->peer);
+		if (s->role == ROLE_PRODUCER && s->local_port != 0)
+			printf("%-20s %u\n", "Local port:", s->local_port);
 		printf("%-20s %s\n", "Mode:", wsflow_mode_name(s->mode));
 		if (s->link_id != 0)
 			printf("%-20s stream %" PRIu64 " of this daemon\n",

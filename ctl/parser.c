@@ -67,6 +67,8 @@ print_usage(FILE *f)
 	    "  --parallel N   N streams (a NAME: instead of its parallel);\n"
 	    "                 --bytes is their total, --rate each one's\n"
 	    "  --interval S   a report every S seconds (default 1)\n"
+	    "  --receiver SOCKET  the server is the wsflowd of this control\n"
+	    "                 socket (this host): its figures in the summary\n"
 	    "  --bits         rates in bits per second\n"
 	    "  without --bytes or --duration a run lasts 10 s\n"
 	    "\nwatch takes:\n"
@@ -238,7 +240,8 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 		    strcmp(opt, "--duration") != 0 &&
 		    strcmp(opt, "--rate") != 0 && strcmp(opt, "--name") != 0 &&
 		    !(run && (strcmp(opt, "--parallel") == 0 ||
-		    strcmp(opt, "--interval") == 0))) {
+		    strcmp(opt, "--interval") == 0 ||
+		    strcmp(opt, "--receiver") == 0))) {
 			snprintf(err, errlen, "unknown option '%s'", opt);
 			return -1;
 		}
@@ -257,6 +260,13 @@ parse_start(int argc, char *argv[], struct parse_result *r, char *err,
 			/* NAME: the daemon starts the entry's N streams. */
 			st->parallel = (uint32_t)v;
 			st->flags |= CTL_START_PARALLEL;
+		} else if (strcmp(opt, "--receiver") == 0) {
+			if (val[0] == '\0') {
+				snprintf(err, errlen, "--receiver: the path of "
+				    "the server's wsflowd control socket");
+				return -1;
+			}
+			r->run.receiver = val;
 		} else if (strcmp(opt, "--interval") == 0) {
 			char *end;
 			double d = strtod(val, &end);

@@ -26,6 +26,8 @@ struct run_opts {
 	unsigned	 parallel;	/* streams, 1 and up */
 	double		 interval;	/* seconds between reports */
 	int		 limited;	/* --bytes or --duration given */
+	const char	*receiver;	/* --receiver: the control socket of
+					 * the wsflowd that is the server */
 };
 
 /* watch: how often, how many times, and in which unit rates show. */

@@ -47,6 +47,10 @@ struct run_stream {
 		char	 state[16];
 	}		 rx;
 	bool		 rx_seen;
+	/* The receiver its current connection has: last.link_id, or with
+	 * --receiver the other wsflowd's server stream that names this
+	 * connection's port as its peer's (0: none known). */
+	uint64_t	 rx_want;
 };
 
 struct run {
@@ -59,6 +63,9 @@ struct run {
 	double		 prev_t;
 	int		 status;	/* a reply's failure: exit status */
 	unsigned	 lost;		/* gone from the history unseen */
+	const char	*rx_sock;	/* --receiver: the server's wsflowd */
+	uint64_t	 rx_base;	/* its newest stream before the run */
+	char		 rx_why[CTL_TEXT_MAX + 32];	/* why not asked */
 	char		 why[CTL_TEXT_MAX + 32];
 };
 
@@ -184,13 +191,8 @@ by_id(const void *key, const void *elem)
  * id, wins over the ended ones the history lists later.
  */
 static void
-rx_take(struct run *r, const struct ctl_stream *s)
+rx_fill(struct run_stream *rs, const struct ctl_stream *s)
 {
-	struct run_stream *rs;
-
-	if ((rs = bsearch(&s->link_id, r->s, r->n, sizeof(*r->s),
-	    by_id)) == NULL || (rs->rx_seen && rs->rx.id > s->id))
-		return;
 	rs->rx.id = s->id;
 	rs->rx.bytes = s->bytes;
 	rs->rx.messages = s->messages;
@@ -203,6 +205,17 @@ rx_take(struct run *r, const struct ctl_stream *s)
 	memcpy(rs->rx.state, s->state, sizeof(rs->rx.state));
 	rs->rx.state[sizeof(rs->rx.state) - 1] = '\0';
 	rs->rx_seen = true;
+}
+
+static void
+rx_take(struct run *r, const struct ctl_stream *s)
+{
+	struct run_stream *rs;
+
+	if ((rs = bsearch(&s->link_id, r->s, r->n, sizeof(*r->s),
+	    by_id)) == NULL || (rs->rx_seen && rs->rx.id > s->id))
+		return;
+	rx_fill(rs, s);
 }
 
 /*
@@ -236,7 +249,8 @@ fetch_all(struct run *r)
 		case CTL_REP_STREAM:
 			if (u.s.id != 0 && u.s.role == ROLE_SERVER &&
 			    u.s.link_id != 0) {
-				rx_take(r, &u.s);
+				if (r->rx_sock == NULL)
+					rx_take(r, &u.s);
 				break;
 			}
 			if (u.s.id == 0 || u.s.role != ROLE_PRODUCER ||
@@ -244,6 +258,8 @@ fetch_all(struct run *r)
 			    by_id)) == NULL)
 				break;
 			rs->last = u.s;
+			if (r->rx_sock == NULL)
+				rs->rx_want = u.s.link_id;
 			rs->seen = true;
 			rs->ended = u.s.ended != 0;
 			break;
@@ -261,6 +277,114 @@ fetch_all(struct run *r)
 			break;
 		}
 	}
+}
+
+/* A server stream's peer port: "127.0.0.1:PORT", "[::1]:PORT". */
+static unsigned
+peer_port(const char *peer)
+{
+	const char *c = strrchr(peer, ':');
+	char *end;
+	unsigned long v;
+
+	if (c == NULL)
+		return 0;
+	v = strtoul(c + 1, &end, 10);
+	return *end == '\0' && v > 0 && v < 65536 ? (unsigned)v : 0;
+}
+
+struct port_ix {
+	unsigned	 port;
+	unsigned	 i;
+};
+
+static int
+by_port(const void *a, const void *b)
+{
+	const struct port_ix *x = a, *y = b;
+
+	return x->port < y->port ? -1 : x->port > y->port;
+}
+
+/*
+ * --receiver: the server is another wsflowd of this host.  Its server
+ * streams newer than the run (ids above rx_base) whose peer port is a
+ * run stream's own port are their receivers; after a reconnect the
+ * newest.  With base set, only the newest id there is taken (before the
+ * run starts).  A failure says why in rx_why; the run goes on without.
+ */
+static void
+fetch_remote(struct run *r, bool base)
+{
+	struct ctl_client c;
+	struct ctl_key k;
+	union ctl_reply u;
+	struct port_ix *ix = NULL;
+	int st;
+
+	if (r->rx_sock == NULL || r->rx_why[0] != '\0')
+		return;
+	if (ctl_client_open(&c, r->rx_sock) == -1) {
+		snprintf(r->rx_why, sizeof(r->rx_why), "%s: %s", r->rx_sock,
+		    strerror(errno));
+		return;
+	}
+	if (!base) {
+		if ((ix = calloc(r->n, sizeof(*ix))) == NULL) {
+			snprintf(r->rx_why, sizeof(r->rx_why), "out of memory");
+			goto out;
+		}
+		for (unsigned i = 0; i < r->n; i++) {
+			ix[i].port = r->s[i].last.local_port;
+			ix[i].i = i;
+		}
+		qsort(ix, r->n, sizeof(*ix), by_port);
+	}
+	memset(&k, 0, sizeof(k));
+	if (ctl_client_request(&c, CTL_REQ_STREAMS_ALL, &k, sizeof(k)) ==
+	    -1) {
+		snprintf(r->rx_why, sizeof(r->rx_why), "%s: %s", r->rx_sock,
+		    strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		struct port_ix key, *hit;
+		struct run_stream *rs;
+
+		switch (ctl_client_reply(&c, &u, r->rx_why,
+		    sizeof(r->rx_why), &st)) {
+		case -1:
+			goto out;	/* rx_why says it */
+		case CTL_REP_STREAM:
+			if (base) {
+				if (u.s.id > r->rx_base)
+					r->rx_base = u.s.id;
+				break;
+			}
+			if (u.s.role != ROLE_SERVER || u.s.id <= r->rx_base ||
+			    (key.port = peer_port(u.s.peer)) == 0 ||
+			    (hit = bsearch(&key, ix, r->n, sizeof(*ix),
+			    by_port)) == NULL)
+				break;
+			rs = &r->s[hit->i];
+			if (rs->rx_seen && rs->rx.id > u.s.id)
+				break;
+			rs->rx_want = u.s.id;
+			rx_fill(rs, &u.s);
+			break;
+		case CTL_REP_END:
+			goto out;
+		case CTL_REP_RESULT:
+			snprintf(r->rx_why, sizeof(r->rx_why), "%s: %s",
+			    r->rx_sock, u.r.message);
+			goto out;
+		default:
+			break;
+		}
+	}
+out:
+	free(ix);
+	ctl_client_close(&c);
 }
 
 static int
@@ -393,8 +517,8 @@ say_start(struct run *r, const struct parse_result *res)
 static const struct rx_fig *
 rx_of(const struct run_stream *rs)
 {
-	return rs->last.link_id != 0 && rs->rx_seen &&
-	    rs->rx.id == rs->last.link_id ? &rs->rx : NULL;
+	return rs->rx_want != 0 && rs->rx_seen && rs->rx.id == rs->rx_want ?
+	    &rs->rx : NULL;
 }
 
 /* Figures since the last report: one line a stream (few), their sum. */
@@ -504,16 +628,20 @@ rx_settle(struct run *r)
 
 		for (unsigned i = 0; i < r->n; i++) {
 			const struct rx_fig *rx = rx_of(&r->s[i]);
+			/* Another wsflowd's: any stream that connected. */
+			bool has = r->rx_sock != NULL ? r->rx_why[0] == '\0' &&
+			    r->s[i].last.local_port != 0 :
+			    r->s[i].last.link_id != 0;
 
-			if (r->s[i].last.link_id != 0 && (rx == NULL ||
-			    !rx->ended))
+			if (has && (rx == NULL || !rx->ended))
 				pending++;
 		}
 		if (pending == 0 || now_s() > deadline)
 			return;
-		nap(POLL_S);
+		nap(r->rx_sock != NULL ? 5 * POLL_S : POLL_S);
 		if (fetch_all(r) != 0)
 			return;
+		fetch_remote(r, false);
 	}
 }
 
@@ -549,7 +677,33 @@ rx_sum(const struct run *r, struct rx_sum *x)
 }
 
 #define RX_UNKNOWN	"the server is not a listener of this wsflowd: its " \
-			"figures are not known here"
+			"figures are not known here (another wsflowd of this " \
+			"host: --receiver SOCKET)"
+
+/* Why no receiver is known, in words. */
+static const char *
+rx_unknown(const struct run *r, char *buf, size_t len)
+{
+	if (r->rx_sock == NULL)
+		return RX_UNKNOWN;
+	if (r->rx_why[0] != '\0')
+		snprintf(buf, len, "the wsflowd at %s was not asked: %s",
+		    r->rx_sock, r->rx_why);
+	else
+		snprintf(buf, len, "no stream of the wsflowd at %s is one of "
+		    "this run's connections", r->rx_sock);
+	return buf;
+}
+
+/* Where the receivers are, in words. */
+static const char *
+rx_where(const struct run *r, char *buf, size_t len)
+{
+	if (r->rx_sock == NULL)
+		return "this wsflowd";
+	snprintf(buf, len, "the wsflowd at %s", r->rx_sock);
+	return buf;
+}
 
 static struct json_object *
 rx_json(const struct run *r, const struct rx_sum *x)
@@ -559,10 +713,15 @@ rx_json(const struct run *r, const struct rx_sum *x)
 	json_object_object_add(o, "known",
 	    json_object_new_boolean(x->known > 0));
 	if (x->known == 0) {
-		json_object_object_add(o, "reason",
-		    json_object_new_string(RX_UNKNOWN));
+		char why[sizeof(r->rx_why) + 200];
+
+		json_object_object_add(o, "reason", json_object_new_string(
+		    rx_unknown(r, why, sizeof(why))));
 		return o;
 	}
+	/* Whose streams they are: null, this daemon's; else the socket. */
+	json_object_object_add(o, "socket", r->rx_sock != NULL ?
+	    json_object_new_string(r->rx_sock) : NULL);
 	json_object_object_add(o, "streams", json_object_new_int64(x->known));
 	json_object_object_add(o, "streams_unknown",
 	    json_object_new_int64(r->n - x->known));
@@ -593,23 +752,26 @@ rx_json(const struct run *r, const struct rx_sum *x)
 static void
 rx_text(const struct run *r, const struct rx_sum *x)
 {
-	char b1[32], b2[32];
+	char b1[32], b2[32], buf[sizeof(r->rx_why) + 200];
+	const char *where;
 
 	if (x->known == 0) {
-		printf("received:  not known: %s\n", RX_UNKNOWN);
+		printf("received:  not known: %s\n", rx_unknown(r, buf,
+		    sizeof(buf)));
 		return;
 	}
+	where = rx_where(r, buf, sizeof(buf));
 	if (r->n == 1)
 		printf("received:  %s in %.2f s, %s, by stream %" PRIu64
-		    " of this wsflowd (%s)\n", mib((double)x->bytes, b1,
+		    " of %s (%s)\n", mib((double)x->bytes, b1,
 		    sizeof(b1)), x->secs, rate(x->secs > 0 ? x->bytes /
-		    x->secs : 0, b2, sizeof(b2)), r->s[0].rx.id,
+		    x->secs : 0, b2, sizeof(b2)), r->s[0].rx.id, where,
 		    r->s[0].rx.state);
 	else
-		printf("received:  %s in %.2f s, %s, by %u streams of this "
-		    "wsflowd (%u ended)\n", mib((double)x->bytes, b1,
+		printf("received:  %s in %.2f s, %s, by %u streams of %s "
+		    "(%u ended)\n", mib((double)x->bytes, b1,
 		    sizeof(b1)), x->secs, rate(x->secs > 0 ? x->bytes /
-		    x->secs : 0, b2, sizeof(b2)), x->known, x->ended);
+		    x->secs : 0, b2, sizeof(b2)), x->known, where, x->ended);
 	printf("           %" PRIu64 " digest%s sent, backpressure %.3f s; ",
 	    x->digests, x->digests == 1 ? "" : "s", x->bp_usec / 1e6);
 	if (x->bytes == x->sent)
@@ -789,6 +951,9 @@ cmd_run(const char *path, const struct parse_result *res,
 	sigemptyset(&sa.sa_mask);
 	(void)sigaction(SIGINT, &sa, NULL);
 	(void)sigaction(SIGTERM, &sa, NULL);
+	/* Its newest stream first: receivers are newer than the run. */
+	r.rx_sock = res->run.receiver;
+	fetch_remote(&r, true);
 	if ((rc = start_all(&r, res)) != 0) {
 		out->error(r.why, rc);
 		stop_all(&r);
@@ -817,6 +982,7 @@ cmd_run(const char *path, const struct parse_result *res,
 			ended += r.s[i].ended;
 		t = now_s();
 		if (t >= next || ended == r.n) {
+			fetch_remote(&r, false);
 			say_interval(&r, t);
 			while (next <= t)
 				next += res->run.interval;

@@ -70,7 +70,7 @@ _wsflowctl()
 	done
 
 	case $prev in
-	-s|--socket)
+	-s|--socket|--receiver)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
@@ -107,7 +107,7 @@ _wsflowctl()
 			list="--mode --bytes --duration --rate --name"
 		elif [[ $cmd == run ]] && ((nargs > 0)); then
 			list="--parallel --bytes --duration --rate --mode"
-			list+=" --interval --name --bits"
+			list+=" --interval --name --bits --receiver"
 		elif [[ $cmd == start || $cmd == run ]] && ((nargs == 0)); then
 			list="ws:// wss:// $(_wsflowctl_rows "$ctl" "$sock" |
 			    while read -r id w role; do

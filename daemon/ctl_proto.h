@@ -16,7 +16,7 @@
 
 #include "hist.h"
 
-#define CTL_VERSION		5
+#define CTL_VERSION		6
 #define CTL_MSG_MAX		4096	/* header + payload, any type */
 #define WSFLOW_CTL_PATH		"/run/wsflow/wsflowd.sock"	/* default */
 #define CTL_NAME_MAX		64
@@ -157,7 +157,9 @@ struct ctl_stream {
 	char		last_digest[129];
 	/* An ended stream: state "finished", "failed" or "stopped". */
 	uint32_t	ended;
-	uint32_t	reserved;
+	uint32_t	local_port;	/* producers: their connection's own
+					 * port (another wsflowd's server
+					 * stream names it in its peer) */
 	uint64_t	run_usec;	/* ended: from start to end */
 	char		end_reason[32];
 	char		error[CTL_TEXT_MAX];

@@ -1005,7 +1005,18 @@ connect_phases(struct producer *p, int64_t now)
 static void
 on_established(struct producer *p, struct lws *wsi)
 {
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[64];
+	int port;
+
 	connect_slot_release(p);
+	/* Its own port: another wsflowd's server stream names it (run
+	 * --receiver finds this connection's receiver by it). */
+	if (getsockname(lws_get_socket_fd(wsi), (struct sockaddr *)&ss,
+	    &sl) == 0 && addr_format(&ss, false, host, sizeof(host),
+	    &port) == 0)
+		STAT_SET(p->s.local_port, (uint64_t)port);
 	connect_phases(p, lws_now_usecs());
 	p->attempt = 0;
 	p->open = true;

@@ -141,6 +141,7 @@ history_record_locked(struct registry *reg, const struct stream *s)
 	r->latency_max_us = STAT_GET(s->st.latency_max_us);
 	r->reconnects = STAT_GET(s->reconnects);
 	r->link_id = STAT_GET(s->link_id);
+	r->local_port = STAT_GET(s->local_port);
 	r->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
 	r->connect_tls_us = STAT_GET(s->st.connect_tls_us);
 	r->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
@@ -666,6 +667,7 @@ stream_ctl_info(const struct stream *s, struct ctl_stream *o, int64_t now)
 	stream_get_error(s, o->error, sizeof(o->error));
 	o->reconnects = STAT_GET(s->reconnects);
 	o->link_id = STAT_GET(s->link_id);
+	o->local_port = (uint32_t)STAT_GET(s->local_port);
 	o->connect_tcp_us = STAT_GET(s->st.connect_tcp_us);
 	o->connect_tls_us = STAT_GET(s->st.connect_tls_us);
 	o->connect_upgrade_us = STAT_GET(s->st.connect_upgrade_us);
@@ -695,6 +697,7 @@ record_ctl_info(const struct stream_record *r, struct ctl_stream *o)
 	o->ended = 1;
 	o->reconnects = r->reconnects;
 	o->link_id = r->link_id;
+	o->local_port = (uint32_t)r->local_port;
 	o->next_attempt_in_ms = -1;		/* none: it ended */
 	o->connect_tcp_us = r->connect_tcp_us;
 	o->connect_tls_us = r->connect_tls_us;

@@ -137,6 +137,7 @@ struct stream {
 	bool		 unlinked;	/* on it */
 	struct endpoint	 ep_local, ep_remote;	/* under the lock */
 	counter_t	 link_id;
+	counter_t	 local_port;	/* producers: the connection's own */
 };
 
 /* The states of an ended stream. */
@@ -160,6 +161,7 @@ struct stream_record {
 	uint64_t	 bp_pauses, bp_usec, latency_last_us, latency_max_us;
 	uint64_t	 reconnects;
 	uint64_t	 link_id;	/* see struct stream */
+	uint64_t	 local_port;	/* see struct stream */
 	uint64_t	 connect_tcp_us, connect_tls_us, connect_upgrade_us;
 	struct hist_snap latency;
 	char		 last_digest[2 * 64 + 1];

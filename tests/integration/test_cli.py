@@ -441,7 +441,7 @@ def _():
              (s + 'start ws:', {'//'}, '=='),
              (s + 'streams ', {'-a', '--all', '--bits'}, '=='), (s + 'show 1 ', {'--bits'}, '=='),
              (s + 'run ws://h/ --', {'--parallel', '--bytes', '--duration', '--rate', '--mode',
-                                     '--interval', '--name', '--bits'}, '==')]
+                                     '--interval', '--name', '--bits', '--receiver'}, '==')]
     probs = []
     for l, w, how in wants:
         g = res[l]

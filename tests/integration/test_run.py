@@ -29,7 +29,10 @@ p) --parallel 3 to the own listener: 3 receivers, their sum; a run NAME
    whose URL is the own listener of another daemon: not known there;
 q) against the Autobahn tutorial server: the receiver is "not known",
    no figures (none guessed), text and JSON;
-r) the same over TLS and over lws's framing (both server adapters).
+r) the same over TLS and over lws's framing (both server adapters);
+s) --receiver SOCKET: another wsflowd's server streams, found by the
+   producers' own ports, are the receivers; not known without it, and
+   "not asked" with a wrong socket.
 
 In a) and b) wsflowd's producers stream to wsflowd's server, which share
 daemon/batch.c: a WSTap between them checks every digest with hashlib.
@@ -448,6 +451,53 @@ def _():
                       '%s %s: receiver %s' % (framing, name, rx))
         finally:
             x.check_clean_stop()
+
+
+@case('s) --receiver SOCKET: a run from one wsflowd to another\'s listener (4 streams, 8 MiB): '
+      'the other daemon\'s 4 server streams found by the producers\' own ports (show: '
+      'local_port), 8 MiB received = sent = its own count, 8 digests sent; text names the '
+      'socket; without --receiver "not known" with the hint; a wrong socket says it was not '
+      'asked; the run succeeds either way')
+def _():
+    srv = Daemon().start()
+    try:
+        before = json.loads(run('-j', 'status', sock=srv.ctl_sock).stdout)['server']
+        r = run('-j', 'run', srv.url(), '--parallel', 4, '--bytes', '8M', '--receiver',
+                srv.ctl_sock)
+        check(r.returncode == 0, 'exit %d %s%s' % (r.returncode, r.stdout[-800:], r.stderr))
+        ev, s = summary_of(r)
+        rx = s['receiver']
+        after = json.loads(run('-j', 'status', sock=srv.ctl_sock).stdout)['server']
+        check(rx['known'] and rx['socket'] == srv.ctl_sock and rx['streams'] == 4 and
+              rx['streams_ended'] == 4 and rx['bytes'] == 8 * MiB == rx['bytes_sent'] and
+              rx['digests_sent'] == 8 and
+              after['bytes_received'] - before['bytes_received'] == 8 * MiB,
+              'receiver %s; the server counted %d' % (
+                  rx, after['bytes_received'] - before['bytes_received']))
+        ids = [x['id'] for x in ev[0]['streams']]
+        ports = set()
+        for i in ids:
+            sh = json.loads(run('-j', 'show', str(i)).stdout)['stream']
+            ports.add(sh['local_port'])
+        srv_peers = set(int(x['peer'].rsplit(':', 1)[1]) for x in json.loads(
+            run('-j', 'streams', '-a', sock=srv.ctl_sock).stdout)['streams']
+            if x['role'] == 'server')
+        check(len(ports) == 4 and ports <= srv_peers,
+              'local ports %s, the server\'s peers %s' % (ports, srv_peers))
+        r = run('run', srv.url(), '--bytes', '4M', '--receiver', srv.ctl_sock)
+        check(r.returncode == 0 and re.search(r'received: +4\.00 MiB in .* by stream \d+ of '
+                                              r'the wsflowd at %s' % re.escape(srv.ctl_sock),
+                                              r.stdout), 'text: %s' % r.stdout)
+        r = run('-j', 'run', srv.url(), '--bytes', '4M')
+        rx = summary_of(r)[1]['receiver']
+        check(r.returncode == 0 and rx['known'] is False and '--receiver' in rx['reason'],
+              'without --receiver: %s' % rx)
+        r = run('-j', 'run', srv.url(), '--bytes', '4M', '--receiver', srv.ctl_sock + '.none')
+        rx = summary_of(r)[1]['receiver']
+        check(r.returncode == 0 and rx['known'] is False and 'not asked' in rx['reason'],
+              'a wrong socket: %s' % rx)
+    finally:
+        srv.check_clean_stop()
 
 
 CFG = None
