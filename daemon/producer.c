@@ -39,8 +39,8 @@
  * 6 KiB) until it is up: unbounded, 15000 begun at once would leave that
  * much per stream behind in the heap.  Not fewer: lws polls every
  * descriptor on each turn of the loop, so the more connects a turn
- * carries the faster they open (15000 streams: 64 in flight took 44 s,
- * 1024 took 10 s).
+ * carries the faster they open (15000 streams sending 1 KiB/s: 64 in
+ * flight opened in 44 s, 256 in 27 s, 1024 in 18 s).
  */
 #define CONNECTS_IN_FLIGHT	1024
 #define EXPECT_INITIAL	2	/* grows: most streams owe one */
