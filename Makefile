@@ -149,7 +149,8 @@ bench: deps all
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c daemon/ctl_proto.c daemon/config.c \
     daemon/url.c daemon/ws.c daemon/upgrade.c \
-    daemon/ctl_proto.h daemon/config.h daemon/ws.h daemon/simd.h daemon/upgrade.h
+    daemon/ctl_proto.h daemon/config.h daemon/ws.h daemon/simd.h daemon/upgrade.h \
+    tests/fuzz/seen.h
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) \
 		$(shell $(PKG_CONFIG) --libs libconfig openssl)

@@ -19,74 +19,9 @@
 
 #include "upgrade.h"
 #include "ws.h"
+#include "seen.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-/* What the parser reported, folded into a hash (FNV-1a) and counts. */
-struct seen {
-	bool	 in_message;
-	size_t	 octets;
-	uint64_t hash;
-	unsigned stop_every;
-	unsigned calls;
-};
-
-static void
-mix(struct seen *s, const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		s->hash = (s->hash ^ p[i]) * 0x100000001b3ULL;
-}
-
-static void
-mark(struct seen *s, uint8_t what)
-{
-	uint8_t m[2] = { 0xff, what };
-
-	mix(s, m, sizeof(m));
-}
-
-static int
-on_data(void *arg, const uint8_t *p, size_t len, unsigned flags)
-{
-	struct seen *s = arg;
-
-	if ((flags & WS_CHUNK_FIRST) != 0 && s->in_message)
-		abort();			/* a message inside a message */
-	if ((flags & WS_CHUNK_FIRST) == 0 && !s->in_message)
-		abort();			/* a middle without a start */
-	if ((flags & WS_CHUNK_MESSAGE_END) && !(flags & WS_CHUNK_FRAME_END))
-		abort();
-	if (flags & WS_CHUNK_FIRST)
-		mark(s, 1);
-	for (size_t i = 0; i < len; i++) {	/* ASan checks the range */
-		uint8_t d[2] = { 0, p[i] };
-
-		mix(s, d, sizeof(d));
-	}
-	if (flags & WS_CHUNK_FRAME_END)
-		mark(s, 2);
-	if (flags & WS_CHUNK_MESSAGE_END)
-		mark(s, 3);
-	s->in_message = !(flags & WS_CHUNK_MESSAGE_END);
-	s->octets += len;
-	return s->stop_every && ++s->calls % s->stop_every == 0 ? 1 : 0;
-}
-
-static int
-on_control(void *arg, int opcode, const uint8_t *p, size_t len)
-{
-	struct seen *s = arg;
-
-	if (len > WS_CONTROL_MAX || (opcode != WS_OP_PING &&
-	    opcode != WS_OP_PONG && opcode != WS_OP_CLOSE))
-		abort();
-	mark(s, (uint8_t)(0x10 + opcode));
-	mix(s, p, len);
-	return 0;
-}
-
-static const struct ws_handler handler = { on_data, on_control };
 
 /*
  * Feed data in pieces of `piece` octets (0: whole), each an exact copy,
